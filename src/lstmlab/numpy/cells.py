@@ -1,0 +1,427 @@
+"""The cells: one time step forward, and the same step undone, for every variant.
+
+A cell holds no weights and no time loop. The layer (`recurrent.py`) owns the loop, the
+reverse direction, masks for variable lengths and the LSTM projection; it calls, per
+sequence and direction:
+
+    xp, ctx = cell.project(w, x)            # input part of every step at once: (T, B, G)
+    cache = cell.alloc(T, B, dtype)         # per-step storage, preallocated
+    for t: cell.step(w, xp[t], prev, new, cache, t)            # writes the state into `new`
+    for t reversed: dprev = cell.step_backward(w, dnew, prev, new, cache, t, da[t])
+    cell.param_grads(w, da, x, ctx, hist, cache)                # weight gradients, one product each
+
+`w` is the layer's parameters by base name (`weight_ih`, ...) plus `*_T`, contiguous
+transposes made once per call. `prev`/`new` are the state before and after the step, as a
+tuple whose first entry is h; `da[t]` receives the gradient of the step's pre-activations,
+which is also the gradient of `xp[t]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import CellSpec
+from .ops import activate, activate_grad, layer_norm, layer_norm_backward, sigmoid, sigmoid_grad
+
+
+class Cell:
+    """What the three families share: sizes, the input projection and its gradient."""
+
+    def __init__(self, spec: CellSpec, input_size: int, hidden_size: int, proj_size: int = 0):
+        self.spec = spec
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.out_size = proj_size or hidden_size   # width of h, the recurrent input R
+        H = hidden_size
+        self.G = spec.num_gates * H
+        self.blk = {g: slice(k * H, (k + 1) * H) for k, g in enumerate(spec.gates)}
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        G, I, R = self.G, self.input_size, self.out_size
+        return {"weight_ih": (G, I), "weight_hh": (G, R), "bias_ih": (G,), "bias_hh": (G,)}
+
+    def state_sizes(self) -> tuple[int, ...]:
+        return (self.out_size,)
+
+    def prepare(self, p: dict) -> dict:
+        w = dict(p)
+        w["weight_hh_T"] = np.ascontiguousarray(p["weight_hh"].T)  # (R, G): h @ R^T per step
+        return w
+
+    def project(self, w, x):
+        """W x + b for every step in one product: x (T, B, I) -> (T, B, G)."""
+        T, B, _ = x.shape
+        xp = x.reshape(T * B, -1) @ w["weight_ih"].T            # (T*B, G)
+        xp += w["bias_ih"]
+        xp += self._folded_bias(w)
+        return xp.reshape(T, B, self.G), None
+
+    def _folded_bias(self, w):
+        """The part of bias_hh that adds linearly, folded into the input projection."""
+        return w["bias_hh"]
+
+    def project_backward(self, w, x, ctx, da, grads):
+        """Gradients of weight_ih and bias_ih from da (T, B, G); returns dx (T, B, I)."""
+        T, B, I = x.shape
+        da2 = da.reshape(T * B, self.G)
+        grads["bias_ih"] = da2.sum(axis=0)
+        grads["weight_ih"] = da2.T @ x.reshape(T * B, I)        # (G, I)
+        return (da2 @ w["weight_ih"]).reshape(T, B, I)
+
+    def alloc(self, T, B, dtype) -> dict:
+        return {"gates": np.empty((T, B, self.G), dtype)}
+
+    def _recurrent_weight_grads(self, da, hist, grads):
+        """weight_hh and bias_hh when the recurrent product adds straight into the gates."""
+        T, B, G = da.shape
+        da2 = da.reshape(T * B, G)
+        grads["weight_hh"] = da2.T @ hist[0][:-1].reshape(T * B, -1)   # (G, R)
+        grads["bias_hh"] = da2.sum(axis=0)
+
+
+class LSTMCell(Cell):
+    """Every LSTM variant, one set of equations with the spec's flags (see lstmlab.spec)::
+
+        i = sigma(a_i + p_i * c_prev)      a = W x + R h_prev (+ W_gg gates_prev) + b
+        f = sigma(a_f + p_f * c_prev)      (f = 1 - i with coupled gates; 1 without f)
+        g = act_in(a_g)
+        c = f * c_prev + i * g
+        o = sigma(a_o + p_o * c)
+        h = o * act_out(c)                 (act_out(LN(c)) with layer norm)
+    """
+
+    def __init__(self, spec, input_size, hidden_size, proj_size=0):
+        super().__init__(spec, input_size, hidden_size, proj_size)
+        H = hidden_size
+        self.sig = spec.sigmoid_gates                           # gates with a sigmoid
+        self.peep = {g: k for k, g in enumerate(self.sig)}      # row of each in weight_peephole
+        # the sigmoid gates computed before c, as few contiguous runs as the layout allows
+        early = [g for g in self.sig if not (g == "o" and spec.peepholes)]
+        self.early_runs = _runs([self.blk[g] for g in early])
+        self.S = len(self.sig) * H                              # width of the gate state (FGR)
+
+    def param_shapes(self):
+        s = super().param_shapes()
+        H, spec = self.hidden_size, self.spec
+        if spec.peepholes:
+            s["weight_peephole"] = (len(self.sig), H)
+        if spec.gate_recurrence:
+            s["weight_gg"] = (self.S, self.S)
+        if spec.layer_norm:
+            s.update(ln_ih_weight=(self.G,), ln_hh_weight=(self.G,),
+                     ln_cell_weight=(H,), ln_cell_bias=(H,))
+        return s
+
+    def state_sizes(self):
+        # (h, c), plus the previous step's gates when the gates are recurrent
+        return (self.out_size, self.hidden_size) + ((self.S,) if self.spec.gate_recurrence else ())
+
+    def prepare(self, p):
+        w = super().prepare(p)
+        if self.spec.gate_recurrence:
+            w["weight_gg_T"] = np.ascontiguousarray(p["weight_gg"].T)
+        return w
+
+    def project(self, w, x):
+        if not self.spec.layer_norm:
+            return super().project(w, x)
+        T, B, _ = x.shape
+        xw = x.reshape(T * B, -1) @ w["weight_ih"].T            # (T*B, G)
+        xhat, rstd = layer_norm(xw)
+        xp = xhat * w["ln_ih_weight"] + w["bias_ih"] + w["bias_hh"]
+        return xp.reshape(T, B, self.G), (xhat, rstd)
+
+    def project_backward(self, w, x, ctx, da, grads):
+        if not self.spec.layer_norm:
+            return super().project_backward(w, x, ctx, da, grads)
+        T, B, I = x.shape
+        xhat, rstd = ctx
+        da2 = da.reshape(T * B, self.G)
+        grads["bias_ih"] = da2.sum(axis=0)
+        grads["ln_ih_weight"] = np.sum(da2 * xhat, axis=0)
+        dxw = layer_norm_backward(da2 * w["ln_ih_weight"], xhat, rstd)   # (T*B, G)
+        grads["weight_ih"] = dxw.T @ x.reshape(T * B, I)
+        return (dxw @ w["weight_ih"]).reshape(T, B, I)
+
+    def alloc(self, T, B, dtype):
+        H, G = self.hidden_size, self.G
+        cache = {"gates": np.empty((T, B, G), dtype),       # activated gates i, f, g, o
+                 "act": np.empty((T, B, H), dtype)}         # act_out(c) (of LN(c) with layer norm)
+        if self.spec.layer_norm:
+            cache.update(rhat=np.empty((T, B, G), dtype), rrstd=np.empty((T, B, 1), dtype),
+                         chat=np.empty((T, B, H), dtype), crstd=np.empty((T, B, 1), dtype),
+                         dr=np.empty((T, B, G), dtype), du=np.empty((T, B, H), dtype))
+        return cache
+
+    def _gate(self, z, name):
+        """The activated gate `name` as a view of z, or 1.0 for a gate the variant lacks."""
+        return z[:, self.blk[name]] if name in self.blk else 1.0
+
+    def step(self, w, xp_t, prev, new, cache, t):
+        spec, blk = self.spec, self.blk
+        h, c = prev[0], prev[1]
+        z = cache["gates"][t]                                   # (B, G): a, then the gates
+        if spec.layer_norm:                                     # z = LN(R h) gamma + xp
+            rhat, rrstd = layer_norm(h @ w["weight_hh_T"])
+            cache["rhat"][t], cache["rrstd"][t] = rhat, rrstd
+            np.multiply(rhat, w["ln_hh_weight"], out=z)
+        else:                                                   # z = R h + xp
+            np.matmul(h, w["weight_hh_T"], out=z)
+        z += xp_t
+        if spec.peepholes:
+            for g in ("i", "f"):
+                if g in self.peep:
+                    z[:, blk[g]] += w["weight_peephole"][self.peep[g]] * c
+        if spec.gate_recurrence:                                # gates see the last gates
+            zg = prev[2] @ w["weight_gg_T"]                     # (B, S)
+            for k, g in enumerate(self.sig):
+                z[:, blk[g]] += zg[:, k * self.hidden_size:(k + 1) * self.hidden_size]
+        for run in self.early_runs:
+            sigmoid(z[:, run], out=z[:, run])
+        i, f, o = self._gate(z, "i"), self._gate(z, "f"), self._gate(z, "o")
+        if spec.coupled_gates:
+            f = 1.0 - i
+        g = activate(spec.input_activation, z[:, blk["g"]], out=z[:, blk["g"]])
+
+        c_new = new[1]
+        np.multiply(f, c, out=c_new)                            # c = f * c + i * g
+        c_new += i * g
+
+        if spec.peepholes and "o" in blk:                       # o looks at the new c
+            zo = z[:, blk["o"]]
+            zo += w["weight_peephole"][self.peep["o"]] * c_new
+            sigmoid(zo, out=zo)
+        act = cache["act"][t]
+        if spec.layer_norm:                                     # act_out(LN(c) gamma + beta)
+            chat, crstd = layer_norm(c_new)
+            cache["chat"][t], cache["crstd"][t] = chat, crstd
+            np.multiply(chat, w["ln_cell_weight"], out=act)
+            act += w["ln_cell_bias"]
+            activate(spec.output_activation, act, out=act)
+        else:
+            activate(spec.output_activation, c_new, out=act)
+        np.multiply(o, act, out=new[0])                         # h = o * act_out(c)
+        if spec.gate_recurrence:
+            for k, gname in enumerate(self.sig):
+                new[2][:, k * self.hidden_size:(k + 1) * self.hidden_size] = z[:, blk[gname]]
+
+    def step_backward(self, w, dnew, prev, new, cache, t, da):
+        spec, blk, H = self.spec, self.blk, self.hidden_size
+        dh, dc_next = dnew[0], dnew[1]
+        c, c_new = prev[1], new[1]
+        z, act = cache["gates"][t], cache["act"][t]
+        i, f, o = self._gate(z, "i"), self._gate(z, "f"), self._gate(z, "o")
+        if spec.coupled_gates:
+            f = 1.0 - i
+        g = z[:, blk["g"]]
+        dgate = {}                                              # dL/d(gate) from the next step (FGR)
+        if spec.gate_recurrence:
+            dgate = {n: dnew[2][:, k * H:(k + 1) * H] for k, n in enumerate(self.sig)}
+
+        dact = dh * o                                           # undo h = o * act
+        if spec.layer_norm:
+            du = cache["du"][t]
+            du[...] = activate_grad(spec.output_activation, act, dact)
+            dc = dc_next + layer_norm_backward(du * w["ln_cell_weight"],
+                                               cache["chat"][t], cache["crstd"][t])
+        else:
+            dc = dc_next + activate_grad(spec.output_activation, act, dact)
+        if "o" in blk:
+            do = dh * act + dgate.get("o", 0.0)
+            da[:, blk["o"]] = sigmoid_grad(o, do)
+            if spec.peepholes:                                  # undo o's look at the new c
+                dc += da[:, blk["o"]] * w["weight_peephole"][self.peep["o"]]
+
+        di = dc * g                                             # undo c = f * c_prev + i * g
+        dg = dc * i
+        dc_prev = dc * f
+        if "f" in blk or spec.coupled_gates:
+            df = dc * c + dgate.get("f", 0.0)
+            if spec.coupled_gates:                              # undo f = 1 - i
+                di -= df
+            else:
+                da[:, blk["f"]] = sigmoid_grad(f, df)
+        if "i" in blk:
+            da[:, blk["i"]] = sigmoid_grad(i, di + dgate.get("i", 0.0))
+        da[:, blk["g"]] = activate_grad(spec.input_activation, g, dg)
+        if spec.peepholes:                                      # undo i, f's look at c_prev
+            for gname in ("i", "f"):
+                if gname in self.peep:
+                    dc_prev += da[:, blk[gname]] * w["weight_peephole"][self.peep[gname]]
+
+        if spec.layer_norm:                                     # undo LN(R h) gamma
+            dr = cache["dr"][t]
+            dr[...] = layer_norm_backward(da * w["ln_hh_weight"], cache["rhat"][t], cache["rrstd"][t])
+            dh_prev = dr @ w["weight_hh"]
+        else:
+            dh_prev = da @ w["weight_hh"]                       # undo R h: (B, R)
+        if not spec.gate_recurrence:
+            return dh_prev, dc_prev
+        dgates_prev = np.concatenate([da[:, blk[n]] for n in self.sig], axis=1) @ w["weight_gg"]
+        return dh_prev, dc_prev, dgates_prev
+
+    def param_grads(self, w, da, hist, cache, grads):
+        spec, blk = self.spec, self.blk
+        T, B, G = da.shape
+        if spec.layer_norm:
+            dr = cache["dr"].reshape(T * B, G)
+            grads["weight_hh"] = dr.T @ hist[0][:-1].reshape(T * B, -1)
+            grads["bias_hh"] = da.reshape(T * B, G).sum(axis=0)
+            grads["ln_hh_weight"] = np.einsum("tbg,tbg->g", da, cache["rhat"])
+            grads["ln_cell_weight"] = np.einsum("tbh,tbh->h", cache["du"], cache["chat"])
+            grads["ln_cell_bias"] = cache["du"].sum(axis=(0, 1))
+        else:
+            self._recurrent_weight_grads(da, hist, grads)
+        if spec.peepholes:
+            c_prev, c_new = hist[1][:-1], hist[1][1:]
+            grads["weight_peephole"] = np.stack([
+                np.einsum("tbh,tbh->h", da[:, :, blk[g]], c_new if g == "o" else c_prev)
+                for g in self.sig])
+        if spec.gate_recurrence:
+            da_sig = np.concatenate([da[:, :, blk[n]] for n in self.sig], axis=2)  # (T, B, S)
+            grads["weight_gg"] = da_sig.reshape(T * B, -1).T @ hist[2][:-1].reshape(T * B, -1)
+
+    def trace(self, cache, hist):
+        z = cache["gates"]
+        out = {g: z[:, :, self.blk[g]] for g in self.spec.gates}
+        if self.spec.coupled_gates:
+            out["f"] = 1.0 - out["i"]
+        out["c"] = hist[1][1:]
+        return out
+
+
+class GRUCell(Cell):
+    """Gated recurrent unit::
+
+        r = sigma(a_r),  z = sigma(a_z)            a = W x + b_i + R h_prev + b_h
+        n = tanh(W_n x + b_in + r * (R_n h_prev + b_hn))       linear_before_reset (PyTorch)
+        n = tanh(W_n x + b_in + R_n (r * h_prev) + b_hn)       Cho et al. 2014
+        h = (1 - z) * n + z * h_prev
+    """
+
+    def __init__(self, spec, input_size, hidden_size, proj_size=0):
+        super().__init__(spec, input_size, hidden_size, proj_size)
+        H = hidden_size
+        self.rz, self.n = slice(0, 2 * H), slice(2 * H, 3 * H)
+
+    def _folded_bias(self, w):
+        if not self.spec.linear_before_reset:
+            return w["bias_hh"]
+        b = w["bias_hh"].copy()
+        b[self.n] = 0.0                                         # b_hn sits inside r * (...)
+        return b
+
+    def alloc(self, T, B, dtype):
+        cache = super().alloc(T, B, dtype)                      # "gates": r, z, n
+        if self.spec.linear_before_reset:
+            cache["hr"] = np.empty((T, B, self.G), dtype)       # R h + b_h: (T, B, 3H)
+            cache["dhr"] = np.empty((T, B, self.G), dtype)
+        else:
+            cache["rh"] = np.empty((T, B, self.hidden_size), dtype)  # r * h_prev
+        return cache
+
+    def step(self, w, xp_t, prev, new, cache, t):
+        h, rz, n = prev[0], self.rz, self.n
+        a = cache["gates"][t]                                   # (B, 3H)
+        if self.spec.linear_before_reset:
+            hr = cache["hr"][t]
+            np.matmul(h, w["weight_hh_T"], out=hr)              # (B, 3H)
+            hr[:, n] += w["bias_hh"][n]
+            np.add(xp_t[:, rz], hr[:, rz], out=a[:, rz])
+            sigmoid(a[:, rz], out=a[:, rz])
+            np.multiply(a[:, self.blk["r"]], hr[:, n], out=a[:, n])   # r * (R_n h + b_hn)
+        else:
+            np.matmul(h, w["weight_hh_T"][:, rz], out=a[:, rz])
+            a[:, rz] += xp_t[:, rz]
+            sigmoid(a[:, rz], out=a[:, rz])
+            rh = cache["rh"][t]
+            np.multiply(a[:, self.blk["r"]], h, out=rh)                # R_n (r * h)
+            np.matmul(rh, w["weight_hh_T"][:, n], out=a[:, n])
+        a[:, n] += xp_t[:, n]
+        gn = np.tanh(a[:, n], out=a[:, n])
+        gz = a[:, self.blk["z"]]
+        h_new = new[0]
+        np.subtract(h, gn, out=h_new)                           # h = n + z * (h_prev - n)
+        h_new *= gz
+        h_new += gn
+
+    def step_backward(self, w, dnew, prev, new, cache, t, da):
+        h, rz, n = prev[0], self.rz, self.n
+        dh = dnew[0]
+        a = cache["gates"][t]
+        r, z, gn = a[:, self.blk["r"]], a[:, self.blk["z"]], a[:, n]
+        dgn = dh * (1.0 - z)                                    # undo h = (1 - z) n + z h_prev
+        dz = dh * (h - gn)
+        dh_prev = dh * z
+        da[:, n] = dn = dgn * (1.0 - gn * gn)                   # undo tanh
+        da[:, self.blk["z"]] = sigmoid_grad(z, dz)
+        if self.spec.linear_before_reset:
+            hr = cache["hr"][t]
+            da[:, self.blk["r"]] = sigmoid_grad(r, dn * hr[:, n])   # undo r * (R_n h + b_hn)
+            dhr = cache["dhr"][t]
+            dhr[:, rz] = da[:, rz]
+            np.multiply(dn, r, out=dhr[:, n])
+            dh_prev += dhr @ w["weight_hh"]                     # undo R h
+        else:
+            drh = dn @ w["weight_hh"][n]                        # undo R_n (r * h)
+            da[:, self.blk["r"]] = sigmoid_grad(r, drh * h)
+            dh_prev += drh * r
+            dh_prev += da[:, rz] @ w["weight_hh"][rz]
+        return (dh_prev,)
+
+    def param_grads(self, w, da, hist, cache, grads):
+        T, B, G = da.shape
+        h_prev = hist[0][:-1].reshape(T * B, -1)
+        if self.spec.linear_before_reset:
+            dhr = cache["dhr"].reshape(T * B, G)
+            grads["weight_hh"] = dhr.T @ h_prev
+            grads["bias_hh"] = dhr.sum(axis=0)
+        else:
+            da2 = da.reshape(T * B, G)
+            grads["weight_hh"] = np.concatenate([
+                da2[:, self.rz].T @ h_prev,
+                da2[:, self.n].T @ cache["rh"].reshape(T * B, -1)])
+            grads["bias_hh"] = da2.sum(axis=0)
+
+    def trace(self, cache, hist):
+        a = cache["gates"]
+        return {g: a[:, :, self.blk[g]] for g in ("r", "z", "n")}
+
+
+class RNNCell(Cell):
+    """Plain recurrent cell:  h = act(W x + b_ih + R h_prev + b_hh),  act tanh or ReLU."""
+
+    def step(self, w, xp_t, prev, new, cache, t):
+        a = cache["gates"][t]
+        np.matmul(prev[0], w["weight_hh_T"], out=a)
+        a += xp_t
+        activate(self.spec.nonlinearity, a, out=a)
+        np.copyto(new[0], a)
+
+    def step_backward(self, w, dnew, prev, new, cache, t, da):
+        da[...] = activate_grad(self.spec.nonlinearity, cache["gates"][t], dnew[0])
+        return (da @ w["weight_hh"],)
+
+    def param_grads(self, w, da, hist, cache, grads):
+        self._recurrent_weight_grads(da, hist, grads)
+
+    def trace(self, cache, hist):
+        return {}
+
+
+CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
+
+
+def make_cell(spec: CellSpec, input_size: int, hidden_size: int, proj_size: int = 0) -> Cell:
+    return CELLS[spec.family](spec, input_size, hidden_size, proj_size)
+
+
+def _runs(slices):
+    """Merge adjacent slices (sorted by start) into contiguous runs."""
+    runs = []
+    for s in sorted(slices, key=lambda s: s.start):
+        if runs and runs[-1].stop == s.start:
+            runs[-1] = slice(runs[-1].start, s.stop)
+        else:
+            runs.append(s)
+    return runs

@@ -1,0 +1,460 @@
+"""Sequence models: the time loop, both directions, stacking, variable lengths, projection.
+
+`LSTM`, `GRU` and `RNN` take the arguments of their torch.nn namesakes and keep their
+weights under PyTorch's state-dict names, so a converted `nn.LSTM` state dict loads as is.
+The cell equations live in `cells.py`; this module runs them over time:
+
+    forward:  xp = W x + b for all steps (one product), then per step one product with R
+    backward: the same steps in reverse, then one product per weight matrix over all steps
+
+Variable lengths follow PyTorch's packed sequences: outputs past a sequence's end are zero,
+its final state is the state at its last step, and the reverse direction starts there.
+Inside, the state is held (not updated) past the end, and the reverse direction runs the
+forward loop over each sequence reversed within its own length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spec import CellSpec, variant as make_spec
+from .cells import Cell, make_cell
+from .init import check_init_options, init_params
+
+_FLOATS = (np.float32, np.float64)
+
+
+@dataclass
+class _DirectionCache:
+    """What one layer and direction keeps for its backward pass."""
+    x: np.ndarray              # (T, B, F) input, in this direction's time order
+    ctx: object                # what cell.project kept (layer norm statistics)
+    w: dict                    # the weights, prepared
+    hist: tuple                # state components, each (T + 1, B, n); [0] is the initial state
+    cache: dict                # the cell's per-step storage
+    hfull: np.ndarray | None   # (T, B, H) h before the projection, if any
+
+
+@dataclass
+class Cache:
+    """Everything `backward` needs from a `forward` call. Opaque to users."""
+    layers: list               # [layer][direction] -> _DirectionCache
+    mask: np.ndarray | None    # (T, B, 1) bool, True where a step is inside its sequence
+    rev: np.ndarray | None     # (T, B) time index that reverses each sequence within its length
+    unbatched: bool
+    y_shape: tuple
+
+
+def _reverse(a, rev):
+    """Reverse (T, B, F) in time; with lengths, each sequence within its own length."""
+    if rev is None:
+        return a[::-1]
+    return np.take_along_axis(a, rev[:, :, None], axis=0)
+
+
+def _run(cell: Cell, w, x, state0, mask) -> _DirectionCache:
+    """One layer, one direction, forward over all steps."""
+    T, B, _ = x.shape
+    xp, ctx = cell.project(w, x)                                 # (T, B, G)
+    hist = tuple(np.empty((T + 1, B, n), x.dtype) for n in cell.state_sizes())
+    for hk, s in zip(hist, state0):
+        hk[0] = s
+    cache = cell.alloc(T, B, x.dtype)
+    W_hr_T = w.get("weight_hr_T")
+    hfull = None if W_hr_T is None else np.empty((T, B, cell.hidden_size), x.dtype)
+    for t in range(T):
+        prev = tuple(hk[t] for hk in hist)
+        new = tuple(hk[t + 1] for hk in hist)
+        if hfull is not None:                                    # the cell writes h before projection
+            new = (hfull[t],) + new[1:]
+        cell.step(w, xp[t], prev, new, cache, t)
+        if hfull is not None:
+            np.matmul(hfull[t], W_hr_T, out=hist[0][t + 1])      # h = W_hr h_cell: (B, P)
+        if mask is not None and not mask[t].all():               # past its end a sequence holds its state
+            for hk in hist:
+                np.copyto(hk[t + 1], hk[t], where=~mask[t])
+    return _DirectionCache(x, ctx, w, hist, cache, hfull)
+
+
+def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask):
+    """Backpropagation through time for one layer and direction.
+
+    dy: (T, B, R) gradient of the outputs (zero past each end); dstate: gradient of the final
+    state components. Returns (grads by base name, dx (T, B, F), gradient of the initial state).
+    """
+    T, B, _ = dy.shape
+    w, hist, x = dc.w, dc.hist, dc.x
+    da = np.empty((T, B, cell.G), x.dtype)                       # dL/d(pre-activations) = dL/dxp
+    dproj = None if dc.hfull is None else np.empty_like(dy)
+    carry = list(dstate)
+    for t in reversed(range(T)):
+        dnew = [carry[0] + dy[t]] + carry[1:]
+        if mask is not None:                                     # past the end: straight through
+            passthrough = [np.where(mask[t], 0.0, d) for d in dnew]
+            dnew = [np.where(mask[t], d, 0.0) for d in dnew]
+        prev = tuple(hk[t] for hk in hist)
+        new = tuple(hk[t + 1] for hk in hist)
+        if dproj is not None:                                    # undo h = W_hr h_cell
+            dproj[t] = dnew[0]
+            dnew[0] = dnew[0] @ w["weight_hr"]
+            new = (dc.hfull[t],) + new[1:]
+        carry = list(cell.step_backward(w, dnew, prev, new, dc.cache, t, da[t]))
+        if mask is not None:
+            carry = [a + b for a, b in zip(carry, passthrough)]
+    grads = {}
+    cell.param_grads(w, da, hist, dc.cache, grads)
+    if dproj is not None:
+        grads["weight_hr"] = dproj.reshape(T * B, -1).T @ dc.hfull.reshape(T * B, -1)
+    dx = cell.project_backward(w, x, dc.ctx, da, grads)
+    return grads, dx, carry
+
+
+class Recurrent:
+    """A stack of recurrent layers, one or two directions each. Use LSTM, GRU or RNN."""
+
+    family: str = ""
+    default_variant: str = ""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bidirectional: bool = False, proj_size: int = 0,
+                 variant: str | CellSpec | None = None, batch_first: bool = False,
+                 dtype=np.float32, seed: int | None = 0, forget_bias: float | None = None,
+                 recurrent_init: str = "uniform"):
+        for name, v, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
+                             ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        spec = make_spec(variant or self.default_variant)
+        if spec.family != self.family:
+            cls = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[spec.family]
+            raise ValueError(f"variant {spec.name!r} is a {spec.family.upper()} variant; "
+                             f"use lstmlab.numpy.{cls}")
+        if proj_size and (self.family != "lstm" or proj_size >= hidden_size):
+            raise ValueError(f"proj_size must be 0 or below hidden_size ({hidden_size}) "
+                             f"and only LSTMs have it, got {proj_size}")
+        if np.dtype(dtype) not in [np.dtype(d) for d in _FLOATS]:
+            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        check_init_options(spec, forget_bias, recurrent_init, hidden_size, proj_size or hidden_size)
+
+        self.spec = spec
+        self.input_size, self.hidden_size, self.proj_size = input_size, hidden_size, proj_size
+        self.num_layers, self.bidirectional = num_layers, bool(bidirectional)
+        self.batch_first = bool(batch_first)
+        self.dtype = np.dtype(dtype)
+        self.num_directions = 2 if bidirectional else 1
+        self.out_size = proj_size or hidden_size
+        D = self.num_directions
+        self.cells = [make_cell(spec, input_size if k == 0 else D * self.out_size, hidden_size,
+                                proj_size) for k in range(num_layers)]
+        rng = np.random.default_rng(seed)
+        self.params: dict[str, np.ndarray] = {}
+        for k, d, sfx in self._groups():
+            shapes = self.cells[k].param_shapes()
+            if proj_size:
+                shapes["weight_hr"] = (proj_size, hidden_size)
+            for base, v in init_params(shapes, spec, hidden_size, rng, self.dtype,
+                                       forget_bias, recurrent_init).items():
+                self.params[base + sfx] = v
+
+    # --- structure -----------------------------------------------------------------------
+    def _groups(self):
+        """(layer, direction, name suffix) for every layer and direction, in storage order."""
+        for k in range(self.num_layers):
+            for d in range(self.num_directions):
+                yield k, d, f"_l{k}" + ("_reverse" if d else "")
+
+    def _weights(self, k, sfx):
+        p = {name[: -len(sfx)]: v for name, v in self.params.items() if name.endswith(sfx)}
+        w = self.cells[k].prepare(p)
+        if self.proj_size:
+            w["weight_hr_T"] = np.ascontiguousarray(p["weight_hr"].T)
+        return w
+
+    @property
+    def num_params(self) -> int:
+        return sum(v.size for v in self.params.values())
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v!r}" for k, v in (
+            ("num_layers", self.num_layers), ("bidirectional", self.bidirectional),
+            ("proj_size", self.proj_size), ("batch_first", self.batch_first)) if v)
+        return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
+                f"variant={self.spec.name!r}, dtype={self.dtype.name})")
+
+    # --- the public calls ----------------------------------------------------------------
+    def __call__(self, x, state=None, lengths=None):
+        """Run the model: returns (y, final state), as torch.nn.LSTM/GRU/RNN."""
+        y, state, _ = self.forward(x, state, lengths)
+        return y, state
+
+    def forward(self, x, state=None, lengths=None):
+        """Run the model and keep what `backward` needs.
+
+        x: (T, B, I), or (B, T, I) with batch_first, or (T, I) for one sequence.
+        state: initial state, zeros if None: LSTM (h0, c0) with h0 (L*D, B, P or H) and
+            c0 (L*D, B, H) (fgr adds the previous gates, (L*D, B, gates*H)); GRU/RNN h0.
+        lengths: (B,) steps in each sequence, 1..T; None means all T.
+        Returns (y, final state, cache); y (T, B, D*H) (D*P with a projection).
+        """
+        x, unbatched = self._check_x(x)
+        T, B, _ = x.shape
+        state0 = self._check_state(state, B, unbatched, "state")
+        mask, rev = self._check_lengths(lengths, T, B)
+        D, inp, layers = self.num_directions, x, []
+        finals = [[] for _ in state0]
+        for k, d, sfx in self._groups():
+            if d == 0:
+                layers.append([])
+                outs = []
+            xin = inp if d == 0 else np.ascontiguousarray(_reverse(inp, rev))
+            dc = _run(self.cells[k], self._weights(k, sfx), xin,
+                      [s[k * D + d] for s in state0], mask)
+            layers[k].append(dc)
+            y_d = dc.hist[0][1:] if mask is None else dc.hist[0][1:] * mask
+            outs.append(y_d if d == 0 else _reverse(y_d, rev))
+            for comp, hk in zip(finals, dc.hist):
+                comp.append(hk[T])
+            if d == D - 1:
+                inp = np.concatenate(outs, axis=2)               # (T, B, D*R), a fresh array
+        cache = Cache(layers, mask, rev, unbatched, inp.shape)
+        y, state = self._public(inp, [np.stack(c) for c in finals], unbatched)
+        return y, state, cache
+
+    def backward(self, cache: Cache, dy, dstate=None):
+        """Backpropagation through time for the `forward` call that returned `cache`.
+
+        dy: gradient of the loss with respect to y (None: zero); dstate: with respect to the
+        final state, in the state's format (None: zero).
+        Returns (grads, dx, dstate0): grads has the keys of `params`; dx the shape of x;
+        dstate0 is the gradient with respect to the initial state, in the state's format.
+        """
+        T, B, _ = cache.y_shape
+        if dy is None:
+            dy_tm = np.zeros(cache.y_shape, self.dtype)
+        else:
+            dy = self._as_array(dy, "dy")
+            want = self._public_shape(cache.y_shape, cache.unbatched)
+            if dy.shape != want:
+                raise ValueError(f"dy has shape {dy.shape}, expected {want}, the shape of y")
+            dy_tm = self._to_time_major(dy, cache.unbatched)
+        dst = self._check_state(dstate, B, cache.unbatched, "dstate")
+        if cache.mask is not None:
+            dy_tm = dy_tm * cache.mask                           # y is zero past each end
+        D, R = self.num_directions, self.out_size
+        grads, dstate0 = {}, [np.empty_like(s) for s in dst]
+        dinp = dy_tm
+        for k in reversed(range(self.num_layers)):
+            dsum = None
+            for d in range(D):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                dy_d = dinp[:, :, d * R:(d + 1) * R]
+                if d:
+                    dy_d = _reverse(dy_d, cache.rev)
+                g, dx_d, ds0 = _run_backward(self.cells[k], cache.layers[k][d], dy_d,
+                                             [s[k * D + d] for s in dst], cache.mask)
+                grads.update({base + sfx: v for base, v in g.items()})
+                if d:
+                    dx_d = _reverse(dx_d, cache.rev)
+                dsum = dx_d if dsum is None else dsum + dx_d
+                for comp, v in zip(dstate0, ds0):
+                    comp[k * D + d] = v
+            dinp = dsum
+        dx, dstate0 = self._public(dinp, dstate0, cache.unbatched)
+        return {name: grads[name] for name in self.params}, dx, dstate0
+
+    def trace(self, x, state=None, lengths=None) -> dict[str, dict[str, np.ndarray]]:
+        """The inside of every cell over a sequence, for plots and teaching.
+
+        Returns {"l0": {...}, "l0_reverse": {...}, ...}: per layer and direction, the gates
+        the variant computes (LSTM i, f, g, o; GRU r, z, n), the cell state "c" (LSTM) and the
+        output "h", each (T, B, H) in the input's time order ((T, H) for an unbatched input);
+        steps past a sequence's end are zero.
+        """
+        _, _, cache = self.forward(x, state, lengths)
+        out = {}
+        for k, d, sfx in self._groups():
+            dc = cache.layers[k][d]
+            tr = dict(self.cells[k].trace(dc.cache, dc.hist), h=dc.hist[0][1:])
+            for name, v in tr.items():
+                v = v * cache.mask if cache.mask is not None else v.copy()
+                v = _reverse(v, cache.rev) if d else v
+                tr[name] = v[:, 0] if cache.unbatched else v
+            out[sfx[1:]] = tr
+        return out
+
+    def initial_state(self, batch: int | None = None):
+        """Zeros in the state's format, for `step`; batch None for one unbatched stream."""
+        B = 1 if batch is None else batch
+        zeros = [np.zeros((self.num_layers * self.num_directions, B, n), self.dtype)
+                 for n in self.cells[0].state_sizes()]
+        return self._public(None, zeros, batch is None)[1]
+
+    def step(self, x_t, state=None):
+        """Advance one time step, for streaming: x_t (B, I), or (I,) for one stream.
+
+        Returns (y_t, state); y_t (B, H). Calling it T times equals one `forward` call.
+        """
+        if self.bidirectional:
+            raise ValueError("step() streams one direction; a bidirectional model needs the "
+                             "whole sequence: call forward()")
+        x_t = self._as_array(x_t, "x_t")
+        if x_t.ndim not in (1, 2):
+            raise ValueError(f"x_t must be 2-D (B, I) or 1-D (I,), got shape {x_t.shape}")
+        x = x_t[None] if x_t.ndim == 2 else x_t[None, :]         # one time step: (1, B, I) or (1, I)
+        if self.batch_first and x_t.ndim == 2:
+            x = x.transpose(1, 0, 2)
+        y, state, _ = self.forward(x, state)
+        return (y[:, 0] if self.batch_first else y[0]) if x_t.ndim == 2 else y[0], state
+
+    def load_state_dict(self, mapping) -> None:
+        """Copy weights in by name (strict): a converted torch state dict loads unchanged."""
+        names = set(mapping)
+        missing = [n for n in self.params if n not in names]
+        unknown = sorted(names - set(self.params))
+        if missing or unknown:
+            parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                    ([f"unknown {', '.join(unknown)}"] if unknown else [])
+            raise ValueError(f"state dict does not match {self!r}: {'; '.join(parts)}")
+        arrays = {}
+        for name, target in self.params.items():
+            v = self._as_array(mapping[name], name, check_finite=True)
+            if v.shape != target.shape:
+                raise ValueError(f"{name} has shape {v.shape}, the model expects {target.shape}")
+            arrays[name] = v
+        for name, v in arrays.items():                           # all checked: now copy
+            np.copyto(self.params[name], v, casting="unsafe")
+
+    # --- boundary checks and layout ------------------------------------------------------
+    def _as_array(self, a, what, check_finite=True):
+        a = np.asarray(a)
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{what} must hold numbers, got dtype {a.dtype}")
+        if check_finite and a.dtype.kind == "f" and not np.isfinite(a).all():
+            bad = ~np.isfinite(a)
+            raise ValueError(f"{what} contains {int(bad.sum())} NaN or inf value(s), first at "
+                             f"index {tuple(int(i) for i in np.argwhere(bad)[0])}; "
+                             "clean or impute the data first")
+        return a.astype(self.dtype, copy=False)
+
+    def _check_x(self, x):
+        x = self._as_array(x, "x")
+        layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+        if x.ndim not in (2, 3):
+            raise ValueError(f"x must be 3-D {layout}, or 2-D (T, I) for one sequence; "
+                             f"got {x.ndim}-D with shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"x has {x.shape[-1]} features, the model expects {self.input_size}")
+        if x.size == 0:
+            raise ValueError(f"x has shape {x.shape}: it needs at least one step and one sequence")
+        unbatched = x.ndim == 2
+        return self._to_time_major(x, unbatched), unbatched
+
+    def _to_time_major(self, a, unbatched):
+        if unbatched:
+            return a[:, None, :]
+        return a.transpose(1, 0, 2) if self.batch_first else a
+
+    def _public_shape(self, tm_shape, unbatched):
+        T, B, F = tm_shape
+        return (T, F) if unbatched else ((B, T, F) if self.batch_first else (T, B, F))
+
+    def _public(self, y, comps, unbatched):
+        """Time-major y and state components to the user's layout and state format."""
+        if y is not None:
+            y = y[:, 0] if unbatched else (y.transpose(1, 0, 2) if self.batch_first else y)
+        if unbatched:
+            comps = [c[:, 0] for c in comps]
+        state = tuple(comps) if self.family == "lstm" else comps[0]
+        return y, state
+
+    def _state_names(self):
+        if self.family != "lstm":
+            return ("h0",)
+        return ("h0", "c0", "gates0")[: len(self.cells[0].state_sizes())]
+
+    def _check_state(self, state, B, unbatched, what):
+        """The state (or its gradient) as time-major components (L*D, B, n), zeros if None."""
+        LD = self.num_layers * self.num_directions
+        sizes = self.cells[0].state_sizes()
+        if state is None:
+            return [np.zeros((LD, B, n), self.dtype) for n in sizes]
+        names = self._state_names()
+        if self.family == "lstm":
+            if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
+                fmt = "(h0, c0, gates0)" if len(sizes) == 3 else "(h0, c0)"
+                raise ValueError(f"{what} must be a tuple {fmt} for an LSTM")
+            comps = list(state)
+        else:
+            if isinstance(state, (tuple, list)):
+                raise ValueError(f"{what} must be one array h0 for a {self.family.upper()}, "
+                                 f"not a {type(state).__name__}")
+            comps = [state]
+        out = []
+        for name, n, s in zip(names, sizes, comps):
+            s = self._as_array(s, f"{what} {name}")
+            want = (LD, n) if unbatched else (LD, B, n)
+            if s.shape != want:
+                dims = "(num_layers*num_directions, size)" if unbatched else \
+                       "(num_layers*num_directions, batch, size)"
+                raise ValueError(f"{what} {name} has shape {s.shape}, expected {want} {dims}")
+            out.append(s[:, None, :] if unbatched else s)
+        if len(out) < len(sizes):                                # fgr: gates start at zero
+            out.append(np.zeros((LD, B, sizes[-1]), self.dtype))
+        return out
+
+    def _check_lengths(self, lengths, T, B):
+        """(mask, rev) for variable lengths; (None, None) when every sequence has T steps."""
+        if lengths is None:
+            return None, None
+        a = np.asarray(lengths)
+        if a.ndim != 1 or a.shape[0] != B:
+            raise ValueError(f"lengths must be 1-D with one entry per sequence ({B}), "
+                             f"got shape {a.shape}")
+        if a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.all(a == np.round(a))):
+            raise ValueError(f"lengths must be whole numbers, got {a.tolist()}")
+        a = a.astype(np.int64)
+        if a.min() < 1 or a.max() > T:
+            raise ValueError(f"lengths must lie in 1..{T} (the number of steps), got "
+                             f"{a.min()}..{a.max()}")
+        if (a == T).all():
+            return None, None
+        t = np.arange(T)[:, None]                                # (T, 1)
+        mask = (t < a[None, :])[:, :, None]                      # (T, B, 1)
+        rev = np.where(t < a, a - 1 - t, t)                      # (T, B)
+        return mask, rev
+
+
+class LSTM(Recurrent):
+    """A stack of LSTM layers, any LSTM variant of `lstmlab.VARIANTS` (default "lstm").
+
+    Same arguments as torch.nn.LSTM, plus `variant`, `dtype`, `seed` and the initialisation
+    options `forget_bias` and `recurrent_init` (see lstmlab.numpy.init.init_params).
+    """
+
+    family, default_variant = "lstm", "lstm"
+
+
+class GRU(Recurrent):
+    """A stack of GRU layers: variant "gru" (PyTorch's) or "gru_cho" (Cho et al. 2014)."""
+
+    family, default_variant = "gru", "gru"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 variant=None, batch_first=False, dtype=np.float32, seed=0,
+                 recurrent_init="uniform"):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, 0, variant,
+                         batch_first, dtype, seed, None, recurrent_init)
+
+
+class RNN(Recurrent):
+    """A stack of plain recurrent layers: variant "rnn_tanh" or "rnn_relu"."""
+
+    family, default_variant = "rnn", "rnn_tanh"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 variant=None, batch_first=False, dtype=np.float32, seed=0,
+                 recurrent_init="uniform"):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, 0, variant,
+                         batch_first, dtype, seed, None, recurrent_init)
