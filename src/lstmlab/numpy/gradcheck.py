@@ -39,6 +39,7 @@ class GradcheckResult:
 
 def relative_error(analytic, numeric) -> float:
     """max |a - n| over the tensor, relative to the larger of the two tensors' max |.|."""
+    analytic, numeric = np.asarray(analytic), np.asarray(numeric)
     scale = max(np.abs(analytic).max(), np.abs(numeric).max())
     return float(np.abs(analytic - numeric).max() / scale) if scale > 0 else 0.0
 

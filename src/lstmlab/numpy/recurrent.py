@@ -22,9 +22,7 @@ import numpy as np
 from ..spec import CellSpec, variant as make_spec
 from .cells import Cell, make_cell
 from .init import check_init_options, init_params
-
-_FLOATS = (np.float32, np.float64)
-
+from .module import Module, check_dtype
 
 @dataclass
 class _DirectionCache:
@@ -111,7 +109,7 @@ def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask):
     return grads, dx, carry
 
 
-class Recurrent:
+class Recurrent(Module):
     """A stack of recurrent layers, one or two directions each. Use LSTM, GRU or RNN."""
 
     family: str = ""
@@ -134,15 +132,13 @@ class Recurrent:
         if proj_size and (self.family != "lstm" or proj_size >= hidden_size):
             raise ValueError(f"proj_size must be 0 or below hidden_size ({hidden_size}) "
                              f"and only LSTMs have it, got {proj_size}")
-        if np.dtype(dtype) not in [np.dtype(d) for d in _FLOATS]:
-            raise ValueError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         check_init_options(spec, forget_bias, recurrent_init, hidden_size, proj_size or hidden_size)
 
         self.spec = spec
         self.input_size, self.hidden_size, self.proj_size = input_size, hidden_size, proj_size
         self.num_layers, self.bidirectional = num_layers, bool(bidirectional)
         self.batch_first = bool(batch_first)
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_dtype(dtype)
         self.num_directions = 2 if bidirectional else 1
         self.out_size = proj_size or hidden_size
         D = self.num_directions
@@ -171,10 +167,6 @@ class Recurrent:
         if self.proj_size:
             w["weight_hr_T"] = np.ascontiguousarray(p["weight_hr"].T)
         return w
-
-    @property
-    def num_params(self) -> int:
-        return sum(v.size for v in self.params.values())
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in (
@@ -294,11 +286,11 @@ class Recurrent:
     def step(self, x_t, state=None):
         """Advance one time step, for streaming: x_t (B, I), or (I,) for one stream.
 
-        Returns (y_t, state); y_t (B, H). Calling it T times equals one `forward` call.
+        Returns (y_t, state); y_t (B, D*H). For a unidirectional model, calling it T times
+        equals one `forward` call. A bidirectional model runs both directions over this one
+        step, as forward() does on a sequence of length 1 (the reverse direction cannot see
+        the future of a stream).
         """
-        if self.bidirectional:
-            raise ValueError("step() streams one direction; a bidirectional model needs the "
-                             "whole sequence: call forward()")
         x_t = self._as_array(x_t, "x_t")
         if x_t.ndim not in (1, 2):
             raise ValueError(f"x_t must be 2-D (B, I) or 1-D (I,), got shape {x_t.shape}")
@@ -308,36 +300,7 @@ class Recurrent:
         y, state, _ = self.forward(x, state)
         return (y[:, 0] if self.batch_first else y[0]) if x_t.ndim == 2 else y[0], state
 
-    def load_state_dict(self, mapping) -> None:
-        """Copy weights in by name (strict): a converted torch state dict loads unchanged."""
-        names = set(mapping)
-        missing = [n for n in self.params if n not in names]
-        unknown = sorted(names - set(self.params))
-        if missing or unknown:
-            parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                    ([f"unknown {', '.join(unknown)}"] if unknown else [])
-            raise ValueError(f"state dict does not match {self!r}: {'; '.join(parts)}")
-        arrays = {}
-        for name, target in self.params.items():
-            v = self._as_array(mapping[name], name, check_finite=True)
-            if v.shape != target.shape:
-                raise ValueError(f"{name} has shape {v.shape}, the model expects {target.shape}")
-            arrays[name] = v
-        for name, v in arrays.items():                           # all checked: now copy
-            np.copyto(self.params[name], v, casting="unsafe")
-
     # --- boundary checks and layout ------------------------------------------------------
-    def _as_array(self, a, what, check_finite=True):
-        a = np.asarray(a)
-        if a.dtype.kind not in "fiu":
-            raise ValueError(f"{what} must hold numbers, got dtype {a.dtype}")
-        if check_finite and a.dtype.kind == "f" and not np.isfinite(a).all():
-            bad = ~np.isfinite(a)
-            raise ValueError(f"{what} contains {int(bad.sum())} NaN or inf value(s), first at "
-                             f"index {tuple(int(i) for i in np.argwhere(bad)[0])}; "
-                             "clean or impute the data first")
-        return a.astype(self.dtype, copy=False)
-
     def _check_x(self, x):
         x = self._as_array(x, "x")
         layout = "(B, T, I)" if self.batch_first else "(T, B, I)"

@@ -1,0 +1,68 @@
+"""Losses, each returning (loss, gradient with respect to its first argument)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _weights(mask, shape, dtype):
+    """The mask as float weights of `shape`, and how many entries count."""
+    if mask is None:
+        return None, float(np.prod(shape))
+    m = np.broadcast_to(np.asarray(mask, dtype=dtype), shape)
+    n = float(m.sum())
+    if n == 0:
+        raise ValueError("the mask selects no entries: nothing to average")
+    return m, n
+
+
+def mse_loss(pred, target, mask=None):
+    """Mean squared error over the entries where `mask` (broadcast to pred) is nonzero.
+
+    Returns (loss, dL/dpred).
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred has shape {pred.shape} but target has shape {target.shape}")
+    m, n = _weights(mask, pred.shape, pred.dtype)
+    diff = pred - target
+    if m is not None:
+        diff = diff * m
+    return float(np.sum(diff * diff) / n), (2.0 / n) * diff
+
+
+def log_softmax(logits):
+    """log softmax over the last axis, stable for any logits."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    with np.errstate(under="ignore"):                            # exp of very negative is 0
+        lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted - lse
+
+
+def softmax_cross_entropy(logits, targets, mask=None):
+    """Mean cross-entropy (nats) of integer `targets` (...) under `logits` (..., C).
+
+    Positions where `mask` (shape of targets) is zero, such as padding, are left out of the
+    mean and get no gradient. Returns (loss, dL/dlogits).
+    """
+    logits, targets = np.asarray(logits), np.asarray(targets)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits {logits.shape} need targets of shape {logits.shape[:-1]}, "
+                         f"got {targets.shape}")
+    if targets.dtype.kind not in "iu":
+        raise ValueError(f"targets must be integer class ids, got dtype {targets.dtype}")
+    C = logits.shape[-1]
+    m, n = _weights(mask, targets.shape, logits.dtype)
+    valid = targets if m is None else np.where(m > 0, targets, 0)
+    if valid.size and (valid.min() < 0 or valid.max() >= C):
+        raise ValueError(f"targets must lie in 0..{C - 1}, got {valid.min()}..{valid.max()}")
+    logp = log_softmax(logits)
+    picked = np.take_along_axis(logp, valid[..., None], axis=-1)[..., 0]
+    with np.errstate(under="ignore"):
+        grad = np.exp(logp)                                      # softmax
+    np.put_along_axis(grad, valid[..., None],
+                      np.take_along_axis(grad, valid[..., None], axis=-1) - 1.0, axis=-1)
+    if m is not None:
+        picked = picked * m
+        grad *= m[..., None]
+    return float(-picked.sum() / n), grad / n

@@ -1,0 +1,19 @@
+"""Shared test settings: NumPy raises on every floating-point event (house rule 11)."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def strict_numpy():
+    with np.errstate(all="raise"):
+        yield
+
+
+def assert_close(actual, expected, tol, what=""):
+    """max |a - e| <= tol * max(1, max |e|): absolute near zero, relative for large values."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = max(1.0, float(np.abs(expected).max()) if expected.size else 1.0)
+    err = float(np.abs(actual - expected).max()) if expected.size else 0.0
+    assert err <= tol * scale, f"{what}: max difference {err:.3e} > {tol:g} x {scale:.3g}"
