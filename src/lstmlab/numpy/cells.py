@@ -4,16 +4,19 @@ A cell holds no weights and no time loop. The layer (`recurrent.py`) owns the lo
 reverse direction, masks for variable lengths and the LSTM projection; it calls, per
 sequence and direction:
 
-    xp, ctx = cell.project(w, x)            # input part of every step at once: (T, B, G)
-    cache = cell.alloc(T, B, dtype)         # per-step storage, preallocated
+    xp, ctx = cell.project(w, x, empty)     # input part of every step at once: (T, B, G)
+    cache = cell.alloc(T, B, dtype, empty)  # per-step storage, preallocated
     for t: cell.step(w, xp[t], prev, new, cache, t)            # writes the state into `new`
     for t reversed: dprev = cell.step_backward(w, dnew, prev, new, cache, t, da[t])
-    cell.param_grads(w, da, x, ctx, hist, cache)                # weight gradients, one product each
+    dx = cell.project_backward(w, x, ctx, da, grads)            # weight_ih, bias_ih, dx
+    cell.param_grads(w, da, hist, cache, grads)                 # the other weights
 
 `w` is the layer's parameters by base name (`weight_ih`, ...) plus `*_T`, contiguous
 transposes made once per call. `prev`/`new` are the state before and after the step, as a
 tuple whose first entry is h; `da[t]` receives the gradient of the step's pre-activations,
-which is also the gradient of `xp[t]`.
+which is also the gradient of `xp[t]`. `empty(shape, dtype)` hands out scratch arrays (from
+the model's workspace pool). A forward pass that keeps no cache for backward allocates the
+per-step storage for one step and always passes t = 0.
 """
 
 from __future__ import annotations
@@ -46,37 +49,46 @@ class Cell:
     def prepare(self, p: dict) -> dict:
         w = dict(p)
         w["weight_hh_T"] = np.ascontiguousarray(p["weight_hh"].T)  # (R, G): h @ R^T per step
+        # [W_ih | b]^T: (I + 1, G), the bias as the weight of an input fixed at 1
+        b = p["bias_ih"] + self._folded_bias(p)
+        w["weight_ih1_T"] = np.ascontiguousarray(np.concatenate([p["weight_ih"], b[:, None]], 1).T)
         return w
 
-    def project(self, w, x):
-        """W x + b for every step in one product: x (T, B, I) -> (T, B, G)."""
-        T, B, _ = x.shape
-        xp = x.reshape(T * B, -1) @ w["weight_ih"].T            # (T*B, G)
-        xp += w["bias_ih"]
-        xp += self._folded_bias(w)
-        return xp.reshape(T, B, self.G), None
+    def project(self, w, x, empty):
+        """W x + b for every step in one product: x (T, B, I) -> (T, B, G).
+
+        x gets a column of ones so the bias comes out of the same product (and its gradient
+        out of the weight gradient's product): a separate pass over (T, B, G) would cost
+        as much as the product itself.
+        """
+        T, B, I = x.shape
+        x1 = empty((T * B, I + 1), x.dtype)                     # [x, 1]: (T*B, I+1)
+        x1[:, :I] = x.reshape(T * B, I)
+        x1[:, I] = 1.0
+        xp = empty((T * B, self.G), x.dtype)
+        np.matmul(x1, w["weight_ih1_T"], out=xp)                # (T*B, G)
+        return xp.reshape(T, B, self.G), x1
 
     def _folded_bias(self, w):
         """The part of bias_hh that adds linearly, folded into the input projection."""
         return w["bias_hh"]
 
-    def project_backward(self, w, x, ctx, da, grads):
+    def project_backward(self, w, x, x1, da, grads):
         """Gradients of weight_ih and bias_ih from da (T, B, G); returns dx (T, B, I)."""
         T, B, I = x.shape
         da2 = da.reshape(T * B, self.G)
-        grads["bias_ih"] = da2.sum(axis=0)
-        grads["weight_ih"] = da2.T @ x.reshape(T * B, I)        # (G, I)
+        g1 = da2.T @ x1                                         # (G, I+1): [dW_ih | db]
+        grads["weight_ih"], grads["bias_ih"] = g1[:, :I], g1[:, I]
         return (da2 @ w["weight_ih"]).reshape(T, B, I)
 
-    def alloc(self, T, B, dtype) -> dict:
-        return {"gates": np.empty((T, B, self.G), dtype)}
+    def alloc(self, T, B, dtype, empty) -> dict:
+        return {"gates": empty((T, B, self.G), dtype)}
 
     def _recurrent_weight_grads(self, da, hist, grads):
         """weight_hh and bias_hh when the recurrent product adds straight into the gates."""
         T, B, G = da.shape
-        da2 = da.reshape(T * B, G)
-        grads["weight_hh"] = da2.T @ hist[0][:-1].reshape(T * B, -1)   # (G, R)
-        grads["bias_hh"] = da2.sum(axis=0)
+        grads["weight_hh"] = da.reshape(T * B, G).T @ hist[0][:-1].reshape(T * B, -1)  # (G, R)
+        grads["bias_hh"] = grads["bias_ih"].copy()              # both biases add into a alike
 
 
 class LSTMCell(Cell):
@@ -122,9 +134,9 @@ class LSTMCell(Cell):
             w["weight_gg_T"] = np.ascontiguousarray(p["weight_gg"].T)
         return w
 
-    def project(self, w, x):
+    def project(self, w, x, empty):
         if not self.spec.layer_norm:
-            return super().project(w, x)
+            return super().project(w, x, empty)
         T, B, _ = x.shape
         xw = x.reshape(T * B, -1) @ w["weight_ih"].T            # (T*B, G)
         xhat, rstd = layer_norm(xw)
@@ -143,14 +155,14 @@ class LSTMCell(Cell):
         grads["weight_ih"] = dxw.T @ x.reshape(T * B, I)
         return (dxw @ w["weight_ih"]).reshape(T, B, I)
 
-    def alloc(self, T, B, dtype):
+    def alloc(self, T, B, dtype, empty):
         H, G = self.hidden_size, self.G
-        cache = {"gates": np.empty((T, B, G), dtype),       # activated gates i, f, g, o
-                 "act": np.empty((T, B, H), dtype)}         # act_out(c) (of LN(c) with layer norm)
+        cache = {"gates": empty((T, B, G), dtype),          # activated gates i, f, g, o
+                 "act": empty((T, B, H), dtype)}            # act_out(c) (of LN(c) with layer norm)
         if self.spec.layer_norm:
-            cache.update(rhat=np.empty((T, B, G), dtype), rrstd=np.empty((T, B, 1), dtype),
-                         chat=np.empty((T, B, H), dtype), crstd=np.empty((T, B, 1), dtype),
-                         dr=np.empty((T, B, G), dtype), du=np.empty((T, B, H), dtype))
+            cache.update(rhat=empty((T, B, G), dtype), rrstd=empty((T, B, 1), dtype),
+                         chat=empty((T, B, H), dtype), crstd=empty((T, B, 1), dtype),
+                         dr=empty((T, B, G), dtype), du=empty((T, B, H), dtype))
         return cache
 
     def _gate(self, z, name):
@@ -227,8 +239,10 @@ class LSTMCell(Cell):
         else:
             dc = dc_next + activate_grad(spec.output_activation, act, dact)
         if "o" in blk:
-            do = dh * act + dgate.get("o", 0.0)
-            da[:, blk["o"]] = sigmoid_grad(o, do)
+            do = dh * act
+            if "o" in dgate:
+                do += dgate["o"]
+            sigmoid_grad(o, do, out=da[:, blk["o"]])
             if spec.peepholes:                                  # undo o's look at the new c
                 dc += da[:, blk["o"]] * w["weight_peephole"][self.peep["o"]]
 
@@ -236,14 +250,18 @@ class LSTMCell(Cell):
         dg = dc * i
         dc_prev = dc * f
         if "f" in blk or spec.coupled_gates:
-            df = dc * c + dgate.get("f", 0.0)
+            df = dc * c
+            if "f" in dgate:
+                df += dgate["f"]
             if spec.coupled_gates:                              # undo f = 1 - i
                 di -= df
             else:
-                da[:, blk["f"]] = sigmoid_grad(f, df)
+                sigmoid_grad(f, df, out=da[:, blk["f"]])
         if "i" in blk:
-            da[:, blk["i"]] = sigmoid_grad(i, di + dgate.get("i", 0.0))
-        da[:, blk["g"]] = activate_grad(spec.input_activation, g, dg)
+            if "i" in dgate:
+                di += dgate["i"]
+            sigmoid_grad(i, di, out=da[:, blk["i"]])
+        activate_grad(spec.input_activation, g, dg, out=da[:, blk["g"]])
         if spec.peepholes:                                      # undo i, f's look at c_prev
             for gname in ("i", "f"):
                 if gname in self.peep:
@@ -266,7 +284,7 @@ class LSTMCell(Cell):
         if spec.layer_norm:
             dr = cache["dr"].reshape(T * B, G)
             grads["weight_hh"] = dr.T @ hist[0][:-1].reshape(T * B, -1)
-            grads["bias_hh"] = da.reshape(T * B, G).sum(axis=0)
+            grads["bias_hh"] = grads["bias_ih"].copy()
             grads["ln_hh_weight"] = np.einsum("tbg,tbg->g", da, cache["rhat"])
             grads["ln_cell_weight"] = np.einsum("tbh,tbh->h", cache["du"], cache["chat"])
             grads["ln_cell_bias"] = cache["du"].sum(axis=(0, 1))
@@ -311,13 +329,13 @@ class GRUCell(Cell):
         b[self.n] = 0.0                                         # b_hn sits inside r * (...)
         return b
 
-    def alloc(self, T, B, dtype):
-        cache = super().alloc(T, B, dtype)                      # "gates": r, z, n
+    def alloc(self, T, B, dtype, empty):
+        cache = super().alloc(T, B, dtype, empty)               # "gates": r, z, n
         if self.spec.linear_before_reset:
-            cache["hr"] = np.empty((T, B, self.G), dtype)       # R h + b_h: (T, B, 3H)
-            cache["dhr"] = np.empty((T, B, self.G), dtype)
+            cache["hr"] = empty((T, B, self.G), dtype)          # R h + b_h: (T, B, 3H)
+            cache["dhr"] = empty((T, B, self.G), dtype)
         else:
-            cache["rh"] = np.empty((T, B, self.hidden_size), dtype)  # r * h_prev
+            cache["rh"] = empty((T, B, self.hidden_size), dtype)  # r * h_prev
         return cache
 
     def step(self, w, xp_t, prev, new, cache, t):
@@ -381,7 +399,7 @@ class GRUCell(Cell):
             grads["weight_hh"] = np.concatenate([
                 da2[:, self.rz].T @ h_prev,
                 da2[:, self.n].T @ cache["rh"].reshape(T * B, -1)])
-            grads["bias_hh"] = da2.sum(axis=0)
+            grads["bias_hh"] = grads["bias_ih"].copy()          # all of b_hh adds linearly
 
     def trace(self, cache, hist):
         a = cache["gates"]

@@ -20,9 +20,11 @@ def sigmoid(a, out=None):
     return out
 
 
-def sigmoid_grad(y, dy):
+def sigmoid_grad(y, dy, out=None):
     """d sigma = y (1 - y), times the incoming gradient."""
-    return dy * y * (1.0 - y)
+    out = np.multiply(dy, y, out=out)                            # dy y - dy y^2
+    out -= out * y
+    return out
 
 
 def activate(name: str, a, out=None):
@@ -48,18 +50,21 @@ def activate(name: str, a, out=None):
     raise ValueError(f"unknown activation {name!r}")
 
 
-def activate_grad(name: str, y, dy):
+def activate_grad(name: str, y, dy, out=None):
     """Gradient through `activate(name, a) = y`, given y and dL/dy."""
     if name == "tanh":
-        return dy * (1.0 - y * y)
+        return np.multiply(dy, 1.0 - y * y, out=out)
     if name == "identity":
-        return dy
+        if out is None:
+            return dy
+        np.copyto(out, dy)
+        return out
     if name == "sigmoid4":               # d/da 2 tanh(a/2) = 1 - tanh^2(a/2) = 1 - y^2 / 4
-        return dy * (1.0 - 0.25 * y * y)
+        return np.multiply(dy, 1.0 - 0.25 * y * y, out=out)
     if name == "sigmoid2":               # d/da tanh(a/2) = (1 - y^2) / 2
-        return dy * (0.5 - 0.5 * y * y)
+        return np.multiply(dy, 0.5 - 0.5 * y * y, out=out)
     if name == "relu":
-        return dy * (y > 0)
+        return np.multiply(dy, y > 0, out=out)
     raise ValueError(f"unknown activation {name!r}")
 
 

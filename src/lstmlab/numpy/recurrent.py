@@ -23,6 +23,7 @@ from ..spec import CellSpec, variant as make_spec
 from .cells import Cell, make_cell
 from .init import check_init_options, init_params
 from .module import Module, check_dtype
+from .workspace import Workspace
 
 @dataclass
 class _DirectionCache:
@@ -33,6 +34,7 @@ class _DirectionCache:
     hist: tuple                # state components, each (T + 1, B, n); [0] is the initial state
     cache: dict                # the cell's per-step storage
     hfull: np.ndarray | None   # (T, B, H) h before the projection, if any
+    keep: bool                 # per-step storage kept for backward (else one step's worth)
 
 
 @dataclass
@@ -52,31 +54,36 @@ def _reverse(a, rev):
     return np.take_along_axis(a, rev[:, :, None], axis=0)
 
 
-def _run(cell: Cell, w, x, state0, mask) -> _DirectionCache:
-    """One layer, one direction, forward over all steps."""
+def _run(cell: Cell, w, x, state0, mask, empty, keep: bool) -> _DirectionCache:
+    """One layer, one direction, forward over all steps.
+
+    keep=False (inference) stores the per-step internals of one step only, reused each step.
+    """
     T, B, _ = x.shape
-    xp, ctx = cell.project(w, x)                                 # (T, B, G)
-    hist = tuple(np.empty((T + 1, B, n), x.dtype) for n in cell.state_sizes())
+    xp, ctx = cell.project(w, x, empty)                          # (T, B, G)
+    hist = tuple(empty((T + 1, B, n), x.dtype) for n in cell.state_sizes())
     for hk, s in zip(hist, state0):
         hk[0] = s
-    cache = cell.alloc(T, B, x.dtype)
+    Tc = T if keep else 1
+    cache = cell.alloc(Tc, B, x.dtype, empty)
     W_hr_T = w.get("weight_hr_T")
-    hfull = None if W_hr_T is None else np.empty((T, B, cell.hidden_size), x.dtype)
+    hfull = None if W_hr_T is None else empty((Tc, B, cell.hidden_size), x.dtype)
     for t in range(T):
+        tc = t if keep else 0
         prev = tuple(hk[t] for hk in hist)
         new = tuple(hk[t + 1] for hk in hist)
         if hfull is not None:                                    # the cell writes h before projection
-            new = (hfull[t],) + new[1:]
-        cell.step(w, xp[t], prev, new, cache, t)
+            new = (hfull[tc],) + new[1:]
+        cell.step(w, xp[t], prev, new, cache, tc)
         if hfull is not None:
-            np.matmul(hfull[t], W_hr_T, out=hist[0][t + 1])      # h = W_hr h_cell: (B, P)
+            np.matmul(hfull[tc], W_hr_T, out=hist[0][t + 1])     # h = W_hr h_cell: (B, P)
         if mask is not None and not mask[t].all():               # past its end a sequence holds its state
             for hk in hist:
                 np.copyto(hk[t + 1], hk[t], where=~mask[t])
-    return _DirectionCache(x, ctx, w, hist, cache, hfull)
+    return _DirectionCache(x, ctx, w, hist, cache, hfull, keep)
 
 
-def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask):
+def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask, empty):
     """Backpropagation through time for one layer and direction.
 
     dy: (T, B, R) gradient of the outputs (zero past each end); dstate: gradient of the final
@@ -84,8 +91,8 @@ def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask):
     """
     T, B, _ = dy.shape
     w, hist, x = dc.w, dc.hist, dc.x
-    da = np.empty((T, B, cell.G), x.dtype)                       # dL/d(pre-activations) = dL/dxp
-    dproj = None if dc.hfull is None else np.empty_like(dy)
+    da = empty((T, B, cell.G), x.dtype)                          # dL/d(pre-activations) = dL/dxp
+    dproj = None if dc.hfull is None else empty(dy.shape, dy.dtype)
     carry = list(dstate)
     for t in reversed(range(T)):
         dnew = [carry[0] + dy[t]] + carry[1:]
@@ -102,10 +109,10 @@ def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask):
         if mask is not None:
             carry = [a + b for a, b in zip(carry, passthrough)]
     grads = {}
+    dx = cell.project_backward(w, x, dc.ctx, da, grads)
     cell.param_grads(w, da, hist, dc.cache, grads)
     if dproj is not None:
         grads["weight_hr"] = dproj.reshape(T * B, -1).T @ dc.hfull.reshape(T * B, -1)
-    dx = cell.project_backward(w, x, dc.ctx, da, grads)
     return grads, dx, carry
 
 
@@ -146,6 +153,7 @@ class Recurrent(Module):
                                 proj_size) for k in range(num_layers)]
         rng = np.random.default_rng(seed)
         self.params: dict[str, np.ndarray] = {}
+        self._workspace = Workspace()
         for k, d, sfx in self._groups():
             shapes = self.cells[k].param_shapes()
             if proj_size:
@@ -177,8 +185,11 @@ class Recurrent(Module):
 
     # --- the public calls ----------------------------------------------------------------
     def __call__(self, x, state=None, lengths=None):
-        """Run the model: returns (y, final state), as torch.nn.LSTM/GRU/RNN."""
-        y, state, _ = self.forward(x, state, lengths)
+        """Run the model: returns (y, final state), as torch.nn.LSTM/GRU/RNN.
+
+        Keeps nothing for a backward pass (inference), which saves memory traffic.
+        """
+        y, state, _ = self._forward(x, state, lengths, keep=False)
         return y, state
 
     def forward(self, x, state=None, lengths=None):
@@ -190,19 +201,27 @@ class Recurrent(Module):
         lengths: (B,) steps in each sequence, 1..T; None means all T.
         Returns (y, final state, cache); y (T, B, D*H) (D*P with a projection).
         """
+        return self._forward(x, state, lengths, keep=True)
+
+    def _forward(self, x, state, lengths, keep):
         x, unbatched = self._check_x(x)
         T, B, _ = x.shape
         state0 = self._check_state(state, B, unbatched, "state")
         mask, rev = self._check_lengths(lengths, T, B)
         D, inp, layers = self.num_directions, x, []
         finals = [[] for _ in state0]
+        lease = self._workspace.lease()                          # buffers live as long as the cache
         for k, d, sfx in self._groups():
             if d == 0:
                 layers.append([])
                 outs = []
-            xin = inp if d == 0 else np.ascontiguousarray(_reverse(inp, rev))
+            if d:
+                xin = lease(inp.shape, inp.dtype)
+                xin[...] = _reverse(inp, rev)
+            else:
+                xin = inp
             dc = _run(self.cells[k], self._weights(k, sfx), xin,
-                      [s[k * D + d] for s in state0], mask)
+                      [s[k * D + d] for s in state0], mask, lease, keep)
             layers[k].append(dc)
             y_d = dc.hist[0][1:] if mask is None else dc.hist[0][1:] * mask
             outs.append(y_d if d == 0 else _reverse(y_d, rev))
@@ -211,6 +230,7 @@ class Recurrent(Module):
             if d == D - 1:
                 inp = np.concatenate(outs, axis=2)               # (T, B, D*R), a fresh array
         cache = Cache(layers, mask, rev, unbatched, inp.shape)
+        lease.bind(cache)
         y, state = self._public(inp, [np.stack(c) for c in finals], unbatched)
         return y, state, cache
 
@@ -223,6 +243,9 @@ class Recurrent(Module):
         dstate0 is the gradient with respect to the initial state, in the state's format.
         """
         T, B, _ = cache.y_shape
+        if not cache.layers[0][0].keep:
+            raise ValueError("this cache comes from an inference call (model(x)); "
+                             "use model.forward(x) to keep what backward needs")
         if dy is None:
             dy_tm = np.zeros(cache.y_shape, self.dtype)
         else:
@@ -237,6 +260,7 @@ class Recurrent(Module):
         D, R = self.num_directions, self.out_size
         grads, dstate0 = {}, [np.empty_like(s) for s in dst]
         dinp = dy_tm
+        lease = self._workspace.lease()
         for k in reversed(range(self.num_layers)):
             dsum = None
             for d in range(D):
@@ -245,7 +269,7 @@ class Recurrent(Module):
                 if d:
                     dy_d = _reverse(dy_d, cache.rev)
                 g, dx_d, ds0 = _run_backward(self.cells[k], cache.layers[k][d], dy_d,
-                                             [s[k * D + d] for s in dst], cache.mask)
+                                             [s[k * D + d] for s in dst], cache.mask, lease)
                 grads.update({base + sfx: v for base, v in g.items()})
                 if d:
                     dx_d = _reverse(dx_d, cache.rev)
@@ -253,6 +277,7 @@ class Recurrent(Module):
                 for comp, v in zip(dstate0, ds0):
                     comp[k * D + d] = v
             dinp = dsum
+        lease.end()
         dx, dstate0 = self._public(dinp, dstate0, cache.unbatched)
         return {name: grads[name] for name in self.params}, dx, dstate0
 
@@ -297,7 +322,7 @@ class Recurrent(Module):
         x = x_t[None] if x_t.ndim == 2 else x_t[None, :]         # one time step: (1, B, I) or (1, I)
         if self.batch_first and x_t.ndim == 2:
             x = x.transpose(1, 0, 2)
-        y, state, _ = self.forward(x, state)
+        y, state, _ = self._forward(x, state, None, keep=False)
         return (y[:, 0] if self.batch_first else y[0]) if x_t.ndim == 2 else y[0], state
 
     # --- boundary checks and layout ------------------------------------------------------
