@@ -424,25 +424,23 @@ class LSTM(Recurrent):
     family, default_variant = "lstm", "lstm"
 
 
-class GRU(Recurrent):
+class _Unprojected(Recurrent):
+    """GRU and RNN: torch's arguments, without an LSTM's projection or forget gate."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
+                 variant=None, batch_first=False, dtype=np.float32, seed=0,
+                 recurrent_init="uniform"):
+        super().__init__(input_size, hidden_size, num_layers, bidirectional, 0, variant,
+                         batch_first, dtype, seed, None, recurrent_init)
+
+
+class GRU(_Unprojected):
     """A stack of GRU layers: variant "gru" (PyTorch's) or "gru_cho" (Cho et al. 2014)."""
 
     family, default_variant = "gru", "gru"
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 variant=None, batch_first=False, dtype=np.float32, seed=0,
-                 recurrent_init="uniform"):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, 0, variant,
-                         batch_first, dtype, seed, None, recurrent_init)
 
-
-class RNN(Recurrent):
+class RNN(_Unprojected):
     """A stack of plain recurrent layers: variant "rnn_tanh" or "rnn_relu"."""
 
     family, default_variant = "rnn", "rnn_tanh"
-
-    def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
-                 variant=None, batch_first=False, dtype=np.float32, seed=0,
-                 recurrent_init="uniform"):
-        super().__init__(input_size, hidden_size, num_layers, bidirectional, 0, variant,
-                         batch_first, dtype, seed, None, recurrent_init)
