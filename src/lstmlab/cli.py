@@ -24,12 +24,6 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
-class UserError(click.ClickException):
-    """A mistake the user can fix: one line on stderr (or JSON), exit code 2."""
-
-    exit_code = 2
-
-
 def command(fn):
     """Run a command body: user mistakes (ValueError) exit 2 with one line, JSON when asked."""
 
@@ -38,9 +32,8 @@ def command(fn):
         as_json = kwargs.get("as_json", False)
         try:
             return fn(*args, **kwargs)
-        except (ValueError, UserError) as e:
-            msg = e.message if isinstance(e, UserError) else str(e)
-            _fail(msg, 2, as_json)
+        except ValueError as e:
+            _fail(str(e), 2, as_json)
         except (KeyboardInterrupt, click.exceptions.Exit):
             raise
         except Exception as e:  # noqa: BLE001 - the last line of defence, one line not a traceback

@@ -44,6 +44,11 @@ def relative_error(analytic, numeric) -> float:
     return float(np.abs(analytic - numeric).max() / scale) if scale > 0 else 0.0
 
 
+def _parts(state) -> list:
+    """A state (h alone, or a tuple (h, c, ...)) as a list of its arrays."""
+    return [state] if isinstance(state, np.ndarray) else list(state)
+
+
 def gradcheck(spec: str | CellSpec, *, num_layers=2, bidirectional=True, proj_size=0,
               steps=5, batch=3, input_size=3, hidden_size=4, eps=1e-6, seed=0) -> GradcheckResult:
     """Compare backward() with central differences in float64 on a small random problem.
@@ -63,23 +68,21 @@ def gradcheck(spec: str | CellSpec, *, num_layers=2, bidirectional=True, proj_si
     lengths = rng.integers(1, steps + 1, size=batch)
     lengths[0] = steps
     state = model.initial_state(batch)
-    comps = [state] if isinstance(state, np.ndarray) else list(state)
+    comps = _parts(state)
     for s in comps:
         s[...] = rng.uniform(-0.8, 0.8, s.shape)
     pack = (lambda c: c[0]) if isinstance(state, np.ndarray) else tuple
 
     y, final, cache = model.forward(x, pack(comps), lengths)
     wy = rng.standard_normal(y.shape)
-    finals = [final] if isinstance(final, np.ndarray) else list(final)
-    ws = [rng.standard_normal(f.shape) for f in finals]
+    ws = [rng.standard_normal(f.shape) for f in _parts(final)]
 
     def loss():
         y, final, _ = model.forward(x, pack(comps), lengths)
-        finals = [final] if isinstance(final, np.ndarray) else list(final)
-        return float(np.sum(wy * y) + sum(np.sum(w * f) for w, f in zip(ws, finals)))
+        return float(np.sum(wy * y) + sum(np.sum(w * f) for w, f in zip(ws, _parts(final))))
 
     grads, dx, dstate = model.backward(cache, wy, pack(ws))
-    dstate = [dstate] if isinstance(dstate, np.ndarray) else list(dstate)
+    dstate = _parts(dstate)
     checks = dict(model.params)
     checks["x"] = x
     names = model._state_names()
