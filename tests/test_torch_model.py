@@ -1,0 +1,53 @@
+"""lstmlab.torch.SequenceModel builds the network of lstmlab.numpy's: names, initial weights
+and outputs, for feature and token inputs and both read-outs."""
+
+import numpy as np
+import pytest
+import torch
+
+import lstmlab.torch as lt
+from lstmlab.config import ModelConfig
+from lstmlab.numpy.model import SequenceModel as NumpySequenceModel
+from tests.conftest import assert_close
+
+
+def _config(variant, vocab, readout, **kw):
+    return ModelConfig(input_size=3, output_size=2, variant=variant, hidden_size=4, num_layers=2,
+                       bidirectional=True, vocab_size=vocab, readout=readout, dtype="float64", **kw)
+
+
+@pytest.mark.parametrize("vocab,readout", [(0, "sequence"), (7, "last")])
+@pytest.mark.parametrize("variant", ["lstm", "peephole", "cifg+peepholes"])
+def test_equals_the_numpy_sequence_model(variant, vocab, readout):
+    c = _config(variant, vocab, readout)
+    ref, m = NumpySequenceModel(c, seed=3), lt.SequenceModel(c, seed=3)
+    sd = m.state_dict()
+    assert list(sd) == list(ref.params)
+    for k, v in ref.params.items():
+        assert np.array_equal(sd[k].numpy(), v), k
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 7, (5, 3)) if vocab else rng.standard_normal((5, 3, 3))
+    out, _ = m(x, lengths=[5, 2, 3])
+    expected, _ = ref(x, lengths=[5, 2, 3])
+    assert out.shape == ((3, 2) if readout == "last" else (5, 3, 2))
+    assert_close(out.detach().numpy(), expected, 1e-12, "outputs")
+
+
+@pytest.mark.parametrize("variant", ["gru", "rnn_relu", "layernorm"])
+def test_regularised_models_build_and_train(variant):
+    c = _config(variant, 0, "last", dropout=0.2, recurrent_dropout=0.2, zoneout=0.1, weight_drop=0.2)
+    m = lt.SequenceModel(c, seed=1).train()
+    assert m.rnn.zoneout == 0.1 and m.rnn.dropout == 0.2
+    out, _ = m(torch.randn(5, 3, 3, dtype=torch.float64))
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+
+
+def test_bad_ids_and_forget_bias_are_clear_errors():
+    m = lt.SequenceModel(_config("lstm", 7, "sequence"))
+    with pytest.raises(ValueError, match=r"ids must lie in 0..6, got 0..7"):
+        m(np.array([[0, 7]]))
+    with pytest.raises(ValueError, match="ids must be integers"):
+        m(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="forget_bias apply to LSTM variants only"):
+        _config("gru", 0, "sequence", forget_bias=1.0)
