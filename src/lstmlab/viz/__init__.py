@@ -1,0 +1,1 @@
+"""Pictures: static figures (matplotlib) of forecasts, gates and training curves."""
