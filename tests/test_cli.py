@@ -6,7 +6,7 @@ import sys
 
 
 def lstmlab(*args):
-    return subprocess.run([sys.executable, "-m", "lstmlab.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "lstmlab", *args], capture_output=True, text=True)
 
 
 def test_gradcheck_json_passes_for_one_variant():

@@ -4,10 +4,22 @@
     lstmlab.VARIANTS                      # every cell variant, by name
     m = lstmlab.numpy.LSTM(3, 16, variant="peephole")
     y, (h, c) = m(x)                      # x: (T, B, 3)
+    lstmlab.save(m, "m.safetensors"); lstmlab.load("m.safetensors", engine="torch")
+
+`lstmlab.torch` (the PyTorch engine) is imported on first use, so the core needs no torch.
 """
 
-from . import numpy
-from .spec import VARIANTS, CellSpec, variant
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["VARIANTS", "CellSpec", "variant", "numpy", "__version__"]
+
+from . import numpy  # noqa: E402
+from .io.files import load, save  # noqa: E402
+from .spec import VARIANTS, CellSpec, variant  # noqa: E402
+__all__ = ["VARIANTS", "CellSpec", "variant", "numpy", "torch", "save", "load", "__version__"]
+
+
+def __getattr__(name):
+    if name == "torch":                                          # lazy: importing torch takes seconds
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'lstmlab' has no attribute {name!r}")

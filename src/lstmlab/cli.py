@@ -13,12 +13,11 @@ import sys
 
 import click
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
 from rich.table import Table
 
 from . import __version__
 from .spec import VARIANTS, variant
+from .train.callbacks import progress_bar
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -54,14 +53,6 @@ def _fail(msg, code, as_json):
 
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
-
-
-def progress(disable: bool) -> Progress:
-    """A progress bar on stderr with count, rate-based ETA and elapsed time."""
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                    TextColumn("eta"), TimeRemainingColumn(), console=err, disable=disable,
-                    transient=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,7 +92,7 @@ def gradcheck_cmd(name, as_json):
 
     names = list(VARIANTS) if name == "all" else [variant(name).name]
     results = []
-    with progress(disable=as_json) as bar:
+    with progress_bar(disable=as_json, console=err) as bar:
         task = bar.add_task("gradcheck", total=len(names), status="")
         for n in names:
             bar.update(task, status=n)
@@ -123,5 +114,239 @@ def gradcheck_cmd(name, as_json):
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    main()
+# --- tasks, training, runs ----------------------------------------------------------------
+@main.command("tasks")
+@json_option
+@command
+def tasks_cmd(as_json):
+    """List the tasks: name, loss, what it is, its options."""
+    from .tasks import TASKS
+
+    rows = [{"task": n, "loss": t.loss, "summary": t.summary,
+             "options": {k: {"default": d, "help": h} for k, (d, h) in t.options.items()}}
+            for n, t in TASKS.items()]
+    if as_json:
+        click.echo(json.dumps({"tasks": rows}))
+        return
+    table = Table("task", "loss", "what it is", "options (-o NAME=VALUE)")
+    for r in rows:
+        table.add_row(r["task"], r["loss"], r["summary"],
+                      ", ".join(f"{k}={v['default']}" for k, v in r["options"].items()))
+    out.print(table)
+
+
+# option name -> (ModelConfig or TrainConfig field, click type, help)
+_MODEL_OPTS = {
+    "variant": (str, "cell variant (see `lstmlab variants`); flags compose: cifg+peepholes"),
+    "hidden_size": (int, "units per layer and direction"),
+    "num_layers": (int, "stacked recurrent layers"),
+    "bidirectional": (bool, "add a backward direction per layer"),
+    "proj_size": (int, "LSTM projection width (0: none)"),
+    "forget_bias": (float, "initial forget-gate bias (Jozefowicz et al. 2015 use 1)"),
+    "recurrent_init": (click.Choice(["uniform", "orthogonal", "identity"]), "recurrent weight init"),
+    "dropout": (float, "dropout between layers (torch engine)"),
+    "recurrent_dropout": (float, "variational dropout on h (torch engine)"),
+    "zoneout": (float, "zoneout probability for h and c (torch engine)"),
+    "weight_drop": (float, "DropConnect on recurrent weights (torch engine)"),
+}
+_TRAIN_OPTS = {
+    "lr": (float, "peak learning rate"),
+    "batch_size": (int, "sequences per update"),
+    "steps": (int, "optimizer updates"),
+    "seed": (int, "seed for weights, data order and dropout"),
+    "optimizer": (click.Choice(["adam", "sgd", "rmsprop"]), "optimizer"),
+    "schedule": (click.Choice(["cosine", "step", "plateau", "constant"]), "learning-rate schedule"),
+    "clip": (float, "clip the global gradient norm (0: off)"),
+    "eval_every": (int, "steps between validations and checkpoints"),
+    "patience": (int, "early stopping after this many evaluations without improvement (0: off)"),
+}
+
+
+def _settings_options(fn):
+    for name, (typ, help_) in reversed({**_MODEL_OPTS, **_TRAIN_OPTS}.items()):
+        flag = "--" + name.replace("_", "-")
+        if typ is bool:
+            fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_)(fn)
+        else:
+            fn = click.option(flag, name, type=typ, default=None, help=help_)(fn)
+    return fn
+
+
+def _task_options(pairs) -> dict:
+    opts = {}
+    for p in pairs:
+        key, eq, value = p.partition("=")
+        if not eq:
+            raise ValueError(f"task option {p!r} must look like NAME=VALUE, e.g. -o noise=0.1")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    return opts
+
+
+def _resolve(task_name, engine, options, given: dict, out_dir, resume, device):
+    """(task, ModelConfig, TrainConfig, engine, device, run dir) from defaults, a saved run
+    and the user's options."""
+    from .config import ModelConfig, TrainConfig
+    from .tasks import TASKS, get_task
+    from .train.runs import RunFolder, default_run_dir
+
+    if resume:
+        if out_dir is None:
+            raise ValueError("--resume needs --out RUN, the folder of the run to continue")
+        cfg = RunFolder(out_dir).read_config()
+        if cfg["task"] != task_name:
+            raise ValueError(f"{out_dir} holds a {cfg['task']!r} run, not {task_name!r}")
+        saved = {**cfg["model"], **cfg["train"]}
+        clash = [f"--{k.replace('_', '-')} {v} (the run has {saved[k]})" for k, v in given.items()
+                 if k in saved and saved[k] != v]
+        if engine is not None and engine != cfg["engine"]:
+            clash.append(f"--engine {engine} (the run has {cfg['engine']})")
+        if clash:
+            raise ValueError("--resume continues a run with its own settings; drop "
+                             + ", ".join(clash))
+        task = get_task(task_name, seed=cfg["seed"], **cfg.get("task_options", {}))
+        return (task, ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]),
+                cfg["engine"], device or cfg.get("device"), out_dir)
+    if task_name not in TASKS:
+        get_task(task_name)                                      # raises with a suggestion
+    cls = TASKS[task_name]
+    model_kw = {**cls.defaults.model, **{k: v for k, v in given.items() if k in _MODEL_OPTS}}
+    train_kw = {**cls.defaults.train, **{k: v for k, v in given.items() if k in _TRAIN_OPTS}}
+    if "variant" in model_kw:
+        model_kw["variant"] = variant(model_kw["variant"]).name
+    seed = train_kw.get("seed", 0)
+    task = get_task(task_name, seed=seed, **options)
+    model, train = task.model_config(**model_kw), TrainConfig(**train_kw)
+    engine = engine or cls.defaults.engine
+    run_dir = out_dir or default_run_dir("runs", task_name, engine, model.variant, seed)
+    return task, model, train, engine, device, run_dir
+
+
+def _result_table(result: dict) -> Table:
+    test, base = result["metrics"]["test"], result["baselines"]
+    table = Table("metric", "model", *base, title=f"{result['task']} on the test split "
+                  f"({result['engine']} engine, {result['variant']})")
+    for k, v in test.items():
+        table.add_row(k, f"{v:.4g}", *(f"{b[k]:.4g}" if k in b else "" for b in base.values()))
+    return table
+
+
+@main.command("train")
+@click.argument("task_name", metavar="TASK")
+@click.option("--engine", type=click.Choice(["numpy", "torch"]), default=None,
+              help="numpy (glass box, no torch needed) or torch (fast).  [default: the task's]")
+@_settings_options
+@click.option("-o", "--task-option", "task_opts", multiple=True, metavar="NAME=VALUE",
+              help="a task option (see `lstmlab tasks`), e.g. -o noise=0.1")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="run folder  [default: runs/<task>-<engine>-<variant>-s<seed>]")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
+              help="torch engine: where to train  [default: cpu]")
+@json_option
+@command
+def train_cmd(task_name, engine, task_opts, out_dir, resume, device, as_json, **settings):
+    """Train TASK, evaluate it against its baselines, and keep it in a run folder."""
+    from .train import ProgressBar, fit
+
+    given = {k: v for k, v in settings.items() if v is not None}
+    task, model, train, engine, device, run_dir = _resolve(
+        task_name, engine, _task_options(task_opts), given, out_dir, resume, device)
+    bar = ProgressBar(f"{task.name} ({engine})", disable=as_json)
+    try:
+        result = fit(task, model, train, run_dir, engine=engine, device=device, resume=resume,
+                     callbacks=[bar])
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    out.print(_result_table(result))
+    names = ", ".join(os.path.basename(f) for f in result["figures"])
+    out.print(f"run folder: {result['run']}  ({result['seconds']:.1f} s)", soft_wrap=True)
+    out.print(f"figures: {result['run']}/figures/{{{names}}}", soft_wrap=True)
+
+
+@main.command("evaluate")
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option("--engine", type=click.Choice(["numpy", "torch"]), default=None,
+              help="run the saved model in this engine  [default: the one that trained it]")
+@json_option
+@command
+def evaluate_cmd(run_dir, engine, as_json):
+    """Evaluate a run's saved model on its task's test split, next to the baselines."""
+    from .train import evaluate_run
+
+    result = evaluate_run(run_dir, engine=engine)
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        out.print(_result_table(result))
+
+
+@main.command("predict")
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+              help="the data to run the model on (format: see the task)")
+@json_option
+@command
+def predict_cmd(run_dir, input_path, as_json):
+    """Run a trained model on your own data."""
+    from .train import load_run
+
+    task, predictor, _ = load_run(run_dir)
+    result = task.predict(predictor, input_path)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for k, v in result.items():
+        shown = ", ".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v
+        out.print(f"{k}: {shown}")
+
+
+@main.command("export")
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx", "safetensors"]), required=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="file to write  [default: RUN/export/model.<format>]")
+@json_option
+@command
+def export_cmd(run_dir, fmt, out_path, as_json):
+    """Export a run's model: ONNX (runs in onnxruntime) or a standalone safetensors file."""
+    from .io.export import export_run
+
+    path = export_run(run_dir, fmt, out_path)
+    if as_json:
+        click.echo(json.dumps({"run": str(run_dir), "format": fmt, "path": str(path)}))
+    else:
+        out.print(f"wrote {path}")
+
+
+@main.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs",
+              show_default=True, help="where the demo's run folders go")
+@click.option("--steps", type=int, default=None, help="training steps per engine (default: the task's)")
+@json_option
+@command
+def demo_cmd(out_dir, steps, as_json):
+    """Train `sine` with both engines, evaluate both, draw the forecast and the gates."""
+    from .demo import run_demo
+
+    result = run_demo(out_dir, steps=steps, quiet=as_json)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    table = Table("engine", "seconds", "next-step MSE", "free-run MSE (50 steps)",
+                  "persistence next-step", "persistence free-run", title="lstmlab demo: sine")
+    for r in result["runs"]:
+        t, b = r["metrics"]["test"], r["baselines"]["persistence"]
+        table.add_row(r["engine"], f"{r['seconds']:.1f}", f"{t['mse']:.2e}",
+                      f"{t['free_run_mse']:.3g}", f"{b['mse']:.3g}", f"{b['free_run_mse']:.3g}")
+    out.print(table)
+    for r in result["runs"]:
+        names = ", ".join(os.path.basename(f) for f in r["figures"])
+        out.print(f"{r['engine']}: {r['run']}/figures/{{{names}}}", soft_wrap=True)
+    for note in result.get("notes", []):
+        out.print(note)

@@ -192,6 +192,9 @@ def variant(spec: str | CellSpec, **flags) -> CellSpec:
     """
     if isinstance(spec, CellSpec):
         base = spec
+    elif isinstance(spec, str) and "+" in spec:                  # a composed name, as saved
+        head, *extra = spec.split("+")
+        return variant(variant(head), **dict(_parse_flag(e) for e in extra), **flags)
     elif isinstance(spec, str) and spec in VARIANTS:
         base = VARIANTS[spec]
     else:
@@ -213,3 +216,11 @@ def variant(spec: str | CellSpec, **flags) -> CellSpec:
     name = base.name + "".join(f"+{k}" if v is True else f"+{k}={v}" for k, v in changed.items())
     note = "".join(f"\nwith {k}={v!r}" for k, v in changed.items())
     return dataclasses.replace(base, name=name, doc=base.doc + note, **flags)
+
+
+def _parse_flag(text: str) -> tuple[str, object]:
+    """'peepholes' -> ('peepholes', True); 'input_activation=identity' -> (name, 'identity')."""
+    name, eq, value = text.partition("=")
+    if not eq:
+        return name, True
+    return name, {"True": True, "False": False}.get(value, value)

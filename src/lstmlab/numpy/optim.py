@@ -30,9 +30,29 @@ class Optimizer:
     def _update(self, name, p, g):
         raise NotImplementedError
 
+    _slots: tuple[str, ...] = ()                                 # per-parameter state dicts
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, scalars): everything a resumed run needs to continue identically."""
+        arrays = {f"{slot}/{name}": a for slot in self._slots
+                  for name, a in getattr(self, slot).items()}
+        return arrays, {"steps": self.steps, "lr": self.lr}
+
+    def load_state_dict(self, arrays: dict[str, np.ndarray], scalars: dict) -> None:
+        for slot in self._slots:
+            getattr(self, slot).clear()
+        for key, a in arrays.items():
+            slot, _, name = key.partition("/")
+            if slot not in self._slots or name not in self.params:
+                raise ValueError(f"optimizer state {key!r} does not belong to this model")
+            getattr(self, slot)[name] = np.array(a, dtype=self.params[name].dtype)
+        self.steps, self.lr = int(scalars["steps"]), float(scalars["lr"])
+
 
 class SGD(Optimizer):
     """p -= lr * v, with v = momentum * v + g (plain g without momentum; Nesterov optional)."""
+
+    _slots = ("velocity",)
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
@@ -54,6 +74,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba 2015) with bias correction, as torch.optim.Adam."""
 
+    _slots = ("m", "v")
+
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
         self.betas, self.eps = betas, eps
@@ -74,6 +96,8 @@ class Adam(Optimizer):
 
 class RMSprop(Optimizer):
     """RMSprop (Hinton 2012), as torch.optim.RMSprop: p -= lr * g / (sqrt(avg g^2) + eps)."""
+
+    _slots = ("square", "velocity")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)

@@ -1,0 +1,5 @@
+"""`python -m lstmlab` is the `lstmlab` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Files: one model format for both engines (safetensors + metadata), ONNX, atomic writes."""

@@ -1,0 +1,102 @@
+"""A whole network from a `ModelConfig`: embedding or features, the recurrent stack, a head.
+
+Time-major throughout: x (T, B, input_size) or token ids (T, B); outputs (T, B, output_size)
+with readout "sequence", (B, output_size) with readout "last" (the head reads the top
+layer's final h, both directions concatenated).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ModelConfig
+from .module import Module
+from .nn import Embedding, Linear
+from .recurrent import GRU, LSTM, RNN
+
+RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+
+class SequenceModel(Module):
+    """The NumPy build of a `ModelConfig`. `params` names: embedding.*, rnn.*, head.*."""
+
+    def __init__(self, config: ModelConfig, seed: int | None = 0):
+        if config.regularised:
+            raise ValueError("dropout, recurrent_dropout, zoneout and weight_drop exist only in "
+                             "the torch engine; use --engine torch or set them to 0")
+        self.config = config
+        self.dtype = np.dtype(config.dtype)
+        rng = np.random.default_rng(seed)
+        seeds = rng.integers(0, 2**31, size=3)                   # one stream per part
+        c = config
+        self.embedding = (Embedding(c.vocab_size, c.input_size, dtype=self.dtype, seed=seeds[0])
+                          if c.vocab_size else None)
+        self.rnn = RECURRENT[c.spec.family](c.input_size, c.hidden_size, dtype=self.dtype,
+                                            seed=seeds[1], **c.rnn_kwargs())
+        D = self.rnn.num_directions
+        self.head = Linear(D * self.rnn.out_size, c.output_size, dtype=self.dtype, seed=seeds[2])
+        self.params = {f"{name}.{k}": v for name, part in self._parts() for k, v in part.params.items()}
+
+    def _parts(self):
+        return [(n, p) for n, p in (("embedding", self.embedding), ("rnn", self.rnn),
+                                    ("head", self.head)) if p is not None]
+
+    def __repr__(self):
+        return f"SequenceModel({self.config})"
+
+    def __call__(self, x, state=None, lengths=None):
+        """Inference: (outputs, final state of the recurrent stack)."""
+        out, state, _ = self._forward(x, state, lengths, keep=False)
+        return out, state
+
+    def forward(self, x, state=None, lengths=None):
+        """(outputs, final state, cache for `backward`)."""
+        return self._forward(x, state, lengths, keep=True)
+
+    def _forward(self, x, state, lengths, keep):
+        emb_cache = None
+        if self.embedding is not None:
+            x, emb_cache = self.embedding.forward(x)             # (T, B) ids -> (T, B, E)
+        if keep:
+            y, state, rnn_cache = self.rnn.forward(x, state, lengths)
+        else:
+            (y, state), rnn_cache = self.rnn(x, state, lengths), None
+        feats = self._last(state) if self.config.readout == "last" else y
+        out, head_cache = self.head.forward(feats)
+        return out, state, (emb_cache, rnn_cache, head_cache, y.shape, state)
+
+    def _last(self, state):
+        """The top layer's final h, directions side by side: (B, D*R)."""
+        h = state[0] if isinstance(state, tuple) else state      # (L*D, B, R)
+        D = self.rnn.num_directions
+        return np.concatenate(list(h[-D:]), axis=-1)
+
+    def backward(self, cache, dout, dstate=None):
+        """Gradients for every name in `params` (and dx for feature inputs)."""
+        emb_cache, rnn_cache, head_cache, y_shape, state = cache
+        if rnn_cache is None:
+            raise ValueError("this output came from model(x), which keeps nothing for backward; "
+                             "use model.forward(x)")
+        hg, dfeats = self.head.backward(head_cache, dout)
+        grads = {f"head.{k}": v for k, v in hg.items()}
+        if self.config.readout == "last":
+            dy = None
+            dstate = self._add_last(state, dfeats, dstate)
+        else:
+            dy = dfeats
+        rg, dx, _ = self.rnn.backward(rnn_cache, dy, dstate)
+        grads.update({f"rnn.{k}": v for k, v in rg.items()})
+        if self.embedding is not None:
+            eg, dx = self.embedding.backward(emb_cache, dx)
+            grads.update({f"embedding.{k}": v for k, v in eg.items()})
+        return grads, dx
+
+    def _add_last(self, state, dfeats, dstate):
+        """Gradient of the final state, with the head's gradient on the top layer's h."""
+        comps = list(state) if isinstance(state, tuple) else [state]
+        d = [np.zeros_like(c) for c in comps] if dstate is None else \
+            [np.array(c, copy=True) for c in (dstate if isinstance(dstate, tuple) else [dstate])]
+        D, R = self.rnn.num_directions, self.rnn.out_size
+        for k in range(D):
+            d[0][len(d[0]) - D + k] += dfeats[:, k * R:(k + 1) * R]
+        return tuple(d) if isinstance(state, tuple) else d[0]

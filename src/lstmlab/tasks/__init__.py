@@ -1,0 +1,22 @@
+"""The one registry of tasks: the CLI, the dashboard and the tests read it."""
+
+from __future__ import annotations
+
+import difflib
+
+from .base import Batch, Predictor, Task
+from .sine import Sine
+
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine,)}
+
+
+def get_task(name: str, seed: int = 0, **options) -> Task:
+    """The task `name`, built with `options`; a clear error for an unknown name."""
+    if name not in TASKS:
+        close = difflib.get_close_matches(name, TASKS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown task {name!r}{hint}; choose one of: {', '.join(TASKS)}")
+    return TASKS[name](seed=seed, **options)
+
+
+__all__ = ["TASKS", "get_task", "Task", "Batch", "Predictor"]

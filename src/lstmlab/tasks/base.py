@@ -1,0 +1,87 @@
+"""What a task is: data, the model's inputs and outputs, a loss, metrics, baselines, figures.
+
+A task imports neither engine. It hands the trainer batches of NumPy arrays and describes
+its network as a `ModelConfig`; to evaluate, it calls a `Predictor`, which runs whichever
+engine trained the model and speaks NumPy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..config import ModelConfig
+
+
+@dataclass
+class Batch:
+    """One training batch, time-major."""
+    x: np.ndarray                      # (T, B, F) features, or (T, B) token ids
+    y: np.ndarray                      # targets: (T, B, O) for mse, (T, B) ids for xent; no T with readout "last"
+    mask: np.ndarray | None = None     # (T, B): 1 where a target counts (padding is 0)
+    lengths: np.ndarray | None = None  # (B,) steps per sequence, None when all are T
+    carry: bool = False                # True: continue from the previous batch's final state (TBPTT)
+
+
+@dataclass
+class Predictor:
+    """Engine-neutral inference: NumPy arrays in, NumPy arrays out.
+
+    run(x, state=None, lengths=None) -> (outputs, state); trace(x) -> the recurrent stack's
+    gates and states per layer, as lstmlab.numpy's `trace`.
+    """
+    run: Callable
+    trace: Callable
+    config: ModelConfig
+
+
+@dataclass
+class TaskDefaults:
+    """A task's preferred settings; the user's options override them."""
+    engine: str = "numpy"                          # "torch" where NumPy would be slow
+    model: dict = field(default_factory=dict)      # ModelConfig fields (hidden_size, ...)
+    train: dict = field(default_factory=dict)      # TrainConfig fields (steps, lr, ...)
+
+
+class Task:
+    """Base class. A task instance is built from its options (e.g. noise=0.1) and a seed."""
+
+    name: str = ""
+    summary: str = ""
+    loss: str = "mse"                  # "mse" or "xent": what the trainer minimises
+    defaults = TaskDefaults()
+    options: dict = {}                 # option name -> (default, help), for the CLI
+
+    def __init__(self, seed: int = 0, **options):
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise ValueError(f"task {self.name!r} has no option(s) {unknown}; "
+                             f"it has: {', '.join(self.options) or 'none'}")
+        self.seed = seed
+        self.opts = {k: options.get(k, d) for k, (d, _) in self.options.items()}
+
+    def model_config(self, **settings) -> ModelConfig:
+        """The network for this task: its input/output sizes plus the user's settings."""
+        raise NotImplementedError
+
+    def train_batch(self, step: int, batch_size: int) -> Batch:
+        """The batch for training step `step` (a pure function of seed and step: resumable)."""
+        raise NotImplementedError
+
+    def evaluate(self, predictor: Predictor, split: str) -> dict[str, float]:
+        """Metrics on "valid" (includes "loss", which early stopping watches) or "test"."""
+        raise NotImplementedError
+
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """Trivial predictors' metrics on the test split, with the same metric names."""
+        raise NotImplementedError
+
+    def figures(self, predictor: Predictor, folder) -> list:
+        """Draw what this task draws into `folder`; returns the paths."""
+        return []
+
+    def predict(self, predictor: Predictor, path, **kw) -> dict:
+        """Run the model on the user's file; a JSON-able result."""
+        raise ValueError(f"task {self.name!r} does not take --input files yet")

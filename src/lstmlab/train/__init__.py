@@ -1,0 +1,6 @@
+"""Training: one loop for both engines, run folders, checkpoints, evaluation."""
+
+from .callbacks import Callback, ProgressBar
+from .loop import TrainingDiverged, evaluate_run, fit, load_run
+
+__all__ = ["fit", "evaluate_run", "load_run", "Callback", "ProgressBar", "TrainingDiverged"]

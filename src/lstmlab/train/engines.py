@@ -1,0 +1,237 @@
+"""What differs between the engines during training, behind one small interface.
+
+    engine.train_step(batch, lr, state, step) -> (loss, gradient norm, final state)
+    engine.predictor()                        -> a Predictor (NumPy in, NumPy out)
+    engine.checkpoint() / engine.restore(...) -> weights and optimizer state as arrays
+    engine.save_model(path)                   -> an lstmlab model file
+
+The loop in `loop.py` is the same for both; so are its callbacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ModelConfig, TrainConfig
+from ..io.files import save
+from ..tasks.base import Batch, Predictor
+
+
+def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, device=None):
+    if name == "numpy":
+        if device not in (None, "cpu"):
+            raise ValueError(f"the numpy engine runs on the CPU only, got --device {device}")
+        return NumpyEngine(model, train, loss)
+    if name == "torch":
+        return TorchEngine(model, train, loss, device)
+    raise ValueError(f"engine must be 'numpy' or 'torch', got {name!r}")
+
+
+class NumpyEngine:
+    name = "numpy"
+
+    def __init__(self, model: ModelConfig, train: TrainConfig, loss: str):
+        from ..numpy import SGD, Adam, RMSprop
+        from ..numpy.model import SequenceModel
+
+        self.config, self.train, self.loss = model, train, loss
+        self.model = SequenceModel(model, seed=train.seed)
+        self.dtype = self.model.dtype
+        opt = {"adam": lambda p: Adam(p, lr=train.lr),
+               "sgd": lambda p: SGD(p, lr=train.lr, momentum=0.9),
+               "rmsprop": lambda p: RMSprop(p, lr=train.lr)}[train.optimizer]
+        self.opt = opt(self.model.params)
+
+    def train_step(self, batch: Batch, lr: float, state, step: int):
+        from ..numpy import clip_grad_norm, mse_loss, softmax_cross_entropy
+
+        x = batch.x.astype(self.dtype) if batch.x.dtype.kind == "f" else batch.x
+        with np.errstate(over="ignore", invalid="ignore"):        # divergence is caught below
+            out, final, cache = self.model.forward(x, state, batch.lengths)
+            if self.loss == "mse":
+                mask = None if batch.mask is None else batch.mask[..., None]
+                loss, dout = mse_loss(out, batch.y.astype(self.dtype), mask)
+            else:
+                loss, dout = softmax_cross_entropy(out, batch.y, batch.mask)
+            if not np.isfinite(loss):
+                return loss, float("nan"), final
+            grads, _ = self.model.backward(cache, dout)
+            norm = clip_grad_norm(grads, self.train.clip if self.train.clip else np.inf)
+            if not np.isfinite(norm):
+                return float("nan"), norm, final
+            self.opt.lr = lr
+            self.opt.step(grads)
+        return loss, norm, final
+
+    def predictor(self) -> Predictor:
+        return predictor_for(self.model)
+
+    def checkpoint(self) -> tuple[dict, dict]:
+        arrays, scalars = self.opt.state_dict()
+        tensors = {f"model/{k}": v for k, v in self.model.params.items()}
+        tensors.update({f"optim/{k}": v for k, v in arrays.items()})
+        return tensors, scalars
+
+    def restore(self, tensors: dict, scalars: dict) -> None:
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        self.opt.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("optim/")},
+                                 scalars)
+
+    def load_weights(self, arrays: dict) -> None:
+        self.model.load_state_dict(arrays)
+
+    def save_model(self, path):
+        return save(self.model, path)
+
+    @staticmethod
+    def state_to_arrays(state) -> list:
+        return [] if state is None else list(state) if isinstance(state, tuple) else [state]
+
+    @staticmethod
+    def arrays_to_state(arrays: list):
+        return None if not arrays else tuple(arrays) if len(arrays) > 1 else arrays[0]
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, model: ModelConfig, train: TrainConfig, loss: str, device=None):
+        import torch
+
+        from ..torch import SequenceModel, resolve_device
+
+        self.torch = torch
+        self.config, self.train, self.loss = model, train, loss
+        self.device = resolve_device(device or "cpu")
+        self.model = SequenceModel(model, seed=train.seed, device=self.device)
+        params = self.model.parameters()
+        self.opt = {"adam": lambda: torch.optim.Adam(params, lr=train.lr),
+                    "sgd": lambda: torch.optim.SGD(params, lr=train.lr, momentum=0.9),
+                    "rmsprop": lambda: torch.optim.RMSprop(params, lr=train.lr)}[train.optimizer]()
+        self.dtype = getattr(torch, model.dtype)
+
+    def _tensor(self, a):
+        t = self.torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(self.device, self.dtype if t.is_floating_point() else None)
+
+    def train_step(self, batch: Batch, lr: float, state, step: int):
+        torch = self.torch
+        torch.manual_seed(self.train.seed * 1_000_003 + step)   # dropout masks: resumable
+        self.model.train()
+        x, y = self._tensor(batch.x), self._tensor(batch.y)
+        if state is not None:
+            state = tuple(self._tensor(s) for s in state) if isinstance(state, tuple) else self._tensor(state)
+        lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
+        out, final = self.model(x, state, lengths)
+        if self.loss == "mse":
+            err = (out - y) ** 2
+            if batch.mask is not None:
+                m = self._tensor(batch.mask)[..., None]
+                loss = (err * m).sum() / (m.sum() * err.shape[-1])
+            else:
+                loss = err.mean()
+        else:
+            logp = torch.log_softmax(out, dim=-1)
+            nll = -logp.gather(-1, y.long()[..., None])[..., 0]
+            m = torch.ones_like(nll) if batch.mask is None else self._tensor(batch.mask)
+            loss = (nll * m).sum() / m.sum()
+        value = loss.item()
+        final = _detach_numpy(final)
+        if not np.isfinite(value):
+            return value, float("nan"), final
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = float(torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.train.clip if self.train.clip else float("inf")))
+        if not np.isfinite(norm):
+            return float("nan"), norm, final
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.opt.step()
+        return value, norm, final
+
+    def predictor(self) -> Predictor:
+        return predictor_for(self.model)
+
+    def checkpoint(self) -> tuple[dict, dict]:
+        tensors = {f"model/{k}": _to_numpy(v) for k, v in self.model.state_dict().items()}
+        sd = self.opt.state_dict()
+        scalars = {"param_groups": sd["param_groups"], "state": {}}
+        for idx, st in sd["state"].items():
+            scalars["state"][str(idx)] = {}
+            for key, v in st.items():
+                if self.torch.is_tensor(v) and v.ndim > 0:
+                    tensors[f"optim/{idx}/{key}"] = _to_numpy(v)
+                else:
+                    scalars["state"][str(idx)][key] = float(v)
+        return tensors, scalars
+
+    def restore(self, tensors: dict, scalars: dict) -> None:
+        torch = self.torch
+        self.load_weights({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        state = {int(i): {k: torch.tensor(v) for k, v in s.items()}
+                 for i, s in scalars["state"].items()}
+        for key, v in tensors.items():
+            if key.startswith("optim/"):
+                _, idx, name = key.split("/")
+                state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(v)).to(self.device)
+        self.opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+
+    def load_weights(self, arrays: dict) -> None:
+        self.model.load_state_dict({k: self.torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+
+    def save_model(self, path):
+        return save(self.model, path)
+
+    state_to_arrays = staticmethod(NumpyEngine.state_to_arrays)
+    arrays_to_state = staticmethod(NumpyEngine.arrays_to_state)
+
+
+def predictor_for(model) -> Predictor:
+    """NumPy-in, NumPy-out inference around a SequenceModel of either engine."""
+    if hasattr(model, "params"):                                 # NumPy engine
+        def trace(x):
+            if model.embedding is not None:
+                x = model.embedding(x)
+            return model.rnn.trace(x)
+
+        return Predictor(run=model, trace=trace, config=model.config)
+
+    import torch
+
+    param = next(model.parameters())
+
+    def tensor(a):
+        t = torch.from_numpy(np.ascontiguousarray(a))
+        return t.to(param.device, param.dtype if t.is_floating_point() else None)
+
+    def to_state(s):
+        return None if s is None else tuple(tensor(a) for a in s) if isinstance(s, tuple) else tensor(s)
+
+    def run(x, state=None, lengths=None):
+        model.eval()
+        with torch.no_grad():
+            out, final = model(tensor(x), to_state(state),
+                               None if lengths is None else torch.as_tensor(lengths))
+        return out.cpu().numpy(), _detach_numpy(final)
+
+    def trace(x):
+        model.eval()
+        with torch.no_grad():
+            x = tensor(x)
+            if model.embedding is not None:
+                x = model.embedding(x)
+            tr = model.rnn.trace(x)
+        return {k: {n: _to_numpy(a) for n, a in v.items()} for k, v in tr.items()}
+
+    return Predictor(run=run, trace=trace, config=model.config)
+
+
+def _to_numpy(v):
+    return v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+
+
+def _detach_numpy(state):
+    if isinstance(state, tuple):
+        return tuple(_to_numpy(s) for s in state)
+    return _to_numpy(state)

@@ -1,0 +1,134 @@
+"""The training loop: it learns, it keeps whole files when killed, it resumes exactly, and
+it stops on a diverging loss without touching what it saved."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from lstmlab.config import TrainConfig
+from lstmlab.io.files import read_tensors
+from lstmlab.tasks import get_task
+from lstmlab.tasks.sine import Sine
+from lstmlab.train import TrainingDiverged, fit
+from lstmlab.train.runs import RunFolder
+
+SMALL = dict(steps=60, batch_size=8, eval_every=10)
+
+
+def _small_run(tmp_path, engine="numpy", **kw):
+    task = get_task("sine", seed=0, test_size=16)
+    return fit(task, task.model_config(hidden_size=8), TrainConfig(**{**SMALL, **kw}),
+               tmp_path / "run", engine=engine)
+
+
+def test_numpy_run_learns_and_leaves_its_files(tmp_path):
+    result = _small_run(tmp_path)
+    run = RunFolder(result["run"])
+    rows = run.read_metrics()
+    valid = [r["loss"] for r in rows if r["split"] == "valid"]
+    assert len(valid) == 6 and valid[-1] < 0.5 * valid[0]         # the loss falls
+    assert [r["split"] for r in rows][-1] == "test"
+    cfg = json.loads(run.config.read_text())
+    assert cfg["engine"] == "numpy" and cfg["train"]["steps"] == 60 and cfg["model"]["hidden_size"] == 8
+    assert set(result) >= {"run", "task", "engine", "variant", "seconds", "metrics", "baselines"}
+    assert result["metrics"]["test"]["mse"] < result["baselines"]["zero"]["mse"]
+    for name in ("forecast.png", "gates.png", "loss.png"):
+        assert (run.figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    read_tensors(run.model)
+    read_tensors(run.checkpoint)
+
+
+def test_same_seed_same_numbers(tmp_path):
+    a = _small_run(tmp_path / "a", steps=20)
+    b = _small_run(tmp_path / "b", steps=20)
+    assert a["metrics"] == b["metrics"]
+
+
+def test_a_run_folder_is_not_overwritten(tmp_path):
+    _small_run(tmp_path, steps=10)
+    with pytest.raises(ValueError, match="already holds a run"):
+        _small_run(tmp_path, steps=10)
+
+
+class _Diverging(Sine):
+    def train_batch(self, step, batch_size):
+        b = super().train_batch(step, batch_size)
+        if step == 25:
+            b.y = np.full_like(b.y, np.inf)
+        return b
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, engine):
+    task = _Diverging(seed=0, test_size=16)
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(TrainingDiverged) as e:
+        fit(task, task.model_config(hidden_size=8), TrainConfig(**SMALL), run.path, engine=engine)
+    msg = str(e.value)
+    assert "\n" not in msg and "step 25" in msg and "step 20" in msg
+    tensors, meta = read_tensors(run.checkpoint)
+    assert json.loads(meta["progress"])["step"] == 20
+    assert max(r["step"] for r in run.read_metrics()) == 20
+    read_tensors(run.model)
+
+
+# --- killed at random moments, then resumed ------------------------------------------------
+CLI = [sys.executable, "-m", "lstmlab", "train", "sine", "--hidden-size", "8", "--steps", "300",
+       "--batch-size", "8", "--eval-every", "10", "-o", "test_size=16", "--json"]
+
+
+def _check_whole(run: RunFolder):
+    """Every file the run has is complete: parseable, loadable, decodable."""
+    if run.config.exists():
+        json.loads(run.config.read_text())
+    run.read_metrics()                                           # every line is whole JSON
+    for f in (run.model, run.checkpoint):
+        if f.exists():
+            read_tensors(f)
+    for png in run.figures.glob("*.png") if run.figures.exists() else ():
+        matplotlib.image.imread(png)
+
+
+@pytest.mark.parametrize("engine, kills", [("numpy", 5), ("torch", 3)])
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, engine, kills):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    args = CLI + ["--engine", engine]
+    ref = subprocess.run(args + ["--out", str(tmp_path / "ref")], capture_output=True, text=True,
+                         env=env, check=True)
+    expected = json.loads(ref.stdout)["metrics"]["test"]
+
+    run = RunFolder(tmp_path / "killed")
+    rng = np.random.default_rng(7)
+    targets = sorted(rng.choice(np.arange(20, 290, 10), size=kills, replace=False))
+    killed_at = []                                               # checkpoint step after each kill
+    for target in targets:
+        p = subprocess.Popen(args + ["--out", str(run.path)] + (["--resume"] if run.exists() else []),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        while p.poll() is None and max((r["step"] for r in run.read_metrics()), default=0) < target:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.03))                       # a random moment after it
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        _check_whole(run)
+        killed_at.append(json.loads(read_tensors(run.checkpoint)[1]["progress"])["step"])
+    # the kills landed in the middle of training, at different places
+    assert len({s for s in killed_at if 0 < s < 300}) == kills, killed_at
+    done = subprocess.run(args + ["--out", str(run.path), "--resume"], capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)["metrics"]["test"]
+    if engine == "numpy":
+        assert got == expected
+    else:
+        assert got.keys() == expected.keys()
+        assert all(abs(got[k] - expected[k]) <= 1e-6 for k in got)
+    rows = run.read_metrics()
+    assert [r["step"] for r in rows if r["split"] == "valid"] == list(range(10, 301, 10))
+    assert not list(run.path.glob(".*.tmp"))
