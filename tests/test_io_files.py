@@ -115,3 +115,37 @@ def test_old_format_version_fails_naming_the_version(tmp_path, monkeypatch):
         lstmlab.load(path)
     monkeypatch.setitem(files._UPGRADES, 1, lambda cfg: cfg)      # an upgrade path: loads
     assert lstmlab.load(path).spec.name == "peephole"
+
+
+@pytest.mark.parametrize("name", ["peephole", "layernorm", "gru_cho", "rnn_relu"])
+def test_a_file_from_one_engine_loads_into_the_other(tmp_path, name):
+    import torch
+
+    m = _model(name)
+    t = lstmlab.load(lstmlab.save(m, tmp_path / "n.safetensors"), engine="torch")
+    assert isinstance(t, torch.nn.Module)
+    x = np.random.default_rng(2).standard_normal((6, 2, 3))
+    y_t, _ = t(torch.from_numpy(x))
+    np.testing.assert_allclose(y_t.detach().numpy(), m(x)[0], atol=1e-12, rtol=0)
+    back = lstmlab.load(lstmlab.save(t, tmp_path / "t.safetensors"), engine="numpy")
+    assert all(np.array_equal(back.params[k], m.params[k]) for k in m.params)
+
+
+def test_sequence_model_crosses_engines(tmp_path):
+    import torch
+
+    cfg = ModelConfig(input_size=2, output_size=1, variant="cifg", hidden_size=5, num_layers=2)
+    n = SequenceModel(cfg, seed=5)
+    t = lstmlab.load(lstmlab.save(n, tmp_path / "s.safetensors"), engine="torch")
+    x = np.random.default_rng(3).standard_normal((7, 3, 2)).astype(np.float32)
+    np.testing.assert_allclose(t(torch.from_numpy(x))[0].detach().numpy(), n(x)[0], atol=1e-5)
+
+
+def test_zoneout_models_refuse_the_numpy_engine(tmp_path):
+    import torch  # noqa: F401 - the torch engine builds the model
+
+    cfg = ModelConfig(input_size=2, output_size=1, hidden_size=4, zoneout=0.1)
+    path = lstmlab.save(lstmlab.torch.SequenceModel(cfg), tmp_path / "z.safetensors")
+    with pytest.raises(ValueError, match="zoneout.*engine='torch'"):
+        lstmlab.load(path)
+    assert lstmlab.load(path, engine="torch").config == cfg

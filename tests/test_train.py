@@ -132,3 +132,82 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(tmp_path, engine, ki
     rows = run.read_metrics()
     assert [r["step"] for r in rows if r["split"] == "valid"] == list(range(10, 301, 10))
     assert not list(run.path.glob(".*.tmp"))
+
+
+# --- schedules, early stopping, truncated BPTT across windows ----------------------------
+def test_learning_rate_schedules():
+    cos = TrainConfig(steps=100, lr=1.0, schedule="cosine")
+    assert cos.lr_at(1) == 1.0 and abs(cos.lr_at(51) - 0.5) < 1e-12 and cos.lr_at(100) < 1e-3
+    step = TrainConfig(steps=100, lr=1.0, schedule="step")
+    assert [step.lr_at(s) for s in (50, 51, 76)] == [1.0, pytest.approx(0.1), pytest.approx(0.01)]
+    assert TrainConfig(schedule="plateau", lr=0.4).lr_at(9, plateau_factor=0.25) == 0.1
+
+
+class _Flat(Sine):
+    """Validation never improves after the first evaluation."""
+    def evaluate(self, predictor, split):
+        m = super().evaluate(predictor, split)
+        return {**m, "loss": 1.0} if split == "valid" else m
+
+
+def test_early_stopping_and_plateau(tmp_path):
+    task = _Flat(seed=0, test_size=16)
+    result = fit(task, task.model_config(hidden_size=8),
+                 TrainConfig(**{**SMALL, "steps": 200, "patience": 3, "schedule": "plateau",
+                                "plateau_patience": 2}), tmp_path / "run")
+    rows = RunFolder(result["run"]).read_metrics()
+    assert result["stopped_early"] and result["best_step"] == 10
+    assert max(r["step"] for r in rows if r["split"] == "valid") == 40     # 1 + 3 evaluations
+    lrs = [r["lr"] for r in rows if r["split"] == "train"]
+    assert lrs[0] == lrs[2] and lrs[3] == pytest.approx(lrs[0] / 2)       # halved after 2 flat
+
+
+class _Stream(Sine):
+    """One long wave per sequence, cut into windows: the state crosses the windows."""
+    def train_batch(self, step, batch_size):
+        k = (step - 1) % 5                                       # 5 windows of 20 steps a stream
+        rng = np.random.default_rng([self.seed, 0, (step - 1) // 5])
+        period, phase = rng.uniform(12, 40, batch_size), rng.uniform(0, 6.3, batch_size)
+        t = np.arange(k * 20, k * 20 + 21)[:, None]
+        wave = np.sin(2 * np.pi * t / period + phase)
+        from lstmlab.tasks import Batch
+        return Batch(x=wave[:-1, :, None], y=wave[1:, :, None], carry=k > 0)
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_start(self, *a): ...
+    def on_eval(self, *a): ...
+    def on_end(self, *a): ...
+
+    def on_step(self, step, loss, lr):
+        if step == self.step:
+            raise _Crash
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_truncated_bptt_carries_state_and_resumes_exactly(tmp_path, engine):
+    task, cfg = _Stream(seed=0, test_size=16), TrainConfig(**{**SMALL, "eval_every": 7})
+    model = task.model_config(hidden_size=8)
+    whole = fit(task, model, cfg, tmp_path / "whole", engine=engine)
+    with pytest.raises(_Crash):                                  # dies mid-stream, after step 16
+        fit(task, model, cfg, tmp_path / "cut", engine=engine, callbacks=[_CrashAt(17)])
+    tensors, meta = read_tensors(RunFolder(tmp_path / "cut").checkpoint)
+    assert json.loads(meta["progress"])["step"] == 14 and "carry/0" in tensors
+    resumed = fit(task, model, cfg, tmp_path / "cut", engine=engine, resume=True)
+    assert resumed["metrics"] == whole["metrics"]
+
+    class _Reset(_Stream):                                       # the same windows, state dropped
+        def train_batch(self, step, batch_size):
+            b = super().train_batch(step, batch_size)
+            b.carry = False
+            return b
+
+    reset = fit(_Reset(seed=0, test_size=16), model, cfg, tmp_path / "reset", engine=engine)
+    assert reset["metrics"] != whole["metrics"]
