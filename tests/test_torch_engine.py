@@ -283,7 +283,7 @@ def test_state_errors():
     _one_line(e)
     with pytest.raises(ValueError, match=r"must be a tuple \(h0, c0\)"):
         m(torch.zeros(5, 2, 8), c0)
-    with pytest.raises(ValueError, match="one tensor h0 for a GRU"):
+    with pytest.raises(ValueError, match="one array h0 for a GRU"):
         lt.GRU(8, 4)(torch.zeros(5, 2, 8), (c0, c0))
     with pytest.raises(ValueError, match=r"must be a tuple \(h0, c0, gates0\)"):
         lt.LSTM(8, 4, variant="fgr")(torch.zeros(5, 2, 8), (c0,))

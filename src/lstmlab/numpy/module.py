@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_numbers
+
 
 class Module:
     """A piece with weights in `params` ({name: ndarray}) and a strict `load_state_dict`."""
@@ -39,14 +41,7 @@ class Module:
 
     def _as_array(self, a, what):
         """`a` as an array of the model's dtype; a clear error for non-numbers, NaN and inf."""
-        a = np.asarray(a)
-        if a.dtype.kind not in "fiu":
-            raise ValueError(f"{what} must hold numbers, got dtype {a.dtype}")
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            bad = ~np.isfinite(a)
-            raise ValueError(f"{what} contains {int(bad.sum())} NaN or inf value(s), first at "
-                             f"index {tuple(int(i) for i in np.argwhere(bad)[0])}; "
-                             "clean or impute the data first")
+        a = check_numbers(np.asarray(a), what)
         return a.astype(self.dtype, copy=False)
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_lengths, check_state_shape, state_parts
 from ..spec import CellSpec, variant as make_spec
 from .cells import Cell, make_cell
 from .init import check_init_options, init_params
@@ -178,7 +179,7 @@ class Recurrent(Module):
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in (
-            ("num_layers", self.num_layers), ("bidirectional", self.bidirectional),
+            ("num_layers", self.num_layers if self.num_layers > 1 else 0), ("bidirectional", self.bidirectional),
             ("proj_size", self.proj_size), ("batch_first", self.batch_first)) if v)
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
                 f"variant={self.spec.name!r}, dtype={self.dtype.name})")
@@ -368,25 +369,11 @@ class Recurrent(Module):
         sizes = self.cells[0].state_sizes()
         if state is None:
             return [np.zeros((LD, B, n), self.dtype) for n in sizes]
-        names = self._state_names()
-        if self.family == "lstm":
-            if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
-                fmt = "(h0, c0, gates0)" if len(sizes) == 3 else "(h0, c0)"
-                raise ValueError(f"{what} must be a tuple {fmt} for an LSTM")
-            comps = list(state)
-        else:
-            if isinstance(state, (tuple, list)):
-                raise ValueError(f"{what} must be one array h0 for a {self.family.upper()}, "
-                                 f"not a {type(state).__name__}")
-            comps = [state]
         out = []
-        for name, n, s in zip(names, sizes, comps):
+        for (name, s), n in zip(state_parts(state, self.family, sizes, what), sizes):
             s = self._as_array(s, f"{what} {name}")
-            want = (LD, n) if unbatched else (LD, B, n)
-            if s.shape != want:
-                dims = "(num_layers*num_directions, size)" if unbatched else \
-                       "(num_layers*num_directions, batch, size)"
-                raise ValueError(f"{what} {name} has shape {s.shape}, expected {want} {dims}")
+            check_state_shape(s.shape, (LD, n) if unbatched else (LD, B, n), unbatched,
+                              f"{what} {name}")
             out.append(s[:, None, :] if unbatched else s)
         if len(out) < len(sizes):                                # fgr: gates start at zero
             out.append(np.zeros((LD, B, sizes[-1]), self.dtype))
@@ -394,19 +381,8 @@ class Recurrent(Module):
 
     def _check_lengths(self, lengths, T, B):
         """(mask, rev) for variable lengths; (None, None) when every sequence has T steps."""
-        if lengths is None:
-            return None, None
-        a = np.asarray(lengths)
-        if a.ndim != 1 or a.shape[0] != B:
-            raise ValueError(f"lengths must be 1-D with one entry per sequence ({B}), "
-                             f"got shape {a.shape}")
-        if a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.all(a == np.round(a))):
-            raise ValueError(f"lengths must be whole numbers, got {a.tolist()}")
-        a = a.astype(np.int64)
-        if a.min() < 1 or a.max() > T:
-            raise ValueError(f"lengths must lie in 1..{T} (the number of steps), got "
-                             f"{a.min()}..{a.max()}")
-        if (a == T).all():
+        a = check_lengths(lengths, T, B)
+        if a is None:
             return None, None
         t = np.arange(T)[:, None]                                # (T, 1)
         mask = (t < a[None, :])[:, :, None]                      # (T, B, 1)

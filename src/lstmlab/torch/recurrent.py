@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .. import numpy as lnp
+from ..checks import check_lengths, check_numbers, check_state_shape, state_parts
 from ..spec import VARIANTS, CellSpec, variant as make_spec
 from .cells import Cell, make_cell
 from .device import numpy_dtype, resolve_device
@@ -343,14 +344,7 @@ class Recurrent(nn.Module):
             if a.dtype.is_complex or a.dtype == torch.bool:
                 raise ValueError(f"{what} must hold real numbers, got dtype {a.dtype}")
             return a.to(device=self.device, dtype=self.dtype)
-        arr = np.asarray(a)
-        if arr.dtype.kind not in "fiu":
-            raise ValueError(f"{what} must hold numbers, got dtype {arr.dtype}")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            bad = ~np.isfinite(arr)
-            raise ValueError(f"{what} contains {int(bad.sum())} NaN or inf value(s), first at "
-                             f"index {tuple(int(i) for i in np.argwhere(bad)[0])}; "
-                             "clean or impute the data first")
+        arr = check_numbers(np.asarray(a), what)
         return torch.as_tensor(arr, dtype=self.dtype, device=self.device)
 
     def _check_x(self, x):
@@ -384,25 +378,11 @@ class Recurrent(nn.Module):
         sizes = self.cell.state_sizes()
         if state is None:
             return [torch.zeros(LD, B, n, dtype=self.dtype, device=self.device) for n in sizes]
-        names = ("h0", "c0", "gates0")[: len(sizes)] if self.family == "lstm" else ("h0",)
-        if self.family == "lstm":
-            if not isinstance(state, (tuple, list)) or len(state) not in (2, len(sizes)):
-                fmt = "(h0, c0, gates0)" if len(sizes) == 3 else "(h0, c0)"
-                raise ValueError(f"{what} must be a tuple {fmt} for an LSTM")
-            comps = list(state)
-        else:
-            if isinstance(state, (tuple, list)):
-                raise ValueError(f"{what} must be one tensor h0 for a {self.family.upper()}, "
-                                 f"not a {type(state).__name__}")
-            comps = [state]
         out = []
-        for name, n, s in zip(names, sizes, comps):
+        for (name, s), n in zip(state_parts(state, self.family, sizes, what), sizes):
             s = self._as_tensor(s, f"{what} {name}")
-            want = (LD, n) if unbatched else (LD, B, n)
-            if tuple(s.shape) != want:
-                dims = "(num_layers*num_directions, size)" if unbatched else \
-                       "(num_layers*num_directions, batch, size)"
-                raise ValueError(f"{what} {name} has shape {tuple(s.shape)}, expected {want} {dims}")
+            check_state_shape(s.shape, (LD, n) if unbatched else (LD, B, n), unbatched,
+                              f"{what} {name}")
             out.append(s[:, None, :] if unbatched else s)
         if len(out) < len(sizes):                                # fgr: gates start at zero
             out.append(torch.zeros(LD, B, sizes[-1], dtype=self.dtype, device=self.device))
@@ -410,21 +390,10 @@ class Recurrent(nn.Module):
 
     def _check_lengths(self, lengths, T, B):
         """lengths as a CPU int64 tensor (B,); None when every sequence has T steps."""
-        if lengths is None:
-            return None
-        a = np.asarray(lengths.detach().cpu() if isinstance(lengths, torch.Tensor) else lengths)
-        if a.ndim != 1 or a.shape[0] != B:
-            raise ValueError(f"lengths must be 1-D with one entry per sequence ({B}), "
-                             f"got shape {a.shape}")
-        if a.dtype.kind not in "iuf" or (a.dtype.kind == "f" and not np.all(a == np.round(a))):
-            raise ValueError(f"lengths must be whole numbers, got {a.tolist()}")
-        a = a.astype(np.int64)
-        if a.min() < 1 or a.max() > T:
-            raise ValueError(f"lengths must lie in 1..{T} (the number of steps), got "
-                             f"{a.min()}..{a.max()}")
-        if (a == T).all():
-            return None
-        return torch.from_numpy(a)
+        if isinstance(lengths, torch.Tensor):
+            lengths = lengths.detach().cpu()
+        a = check_lengths(lengths, T, B)
+        return None if a is None else torch.from_numpy(a)
 
 
 @contextmanager
