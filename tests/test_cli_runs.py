@@ -128,3 +128,13 @@ def test_demo_trains_both_engines_and_draws(tmp_path):
     for x in runs:
         names = {p.rsplit("/", 1)[1] for p in x["figures"]}
         assert {"forecast.png", "gates.png", "loss.png"} <= names
+
+
+def test_a_missing_optional_package_is_a_one_line_hint(tmp_path):
+    """As on a core install: importing torch fails, the command says which extra to install."""
+    (tmp_path / "torch.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')")
+    import os
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "lstmlab", "train", "sine", "--engine", "torch",
+                        "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert "pip install 'lstmlab[torch]'" in one_line_error(r)

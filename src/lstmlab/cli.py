@@ -13,6 +13,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -21,6 +22,9 @@ from .train.callbacks import progress_bar
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx"}   # optional module -> extra
 
 
 def command(fn):
@@ -33,6 +37,12 @@ def command(fn):
             return fn(*args, **kwargs)
         except ValueError as e:
             _fail(str(e), 2, as_json)
+        except ModuleNotFoundError as e:
+            extra = _EXTRAS.get((e.name or "").split(".")[0])
+            if extra is None:
+                raise
+            _fail(f"this needs {e.name}, which is not installed: pip install 'lstmlab[{extra}]'",
+                  2, as_json)
         except (KeyboardInterrupt, click.exceptions.Exit):
             raise
         except Exception as e:  # noqa: BLE001 - the last line of defence, one line not a traceback
@@ -47,7 +57,7 @@ def _fail(msg, code, as_json):
     if as_json:
         click.echo(json.dumps({"error": msg}))
     else:
-        err.print(f"[bold red]error:[/] {msg}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
     sys.exit(code)
 
 
