@@ -460,3 +460,26 @@ def test_bad_files(tmp_path, kind):
     elif kind == "text":
         path.write_text("hello, I am not a model\n")
     _expect_one_line_error(path, "is empty|is not an ONNX model|cannot read")
+
+
+@pytest.mark.parametrize("name", ["lstm", "layernorm", "gru", "rnn_relu"])
+@pytest.mark.parametrize("readout", ["sequence", "last"])
+def test_sequence_model_with_token_ids_and_last_readout(tmp_path, name, readout):
+    """A task's whole network (embedding, stack, head) as one ONNX graph: native and loop."""
+    from lstmlab.config import ModelConfig
+    from lstmlab.io.export import export_run
+    from lstmlab.numpy.model import SequenceModel
+
+    cfg = ModelConfig(input_size=4, output_size=3, variant=name, hidden_size=5, num_layers=2,
+                      bidirectional=True, vocab_size=11, readout=readout)
+    model = SequenceModel(cfg, seed=2)
+    run = tmp_path / "run"
+    lstmlab.save(model, run / "model.safetensors")
+    path = export_run(run, "onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for T, B in ((6, 3), (2, 1)):
+        ids = np.random.default_rng(T).integers(0, 11, size=(T, B))
+        got = sess.run(["y"], {"x": ids.astype(np.int64)})[0]
+        want = model(ids)[0]
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)

@@ -28,8 +28,6 @@ def export_run(run_dir, fmt: str, out_path=None) -> Path:
 
     model = load(model_file, engine="numpy")
     if hasattr(model, "rnn"):                                    # a task's SequenceModel
-        if model.embedding is not None or model.config.readout != "sequence":
-            raise ValueError("ONNX export covers models that read features and predict at every "
-                             "step; token-id inputs and last-step read-outs come later")
-        return export_onnx(model.rnn, out, head=model.head)
+        return export_onnx(model.rnn, out, head=model.head, embedding=model.embedding,
+                           readout=model.config.readout)
     return export_onnx(model, out)

@@ -234,8 +234,8 @@ class _Builder:
         return self._cache[key]
 
 
-def export_onnx(model, path, *, head=None, opset=None, native: bool = True,
-                initial_state: bool = False) -> Path:
+def export_onnx(model, path, *, head=None, embedding=None, readout: str = "sequence",
+                opset=None, native: bool = True, initial_state: bool = False) -> Path:
     """Write `model` (a lstmlab.numpy LSTM, GRU or RNN), optionally followed by `head`, as ONNX.
 
     model: any variant, layers, directions, proj_size, batch_first, float32 or float64.
@@ -243,6 +243,9 @@ def export_onnx(model, path, *, head=None, opset=None, native: bool = True,
     opset: the ONNX opset, MIN_OPSET .. the installed onnx's newest (default DEFAULT_OPSET).
     native: write ONNX LSTM/GRU/RNN nodes where the variant allows (else a Scan loop).
     initial_state: add graph inputs "h0" (and "c0"), (L*D, B, P or H); else zeros.
+    embedding: a lstmlab.numpy.Embedding in front: "x" is then int64 token ids (T, B).
+    readout: "sequence" (head on every step) or "last" (head on the top layer's final h,
+    directions side by side: "y" is (B, out)), as lstmlab's SequenceModel.
     Graph: input "x" (T, B, I) ((B, T, I) with batch_first), T and B dynamic; outputs
     "y" (T, B, D*H) (or the head's (T, B, out)), "h_n" (L*D, B, P or H), "c_n" (L*D, B, H).
     The file is written atomically and checked with onnx.checker. Returns the path.
@@ -262,6 +265,11 @@ def export_onnx(model, path, *, head=None, opset=None, native: bool = True,
         if head.dtype != model.dtype:
             raise ValueError(f"head is {head.dtype.name} and the model {model.dtype.name}; "
                              "build both with the same dtype")
+    if readout not in ("sequence", "last"):
+        raise ValueError(f"readout must be 'sequence' or 'last', got {readout!r}")
+    if embedding is not None and embedding.embedding_dim != model.input_size:
+        raise ValueError(f"embedding gives {embedding.embedding_dim} features, "
+                         f"the model expects {model.input_size}")
     newest = onnx.defs.onnx_opset_version()
     opset = DEFAULT_OPSET if opset is None else opset
     if not isinstance(opset, (int, np.integer)) or isinstance(opset, bool) or \
@@ -270,8 +278,14 @@ def export_onnx(model, path, *, head=None, opset=None, native: bool = True,
 
     b = _Builder(onnx, model.dtype, int(opset))
     I = model.input_size
-    inputs = [b.value_info("x", ["batch", "seq", I] if model.batch_first else ["seq", "batch", I])]
-    x = b.op("Transpose", ["x"], perm=[1, 0, 2]) if model.batch_first else "x"   # (T, B, I)
+    if embedding is None:
+        inputs = [b.value_info("x", ["batch", "seq", I] if model.batch_first else ["seq", "batch", I])]
+        x = b.op("Transpose", ["x"], perm=[1, 0, 2]) if model.batch_first else "x"   # (T, B, I)
+    else:                                                        # token ids (T, B) -> (T, B, E)
+        ids = b.op("Transpose", ["x"], perm=[1, 0]) if model.batch_first else "x"
+        inputs = [onnx.helper.make_tensor_value_info(
+            "x", onnx.TensorProto.INT64, ["batch", "seq"] if model.batch_first else ["seq", "batch"])]
+        x = b.op("Gather", [b.const(embedding.params["weight"], "embedding_weight"), ids], axis=0)
     sizes = model.cells[0].state_sizes()[:2]     # h (and c): fgr's last gates stay inside
     state_in = []
     if initial_state:
@@ -298,17 +312,24 @@ def export_onnx(model, path, *, head=None, opset=None, native: bool = True,
             comp.append(f)
 
     y, y_width = inp, width
+    if readout == "last":                                        # top layer's final h: (B, D*R)
+        y = b.op("Transpose", [finals[0][-1]], perm=[1, 0, 2])   # (D, B, R) -> (B, D, R)
+        y = b.op("Reshape", [y, b.ints([0, width])])
     if head is not None:                                         # y W^T + b at every step
         y = b.op("MatMul", [y, b.const(head.params["weight"].T, "head_weight_T")])
         if "bias" in head.params:
             y = b.op("Add", [y, b.const(head.params["bias"], "head_bias")])
         y_width = head.out_features
-    if model.batch_first:
-        b.op("Transpose", [y], out="y", perm=[1, 0, 2])
-    else:
+    if readout == "last":
         b.op("Identity", [y], out="y")
-    outputs = [b.value_info("y", ["batch", "seq", y_width] if model.batch_first
-                            else ["seq", "batch", y_width])]
+        outputs = [b.value_info("y", ["batch", y_width])]
+    else:
+        if model.batch_first:
+            b.op("Transpose", [y], out="y", perm=[1, 0, 2])
+        else:
+            b.op("Identity", [y], out="y")
+        outputs = [b.value_info("y", ["batch", "seq", y_width] if model.batch_first
+                                else ["seq", "batch", y_width])]
     for name, comp, n in zip(("h_n", "c_n"), finals, sizes):
         b.op("Concat", comp, out=name, axis=0)                   # (L*D, B, n)
         outputs.append(b.value_info(name, [L * D, "batch", n]))
