@@ -138,3 +138,27 @@ def test_a_missing_optional_package_is_a_one_line_hint(tmp_path):
     r = subprocess.run([sys.executable, "-m", "lstmlab", "train", "sine", "--engine", "torch",
                         "--out", str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert "pip install 'lstmlab[torch]'" in one_line_error(r)
+
+
+def test_compare_trains_each_variant_and_seed_then_reads_them_back(tmp_path):
+    args = ["compare", "sine", "--variants", "lstm,rnn_tanh", "--seeds", "2", *SMALL,
+            "--out", tmp_path, "--json"]
+    r = lstmlab(*args)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["metric"] == "mse" and [x["variant"] for x in out["results"]] == ["lstm", "rnn_tanh"]
+    for x in out["results"]:
+        assert len(x["values"]) == 2 and x["values"][0] != x["values"][1]   # seeds differ
+        assert x["mean"] == pytest.approx(np.mean(x["values"]))
+    lstm, rnn = out["results"]
+    assert lstm["num_params"] == 4 * (8 * 1 + 8 * 8 + 2 * 8) + 9 and rnn["num_params"] == 8 + 64 + 16 + 9
+    assert (tmp_path / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    mtime = (tmp_path / "lstm-s0" / "model.safetensors").stat().st_mtime
+    again = json.loads(lstmlab(*args).stdout)                      # finished runs are not retrained
+    assert [x["values"] for x in again["results"]] == [x["values"] for x in out["results"]]
+    assert (tmp_path / "lstm-s0" / "model.safetensors").stat().st_mtime == mtime
+
+
+def test_compare_checks_every_variant_before_training(tmp_path):
+    err = one_line_error(lstmlab("compare", "sine", "--variants", "lstm,lsmt", "--out", tmp_path))
+    assert "did you mean 'lstm'" in err and not list(tmp_path.iterdir())

@@ -238,3 +238,15 @@ def test_old_file_survives_a_failed_draw(tmp_path, monkeypatch):
     assert forecast_figure(path, series=[_series()]) == path
     _image(path)                               # replaced on success
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]
+
+
+def test_compare_bars_draws_and_checks(tmp_path):
+    from lstmlab.viz.figures import compare_bars
+
+    rows = [{"variant": "lstm", "values": [0.1, 0.12]}, {"variant": "rnn_tanh", "values": [0.3, 0.5]}]
+    a = matplotlib.image.imread(compare_bars(tmp_path / "a.png", rows, metric="mse"))
+    rows[1]["values"] = [0.05, 0.06]
+    b = matplotlib.image.imread(compare_bars(tmp_path / "b.png", rows, metric="mse"))
+    assert a.shape == b.shape and np.abs(a - b).sum() > 0
+    with pytest.raises(ValueError, match="nothing to compare"):
+        compare_bars(tmp_path / "c.png", [], metric="mse")

@@ -360,3 +360,60 @@ def demo_cmd(out_dir, steps, as_json):
         out.print(f"{r['engine']}: {r['run']}/figures/{{{names}}}", soft_wrap=True)
     for note in result.get("notes", []):
         out.print(note)
+
+
+@main.command("compare")
+@click.argument("task_name", metavar="TASK")
+@click.option("--variants", default="lstm,peephole,cifg,nfg,noaf,rnn_tanh,gru", show_default=True,
+              help="comma-separated variants (see `lstmlab variants`)")
+@click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="runs per variant, with seeds 0..N-1")
+@click.option("--engine", type=click.Choice(["numpy", "torch"]), default=None,
+              help="engine for every run  [default: the task's]")
+@_settings_options
+@click.option("-o", "--task-option", "task_opts", multiple=True, metavar="NAME=VALUE",
+              help="a task option (see `lstmlab tasks`)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for the runs, compare.json and compare.png  [default: runs/compare-<task>]")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None)
+@json_option
+@command
+def compare_cmd(task_name, variants, seeds, engine, task_opts, out_dir, device, as_json, **settings):
+    """Train several variants on TASK with several seeds; a table and a bar chart.
+
+    An interrupted comparison continues where it stopped when run again with the same --out.
+    """
+    from .tasks import get_task
+    from .train import ProgressBar
+    from .train.compare import compare
+
+    given = {k: v for k, v in settings.items() if v is not None and k not in ("variant", "seed")}
+    options = _task_options(task_opts)
+    task, model, train, engine, device, _ = _resolve(task_name, engine, options, given, None,
+                                                     False, device)
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    bars = []
+
+    def callbacks_for(name, seed):
+        bars.append(ProgressBar(f"{name} seed {seed}", disable=as_json))
+        return [bars[-1]]
+
+    try:
+        result = compare(lambda seed: get_task(task_name, seed=seed, **options), model, train,
+                         names, list(range(seeds)), out_dir or f"runs/compare-{task_name}",
+                         engine=engine, device=device, callbacks_for=callbacks_for)
+    finally:
+        for bar in bars:
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    better = "lower" if result["lower_is_better"] else "higher"
+    table = Table("variant", f"test {result['metric']} (mean ± std)", "seconds", "parameters",
+                  title=f"{result['task']}: {len(result['seeds'])} seed(s) per variant, "
+                        f"{result['engine']} engine ({better} is better)")
+    for r in result["results"]:
+        table.add_row(r["variant"], f"{r['mean']:.4g} ± {r['std']:.2g}", f"{r['seconds']:.1f}",
+                      str(r["num_params"]))
+    out.print(table)
+    out.print(f"figure: {result['figure']}", soft_wrap=True)

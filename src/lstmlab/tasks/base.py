@@ -51,6 +51,8 @@ class Task:
     name: str = ""
     summary: str = ""
     loss: str = "mse"                  # "mse" or "xent": what the trainer minimises
+    metric: str = "mse"                # the test metric that ranks models (compare)
+    lower_is_better: bool = True
     defaults = TaskDefaults()
     options: dict = {}                 # option name -> (default, help), for the CLI
 

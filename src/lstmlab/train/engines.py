@@ -83,6 +83,10 @@ class NumpyEngine:
     def save_model(self, path):
         return save(self.model, path)
 
+    @property
+    def num_params(self) -> int:
+        return self.model.num_params
+
     @staticmethod
     def state_to_arrays(state) -> list:
         return [] if state is None else list(state) if isinstance(state, tuple) else [state]
@@ -182,6 +186,10 @@ class TorchEngine:
 
     def save_model(self, path):
         return save(self.model, path)
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
     state_to_arrays = staticmethod(NumpyEngine.state_to_arrays)
     arrays_to_state = staticmethod(NumpyEngine.arrays_to_state)

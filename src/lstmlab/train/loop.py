@@ -95,6 +95,7 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
     eng.load_weights(read_tensors(run.model)[0])                 # the best model, for the test
     result = finish(task, eng.predictor(), run, prog.step, engine, model)
     result["seconds"] = round(time.perf_counter() - started, 3)
+    result["num_params"] = eng.num_params
     result["stopped_early"] = prog.stopped_early
     result["best_step"] = prog.best_step
     for cb in callbacks:

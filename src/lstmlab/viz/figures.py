@@ -517,3 +517,45 @@ def cell_state_norm(path, norms, *, labels, title: str = "",
     ax.margins(x=0.01)
     fig.suptitle(title or "How large does the cell state grow?", fontsize=TITLE_SIZE)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+@_drawing
+def compare_bars(path, rows, *, metric: str, lower_is_better: bool = True,
+                 title: str = "") -> Path:
+    """One bar per variant: the mean of `metric` over seeds, each seed a dot, the spread as
+    an error bar (standard deviation). rows: [{"variant": str, "values": [float, ...]}].
+    The best mean is outlined. Returns `path`."""
+    title = _text(title, "title")
+    if not rows:
+        raise ValueError("rows is empty: nothing to compare")
+    names = [str(r["variant"]) for r in rows]
+    values = [_vector(r["values"], f"values of {r['variant']}") for r in rows]
+    means = np.array([v.mean() for v in values])
+    stds = np.array([v.std() for v in values])
+    log = bool(np.all(np.concatenate(values) > 0)) and \
+        np.nanmax(means) / max(np.nanmin(means), 1e-300) > 30
+    best = int(np.nanargmin(means) if lower_is_better else np.nanargmax(means))
+
+    fig = _figure(4.8)
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    bars = ax.bar(x, means, color="#4c78a8", alpha=0.8, width=0.6)
+    bars[best].set_edgecolor("black")
+    bars[best].set_linewidth(2.0)
+    ax.errorbar(x, means, yerr=stds, fmt="none", ecolor="black", capsize=4, linewidth=1.2)
+    for k, v in enumerate(values):
+        ax.plot(np.full(v.size, x[k]) + np.linspace(-0.12, 0.12, v.size), v, "o",
+                color="black", markersize=3.5, alpha=0.8)
+    ax.set_xticks(x, names, rotation=20 if max(map(len, names)) > 8 else 0, ha="right"
+                  if max(map(len, names)) > 8 else "center")
+    if log:
+        _log_y(ax)
+    better = "lower" if lower_is_better else "higher"
+    ax.set_ylabel(f"{metric} ({better} is better{', log scale' if log else ''})")
+    _style(ax)
+    ax.grid(False, axis="x")
+    fig.suptitle(title or f"{metric} by variant: mean over seeds, dots are single runs",
+                 fontsize=TITLE_SIZE)
+    return _save(fig, path)
