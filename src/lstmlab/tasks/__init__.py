@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 
 from .base import Batch, Predictor, Task
+from .forecast import Forecast
 from .sine import Sine
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine,)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine, Forecast)}
 
 
 def get_task(name: str, seed: int = 0, **options) -> Task:

@@ -162,14 +162,17 @@ def _text(title, what: str) -> str:
 @_drawing
 def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = None,
                     xlabel: str = "time step (0 = forecast origin, the last value seen)",
-                    ylabel: str = "value") -> Path:
+                    ylabel: str = "value", forecast_label: str = "free run (own predictions)",
+                    baseline_label: str = "baseline") -> Path:
     """Forecasts against the truth: one panel per series, stacked and sharing the time axis.
 
     series: 1 to 4 dicts with "history" (1-D, the context the model saw), "truth" (1-D, the
     future), "free_run" (len(truth): the model feeding on its own predictions from the end
     of the history), optionally "next_step" (len(truth): one-step-ahead predictions given
     the true previous values), "lower"/"upper" (len(truth): a prediction interval, both
-    or neither) and "label" (the panel's title).
+    or neither), "baseline" (len(truth): a baseline's forecast, drawn thin and dashed,
+    named by `baseline_label`) and "label" (the panel's title). `forecast_label` names the
+    "free_run" line (e.g. "forecast" for a direct multi-step model).
     metrics: optional {name: value}, printed under the title.
     Time is in steps relative to the forecast origin: the history ends at 0, the future
     runs 1 .. len(truth). Returns `path`.
@@ -187,7 +190,7 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
         if missing:
             raise ValueError(f"series[{k}] lacks {', '.join(repr(m) for m in missing)}")
         unknown = set(s) - {"history", "truth", "free_run", "next_step", "lower", "upper",
-                            "label"}
+                            "baseline", "label"}
         if unknown:
             raise ValueError(f"series[{k}] has unknown keys {sorted(unknown)}")
         if ("lower" in s) != ("upper" in s):
@@ -195,7 +198,7 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
         p = {"history": _vector(s["history"], f"series[{k}]['history']"),
              "truth": _vector(s["truth"], f"series[{k}]['truth']")}
         n = p["truth"].size
-        for key in ("free_run", "next_step", "lower", "upper"):
+        for key in ("free_run", "next_step", "lower", "upper", "baseline"):
             if key in s and s[key] is not None:
                 p[key] = _vector(s[key], f"series[{k}][{key!r}]", n, "truth")
         p["label"] = _text(s.get("label", ""), f"series[{k}]['label']")
@@ -221,8 +224,11 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
         if "next_step" in p:
             ax.plot(tf[1:], p["next_step"], color=NEXT_STEP_COLOR, linewidth=1.6,
                     linestyle=(0, (4, 2)), label="next-step prediction (true inputs)")
+        if "baseline" in p:
+            ax.plot(tf[1:], p["baseline"], color="#7f7f7f", linewidth=1.3,
+                    linestyle=(0, (1, 1.5)), label=baseline_label)
         ax.plot(tf, np.concatenate([last, p["free_run"]]), color=FREE_RUN_COLOR,
-                linewidth=2.2, label="free run (own predictions)")
+                linewidth=2.2, label=forecast_label)
         if p["label"]:
             ax.set_title(p["label"], loc="left", fontsize=SUBTITLE_SIZE)
         ax.set_ylabel(ylabel)

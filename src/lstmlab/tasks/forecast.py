@@ -1,0 +1,253 @@
+"""`forecast`: multi-step forecasting of a real series, scored against naive baselines.
+
+The series (built in, or a column of the user's CSV) is split in time: the first 70% trains,
+the next 10% validates (and calibrates the prediction intervals), the last 20% tests. Every
+step of the test part is a forecast origin (a rolling origin): the model sees the `context`
+values up to it and forecasts the next `horizon` values in one shot (direct multi-step).
+
+The model learns what the baseline misses: its targets are the future's differences from a
+baseline forecast (the value one season ago with `base=seasonal`, the last value with
+`base=last`), scaled. Prediction intervals are conformal (Vovk et al. 2005): per horizon
+step, a quantile of recent absolute errors, first the validation part's, then, along the
+test part, those whose truth is already known at each origin, with the adaptive level of
+Gibbs & Candes (2021), so that coverage holds when the series changes regime.
+
+Metrics: MAE, RMSE, sMAPE (%), MASE (Hyndman & Koehler 2006: MAE over the in-sample MAE of
+the seasonal naive forecast), the intervals' empirical coverage and mean width.
+Baselines on the same origins: naive (the last value) and seasonal naive.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig
+from .base import Batch, Predictor, Task, TaskDefaults
+from .datasets import Series, builtin_series, read_csv_column
+
+SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
+CHUNK = 512                   # origins per inference call
+
+
+class Forecast(Task):
+    name = "forecast"
+    summary = "multi-step forecasting of a real series (built in or your CSV) against naive baselines"
+    loss = "mse"
+    metric = "mase"
+    defaults = TaskDefaults(engine="torch", model={"hidden_size": 64},
+                            train={"steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100})
+    options = {"data": ("seattle-temps", "built-in series: seattle-temps or sunspots"),
+               "csv": ("", "your own CSV file (with -o column=NAME) instead of a built-in series"),
+               "column": ("", "the CSV column to forecast"),
+               "horizon": (0, "steps to forecast (0: the series' usual: 24 hours, 12 months)"),
+               "season": (0, "seasonal period in steps (0: the series' own; 1: none)"),
+               "context": (0, "steps the model sees before each origin (0: a week / 10 years)"),
+               "base": ("", "what the model corrects: seasonal or last (default: the "
+                            "baseline with the smaller error on the training part)"),
+               "coverage": (0.9, "nominal coverage of the prediction intervals")}
+
+    def __init__(self, seed=0, **options):
+        super().__init__(seed, **options)
+        o = self.opts
+        if o["csv"]:
+            if not o["column"]:
+                raise ValueError("-o csv=PATH needs -o column=NAME, the column to forecast")
+            values = read_csv_column(o["csv"], o["column"])
+            self.series = Series(Path(o["csv"]).name, values, "step", "", 1, 12, str(o["csv"]))
+        else:
+            self.series = builtin_series(o["data"])
+        s = self.series
+        self.horizon = int(o["horizon"]) or s.horizon
+        self.season = int(o["season"]) or s.season
+        default_context = {"hour": 168, "month": 120}.get(s.step, 4 * max(self.horizon, self.season))
+        self.context = int(o["context"]) or default_context
+        self.base = o["base"]
+        self.coverage = float(o["coverage"])
+        if self.base not in ("", "seasonal", "last"):
+            raise ValueError(f"base must be 'seasonal' or 'last', got {self.base!r}")
+        if not 0.5 <= self.coverage < 1.0:
+            raise ValueError(f"coverage must lie in [0.5, 1), got {self.coverage}")
+        for name, v in (("horizon", self.horizon), ("season", self.season), ("context", self.context)):
+            if v < 1:
+                raise ValueError(f"{name} must be at least 1, got {v}")
+        y = s.values
+        N = len(y)
+        self.n_train, self.n_valid = int(SPLITS[0] * N), int(SPLITS[1] * N)
+        first = self.context + self.season                       # features need a season of past
+        if self.n_train - self.horizon - first < 10 or N - self.n_valid < self.horizon + 1:
+            raise ValueError(f"the series has {N} values: too short for context {self.context}, "
+                             f"season {self.season} and horizon {self.horizon}")
+        train = y[: self.n_train]
+        self.mu, self.sd = float(train.mean()), float(train.std()) or 1.0
+        m = self.season
+        self.mase_scale = float(np.mean(np.abs(train[m:] - train[:-m]))) or 1.0
+        # origins t: the model has seen y[..t] and forecasts y[t+1 .. t+H]
+        H = self.horizon
+        self.origins = {"train": np.arange(first, self.n_train - H),
+                        "valid": np.arange(max(first, self.n_train - 1), self.n_valid - H),
+                        "test": np.arange(max(first, self.n_valid - 1), N - H)}
+        if not self.base:                                        # the better one in training
+            t = self.origins["train"]
+            err = {b: np.mean(np.abs(self._baseline(t, k) - self._truth(t)))
+                   for b, k in (("seasonal", "seasonal"), ("last", "naive"))}
+            self.base = min(err, key=err.get)
+        r = self._residuals(self.origins["train"])
+        self.r_scale = float(r.std()) or 1.0
+
+    # --- data ---------------------------------------------------------------------------
+    def _baseline(self, origins, kind, y=None):
+        """(n, H) forecasts of a baseline: "naive" (the last value) or "seasonal"."""
+        y = self.series.values if y is None else y
+        H, m = self.horizon, self.season
+        h = np.arange(1, H + 1)
+        if kind == "naive":
+            return np.repeat(y[origins][:, None], H, axis=1)
+        back = m * np.ceil(h / m).astype(int)                    # the same phase, a season ago
+        return y[origins[:, None] + h[None, :] - back[None, :]]
+
+    def _truth(self, origins):
+        return self.series.values[origins[:, None] + np.arange(1, self.horizon + 1)[None, :]]
+
+    def _base(self, origins, y=None):
+        return self._baseline(origins, "seasonal" if self.base == "seasonal" else "naive", y)
+
+    def _residuals(self, origins):
+        return self._truth(origins) - self._base(origins)
+
+    def _features(self, origins, y=None):
+        """(L, n, F) inputs: the scaled level and, with a season, the seasonal difference."""
+        y = self.series.values if y is None else y
+        L, m = self.context, self.season
+        idx = origins[None, :] + np.arange(1 - L, 1)[:, None]  # (L, n)
+        feats = [(y[idx] - self.mu) / self.sd]
+        if m > 1:
+            feats.append((y[idx] - y[idx - m]) / self.sd)
+        return np.stack(feats, axis=-1)
+
+    @property
+    def n_features(self):
+        return 2 if self.season > 1 else 1
+
+    def model_config(self, **settings) -> ModelConfig:
+        return ModelConfig(input_size=self.n_features, output_size=self.horizon,
+                           readout="last", **settings)
+
+    def train_batch(self, step, batch_size):
+        rng = np.random.default_rng([self.seed, 0, step])
+        origins = rng.choice(self.origins["train"], size=batch_size)
+        return Batch(x=self._features(origins), y=self._residuals(origins) / self.r_scale)
+
+    # --- evaluation ---------------------------------------------------------------------
+    def _forecast(self, predictor: Predictor, origins, y=None):
+        """(n, H) forecasts from `origins` of the series (or of another series `y`)."""
+        dtype = np.dtype(predictor.config.dtype)
+        out = [predictor.run(self._features(origins[k:k + CHUNK], y).astype(dtype))[0]
+               for k in range(0, len(origins), CHUNK)]
+        return self._base(origins, y) + np.concatenate(out).astype(np.float64) * self.r_scale
+
+    def _scores(self, forecast, truth) -> dict:
+        err = forecast - truth
+        denom = np.abs(forecast) + np.abs(truth)
+        smape = np.where(denom > 0, 2 * np.abs(err) / np.where(denom > 0, denom, 1), 0.0)
+        return {"mae": float(np.mean(np.abs(err))), "rmse": float(np.sqrt(np.mean(err ** 2))),
+                "smape": float(100 * np.mean(smape)),
+                "mase": float(np.mean(np.abs(err)) / self.mase_scale)}
+
+    def calibration_scores(self, predictor) -> np.ndarray:
+        """(n_valid, H) absolute forecast errors on the validation origins."""
+        o = self.origins["valid"]
+        return np.abs(self._forecast(predictor, o) - self._truth(o))
+
+    def _quantile(self, scores, level):
+        n = scores.shape[0]
+        level = min(1.0, np.ceil((n + 1) * level) / n)           # finite-sample correction
+        return np.quantile(scores, level, axis=0, method="higher")
+
+    def rolling_intervals(self, calib, err) -> np.ndarray:
+        """(n, H) interval half-widths along the test origins, in time order.
+
+        Adaptive conformal inference (Gibbs & Candes 2021): at each origin the half-width is a
+        quantile of the most recent known errors (validation first, then test origins whose
+        truth has arrived, never later ones), and the quantile's level moves after every miss
+        or hit so that coverage holds in the long run even when the series changes regime.
+        """
+        n, H = err.shape
+        alpha, gamma, window = 1.0 - self.coverage, 0.005, calib.shape[0]
+        half = np.empty_like(err)
+        for h in range(H):
+            known, a = list(calib[:, h]), alpha
+            for i in range(n):
+                j = i - h - 1                                    # its truth arrived by origin i
+                if j >= 0:
+                    known.append(err[j, h])
+                    a += gamma * (alpha - float(err[j, h] > half[j, h]))
+                recent = np.asarray(known[-window:])
+                half[i, h] = (np.inf if a <= 0 else 0.0 if a >= 1
+                              else np.quantile(recent, min(1.0, (1 - a) * (1 + 1 / window)),
+                                               method="higher"))
+        return half
+
+    def evaluate(self, predictor, split):
+        o = self.origins[split]
+        forecast, truth = self._forecast(predictor, o), self._truth(o)
+        m = self._scores(forecast, truth)
+        if split == "valid":
+            m["loss"] = float(np.mean(((forecast - truth) / self.r_scale) ** 2))
+        else:
+            err = np.abs(forecast - truth)
+            half = self.rolling_intervals(self.calibration_scores(predictor), err)
+            m["coverage"] = float((err <= half).mean())
+            m["interval_width"] = float(2 * np.mean(half[np.isfinite(half)]))
+        return m
+
+    def baselines(self):
+        o = self.origins["test"]
+        truth = self._truth(o)
+        return {"naive": self._scores(self._baseline(o, "naive"), truth),
+                "seasonal_naive": self._scores(self._baseline(o, "seasonal"), truth)}
+
+    def figures(self, predictor, folder):
+        from ..viz.figures import forecast_figure
+
+        o = self.origins["test"]
+        picks = o[np.linspace(0, len(o) - 1, 3).astype(int)]
+        forecast, truth = self._forecast(predictor, picks), self._truth(picks)
+        err = np.abs(self._forecast(predictor, o) - self._truth(o))
+        q = self.rolling_intervals(self.calibration_scores(predictor), err)[
+            np.searchsorted(o, picks)]                           # (3, H)
+        seasonal = self._baseline(picks, "seasonal")
+        y, show = self.series.values, min(self.context, 4 * self.horizon)
+        series = [{"history": y[t - show + 1:t + 1], "truth": truth[k], "free_run": forecast[k],
+                   "lower": forecast[k] - q[k], "upper": forecast[k] + q[k], "baseline": seasonal[k],
+                   "label": f"test origin {int(t)} ({self.series.step} {int(t) + 1} of the series)"}
+                  for k, t in enumerate(picks)]
+        m = self.evaluate(predictor, "test")
+        b = self.baselines()
+        metrics = {"MASE": m["mase"], "naive": b["naive"]["mase"],
+                   "seasonal naive": b["seasonal_naive"]["mase"],
+                   f"{int(round(100 * self.coverage))}% interval coverage": m["coverage"]}
+        s = self.series
+        return [forecast_figure(Path(folder) / "forecast.png", series=series,
+                                title=f"forecast: {s.name}, {self.horizon} {s.step}s ahead",
+                                metrics=metrics, forecast_label="LSTM forecast",
+                                baseline_label=f"seasonal naive (lag {self.season})",
+                                xlabel=f"{s.step}s from the forecast origin",
+                                ylabel=s.unit or "value")]
+
+    def predict(self, predictor, path):
+        """Forecast the next `horizon` values after the end of the user's CSV column."""
+        column = self.opts["column"] or "value"
+        values = read_csv_column(path, column)
+        L, m = self.context, self.season
+        if len(values) < L + m:
+            raise ValueError(f"{path} has {len(values)} values; this model needs at least "
+                             f"{L + m} (context {L} + season {m})")
+        t = np.array([len(values) - 1])
+        forecast = self._forecast(predictor, t, values)[0]
+        q = self._quantile(self.calibration_scores(predictor), self.coverage)
+        return {"input": str(path), "column": column, "horizon": self.horizon,
+                "forecast": forecast.tolist(), "lower": (forecast - q).tolist(),
+                "upper": (forecast + q).tolist(), "coverage": self.coverage}
+

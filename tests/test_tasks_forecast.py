@@ -1,0 +1,112 @@
+"""The forecast task: its data, splits, baselines, metrics and intervals, and a small run."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lstmlab.config import TrainConfig
+from lstmlab.tasks import get_task
+from lstmlab.tasks.datasets import builtin_series, read_csv_column
+from lstmlab.train import fit
+
+
+def _csv(tmp_path, values, name="s.csv", column="load"):
+    path = tmp_path / name
+    path.write_text(f"when,{column}\n" + "".join(f"{k},{v:.6f}\n" for k, v in enumerate(values)))
+    return path
+
+
+def _wave(n=1200, period=20, seed=0):
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    return 10 + 3 * np.sin(2 * np.pi * t / period) + 0.02 * t + 0.3 * rng.standard_normal(n)
+
+
+def test_builtin_series_are_read_from_their_packages():
+    s = builtin_series("seattle-temps")
+    assert len(s.values) == 8759 and s.season == 24 and 20 < s.values.mean() < 70
+    s = builtin_series("sunspots")
+    assert len(s.values) == 2820 and s.values.min() >= 0 and s.season == 12
+    with pytest.raises(ValueError, match="built in: seattle-temps, sunspots"):
+        builtin_series("tides")
+
+
+def test_splits_origins_and_baselines(tmp_path):
+    y = _wave()
+    task = get_task("forecast", csv=str(_csv(tmp_path, y)), column="load", horizon=5, season=20,
+                    context=40)
+    o = task.origins
+    assert o["train"].max() + 5 < 840 and o["valid"].min() == 839 and o["valid"].max() + 5 < 960
+    assert o["test"].min() == 959 and o["test"].max() + 5 == 1199      # every test target is in the last 20%
+    t = o["test"][:3]
+    np.testing.assert_allclose(task._baseline(t, "naive"), np.repeat(y[t][:, None], 5, 1))
+    np.testing.assert_allclose(task._baseline(t, "seasonal"), y[t[:, None] + np.arange(1, 6) - 20])
+    scale = np.mean(np.abs(y[20:840] - y[:820]))
+    b = task.baselines()["seasonal_naive"]
+    err = task._baseline(o["test"], "seasonal") - task._truth(o["test"])
+    assert b["mase"] == pytest.approx(np.mean(np.abs(err)) / scale)
+    assert b["rmse"] == pytest.approx(np.sqrt(np.mean(err ** 2)))
+
+
+def test_features_never_see_the_future(tmp_path):
+    y = _wave()
+    task = get_task("forecast", csv=str(_csv(tmp_path, y)), column="load", horizon=5, season=20,
+                    context=40)
+    t = task.origins["test"][:4]
+    before = task._features(t)
+    y2 = task.series.values.copy()
+    y2[t.max() + 1:] += 100.0                                    # change everything after the origins
+    np.testing.assert_array_equal(task._features(t, y2), before)
+
+
+def test_adaptive_intervals_hold_coverage_through_a_regime_change():
+    task = get_task("forecast", data="sunspots")
+    rng = np.random.default_rng(0)
+    H = task.horizon
+    calib = np.abs(rng.standard_normal((400, H)))
+    err = np.abs(rng.standard_normal((3000, H))) * np.r_[np.ones(1000), 3 * np.ones(2000)][:, None]
+    half = task.rolling_intervals(calib, err)
+    assert abs((err <= half).mean() - 0.9) < 0.02
+    fixed = task._quantile(calib, 0.9)                           # split conformal without adapting
+    assert (err <= fixed).mean() < 0.7
+
+
+@pytest.mark.parametrize("content, expect", [
+    ("when,load\n0,1\n1,x\n", "line 3, column 'load'"),
+    ("when,load\n0,1\n1,nan\n", "not a finite number"),
+    ("when,power\n0,1\n", "no column 'load'; its columns are: when, power"),
+    ("", "is empty"),
+])
+def test_bad_csv_is_one_clear_line(tmp_path, content, expect):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=expect):
+        read_csv_column(path, "load")
+
+
+def test_option_mistakes(tmp_path):
+    with pytest.raises(ValueError, match="needs -o column=NAME"):
+        get_task("forecast", csv=str(_csv(tmp_path, _wave())))
+    with pytest.raises(ValueError, match="too short"):
+        get_task("forecast", csv=str(_csv(tmp_path, _wave(100))), column="load", context=80)
+
+
+def test_a_small_run_beats_the_baselines_and_predicts(tmp_path):
+    y = _wave()
+    csv = _csv(tmp_path, y)
+    task = get_task("forecast", csv=str(csv), column="load", horizon=5, season=20, context=40)
+    r = fit(task, task.model_config(hidden_size=16),
+            TrainConfig(steps=150, batch_size=32, lr=1e-2, eval_every=50), tmp_path / "run")
+    test, base = r["metrics"]["test"], r["baselines"]
+    assert test["mase"] < base["naive"]["mase"] and test["mase"] < base["seasonal_naive"]["mase"]
+    assert 0.75 < test["coverage"] <= 1.0
+    out = subprocess.run([sys.executable, "-m", "lstmlab", "predict", str(tmp_path / "run"),
+                          "--input", str(csv), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    p = json.loads(out.stdout)
+    assert len(p["forecast"]) == 5 and all(lo <= f <= hi for lo, f, hi in
+                                           zip(p["lower"], p["forecast"], p["upper"]))
+    assert abs(p["forecast"][0] - y[len(y) - 20]) < 3.0          # near the value one season ago
