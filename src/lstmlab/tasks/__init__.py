@@ -6,9 +6,11 @@ import difflib
 
 from .base import Batch, Predictor, Task
 from .forecast import Forecast
+from .memory import Adding, Copy, TemporalOrder
+from .reber import ContinualReber, Reber
 from .sine import Sine
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine, Forecast)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine, Forecast, Adding, Copy, TemporalOrder, Reber, ContinualReber)}
 
 
 def get_task(name: str, seed: int = 0, **options) -> Task:
