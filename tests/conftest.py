@@ -17,3 +17,19 @@ def assert_close(actual, expected, tol, what=""):
     scale = max(1.0, float(np.abs(expected).max()) if expected.size else 1.0)
     err = float(np.abs(actual - expected).max()) if expected.size else 0.0
     assert err <= tol * scale, f"{what}: max difference {err:.3e} > {tol:g} x {scale:.3g}"
+
+
+class Crash(Exception):
+    """Raised by CrashAt: a training process dying at a chosen step."""
+
+
+def crash_at(step):
+    """A training callback that kills the run (raises Crash) when it reaches `step`."""
+    from lstmlab.train import Callback
+
+    class CrashAt(Callback):
+        def on_step(self, s, loss, lr):
+            if s == step:
+                raise Crash
+
+    return CrashAt()

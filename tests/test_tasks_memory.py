@@ -14,6 +14,7 @@ from lstmlab.tasks import memory as M
 from lstmlab.tasks import reber as R
 from lstmlab.train import fit
 from lstmlab.train.runs import RunFolder
+from tests.conftest import Crash, crash_at
 
 NAMES = ["adding", "copy", "temporal-order", "reber", "continual-reber"]
 # small versions of every task, for the training tests
@@ -288,30 +289,13 @@ def test_a_short_run_learns_and_draws(tmp_path, name, engine):
         assert matplotlib.image.imread(png).ndim == 3
 
 
-class _Crash(Exception):
-    pass
-
-
-class _CrashAt:
-    def __init__(self, step):
-        self.step = step
-
-    def on_start(self, *a): ...
-    def on_eval(self, *a): ...
-    def on_end(self, *a): ...
-
-    def on_step(self, step, loss, lr):
-        if step == self.step:
-            raise _Crash
-
-
 def test_continual_training_killed_mid_stream_resumes_exactly(tmp_path):
     task = get_task("continual-reber", seed=0, **SMALL_OPTIONS["continual-reber"])
     model, cfg = task.model_config(hidden_size=8), TrainConfig(steps=12, batch_size=4, eval_every=3)
     whole = fit(task, model, cfg, tmp_path / "whole")
-    with pytest.raises(_Crash):                                # dies in a stream's 3rd window
+    with pytest.raises(Crash):                                # dies in a stream's 3rd window
         fit(get_task("continual-reber", seed=0, **SMALL_OPTIONS["continual-reber"]), model, cfg,
-            tmp_path / "cut", callbacks=[_CrashAt(8)])
+            tmp_path / "cut", callbacks=[crash_at(8)])
     resumed = fit(get_task("continual-reber", seed=0, **SMALL_OPTIONS["continual-reber"]),
                   model, cfg, tmp_path / "cut", resume=True)
     assert resumed["metrics"] == whole["metrics"]

@@ -18,6 +18,7 @@ from lstmlab.tasks import get_task
 from lstmlab.tasks.sine import Sine
 from lstmlab.train import TrainingDiverged, fit
 from lstmlab.train.runs import RunFolder
+from tests.conftest import Crash, crash_at
 
 SMALL = dict(steps=60, batch_size=8, eval_every=10)
 
@@ -174,30 +175,13 @@ class _Stream(Sine):
         return Batch(x=wave[:-1, :, None], y=wave[1:, :, None], carry=k > 0)
 
 
-class _Crash(Exception):
-    pass
-
-
-class _CrashAt:
-    def __init__(self, step):
-        self.step = step
-
-    def on_start(self, *a): ...
-    def on_eval(self, *a): ...
-    def on_end(self, *a): ...
-
-    def on_step(self, step, loss, lr):
-        if step == self.step:
-            raise _Crash
-
-
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
 def test_truncated_bptt_carries_state_and_resumes_exactly(tmp_path, engine):
     task, cfg = _Stream(seed=0, test_size=16), TrainConfig(**{**SMALL, "eval_every": 7})
     model = task.model_config(hidden_size=8)
     whole = fit(task, model, cfg, tmp_path / "whole", engine=engine)
-    with pytest.raises(_Crash):                                  # dies mid-stream, after step 16
-        fit(task, model, cfg, tmp_path / "cut", engine=engine, callbacks=[_CrashAt(17)])
+    with pytest.raises(Crash):                                  # dies mid-stream, after step 16
+        fit(task, model, cfg, tmp_path / "cut", engine=engine, callbacks=[crash_at(17)])
     tensors, meta = read_tensors(RunFolder(tmp_path / "cut").checkpoint)
     assert json.loads(meta["progress"])["step"] == 14 and "carry/0" in tensors
     resumed = fit(task, model, cfg, tmp_path / "cut", engine=engine, resume=True)

@@ -80,8 +80,11 @@ class Task:
         """Trivial predictors' metrics on the test split, with the same metric names."""
         raise NotImplementedError
 
-    def figures(self, predictor: Predictor, folder) -> list:
-        """Draw what this task draws into `folder`; returns the paths."""
+    def figures(self, predictor: Predictor, folder, test: dict, baselines: dict) -> list:
+        """Draw what this task draws into `folder`; returns the paths.
+
+        test and baselines: the metrics already measured on the test split (evaluate,
+        baselines), for the figures to quote without measuring them again."""
         return []
 
     def predict(self, predictor: Predictor, path, **kw) -> dict:

@@ -95,3 +95,29 @@ def read_csv_column(path, column: str) -> np.ndarray:
                                  "finite number; fill or drop missing values first")
             values.append(v)
     return np.asarray(values, dtype=np.float64)
+
+
+def read_series(path) -> np.ndarray:
+    """Numbers from a text file: one per line, or a one-column CSV with an optional header."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"input file {path} does not exist")
+    values = []
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        cell = line.split(",")[0].strip()
+        if not cell:
+            continue
+        try:
+            v = float(cell)
+        except ValueError:
+            if not values and n == 1:                             # a header line
+                continue
+            raise ValueError(f"{path}, line {n}: {cell[:40]!r} is not a number; "
+                             "give one number per line") from None
+        if not np.isfinite(v):
+            raise ValueError(f"{path}, line {n}: {cell!r} is not a finite number; "
+                             "clean or impute the series first")
+        values.append(v)
+    if len(values) < 2:
+        raise ValueError(f"{path} holds {len(values)} number(s); give at least 2, one per line")
+    return np.asarray(values)

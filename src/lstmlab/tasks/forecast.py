@@ -208,7 +208,7 @@ class Forecast(Task):
         return {"naive": self._scores(self._baseline(o, "naive"), truth),
                 "seasonal_naive": self._scores(self._baseline(o, "seasonal"), truth)}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import forecast_figure
 
         o = self.origins["test"]
@@ -223,11 +223,9 @@ class Forecast(Task):
                    "lower": forecast[k] - q[k], "upper": forecast[k] + q[k], "baseline": seasonal[k],
                    "label": f"test origin {int(t)} ({self.series.step} {int(t) + 1} of the series)"}
                   for k, t in enumerate(picks)]
-        m = self.evaluate(predictor, "test")
-        b = self.baselines()
-        metrics = {"MASE": m["mase"], "naive": b["naive"]["mase"],
-                   "seasonal naive": b["seasonal_naive"]["mase"],
-                   f"{int(round(100 * self.coverage))}% interval coverage": m["coverage"]}
+        metrics = {"MASE": test["mase"], "naive": baselines["naive"]["mase"],
+                   "seasonal naive": baselines["seasonal_naive"]["mase"],
+                   f"{int(round(100 * self.coverage))}% interval coverage": test["coverage"]}
         s = self.series
         return [forecast_figure(Path(folder) / "forecast.png", series=series,
                                 title=f"forecast: {s.name}, {self.horizon} {s.step}s ahead",

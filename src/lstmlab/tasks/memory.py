@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ModelConfig
+from ..numpy.losses import log_softmax
 from ..spec import variant as make_spec
 from .base import Batch, Task, TaskDefaults
 
@@ -31,14 +32,6 @@ FORGET_BIAS = 3.0             # copy and temporal-order: see with_forget_bias
 
 
 # --- helpers shared by the memory tasks (and reber.py) ------------------------------------
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log softmax over the last axis, in float64, stable for any logits."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    with np.errstate(under="ignore"):                            # exp of very negative is 0
-        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH) -> np.ndarray:
     """The predictor's outputs for many sequences, `size` at a time (bounded memory).
 
@@ -146,15 +139,14 @@ class Adding(Task):
         return {"mean": {"mse": float(np.mean((1.0 - y) ** 2))},
                 "second_value": {"mse": float(np.mean((recent - y) ** 2))}}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import gate_heatmap
 
         folder = Path(folder)
         pred, y = self._predict(predictor, "test")
         first = self.split["test"][2]
-        base = self.baselines()
         paths = [_adding_figure(folder / "predictions.png", pred, y, lag=self.T - first,
-                                T=self.T, baselines=base, variant=predictor.config.variant)]
+                                T=self.T, baselines=baselines, variant=predictor.config.variant)]
         x = self.split["test"][0][:, :1].astype(np.dtype(predictor.config.dtype))
         trace = predictor.trace(x)
         paths.append(gate_heatmap(
@@ -165,10 +157,11 @@ class Adding(Task):
 
 
 def _adding_figure(path, pred, y, *, lag, T, baselines, variant):
-    from ..viz.figures import LEGEND_SIZE, SUBTITLE_SIZE, _figure, _log_y, _save, _style
+    from ..viz.figures import (LEGEND_SIZE, SUBTITLE_SIZE, log_y, new_figure, save_figure,
+                               style_axes)
 
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
-        fig = _figure(5.2)
+        fig = new_figure(5.2)
         left, right = fig.subplots(1, 2)
         mse = float(np.mean((pred - y) ** 2))
         left.scatter(y, pred, s=7, alpha=0.45, color="#1f77b4", linewidths=0,
@@ -182,7 +175,7 @@ def _adding_figure(path, pred, y, *, lag, T, baselines, variant):
         left.set_ylim(min(-0.05, float(pred.min()) - 0.05), max(2.05, float(pred.max()) + 0.05))
         left.set_title("prediction against target", loc="left", fontsize=SUBTITLE_SIZE)
         left.legend(fontsize=LEGEND_SIZE - 0.5, frameon=False, loc="upper left")
-        _style(left)
+        style_axes(left)
 
         err = np.maximum((pred - y) ** 2, 1e-7)                  # log axis: exact hits at the floor
         right.scatter(lag, err, s=7, alpha=0.45, color="#1f77b4", linewidths=0)
@@ -199,7 +192,7 @@ def _adding_figure(path, pred, y, *, lag, T, baselines, variant):
                       label="mean baseline")
         right.axhline(baselines["second_value"]["mse"], color="#ff7f0e", linestyle=":",
                       linewidth=1.8, label="remembers only the second value")
-        _log_y(right)
+        log_y(right)
         right.set_ylim(1e-7 / 2, 5.0)
         right.set_xlabel("steps from the first marked value to the end")
         right.set_ylabel("squared error (log scale)")
@@ -208,10 +201,10 @@ def _adding_figure(path, pred, y, *, lag, T, baselines, variant):
         right.legend(fontsize=LEGEND_SIZE - 0.5, frameon=False, loc="upper center",
                      bbox_to_anchor=(0.5, -0.13), ncols=2, handlelength=1.6,
                      columnspacing=1.0)                         # below: the dots fill the panel
-        _style(right)
+        style_axes(right)
         fig.suptitle(f"adding problem, T = {T}: {y.size} test sequences ({variant})",
                      fontsize=SUBTITLE_SIZE + 2)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # --- copy ----------------------------------------------------------------------------------
@@ -295,7 +288,7 @@ class Copy(Task):
                                "recall_nll": float(np.log(8)), "accuracy": 1 / 8,
                                "exact_match": float(8.0 ** -COPY_LEN)}}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         logp, y = self._logp(predictor, "test")
         x = self.split["test"][0]
         return [_copy_figure(Path(folder) / "recall.png", np.exp(logp[-COPY_LEN - 1:]),
@@ -305,12 +298,12 @@ class Copy(Task):
 def _copy_figure(path, probs, x, y, *, T, variant):
     """probs (k + 1, N, 10): the delimiter step and the k recall steps."""
     from ..viz.figures import (GATE_CMAP, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE,
-                               _figure, _save, _style)
+                               new_figure, save_figure, style_axes)
 
     names = ["blank"] + [str(s) for s in range(1, 9)] + ["delim"]
 
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
-        fig = _figure(8.6)
+        fig = new_figure(8.6)
         grid = fig.add_gridspec(3, 2, width_ratios=[1.0, 0.02], height_ratios=[1.0, 1.2, 1.2])
         ax = fig.add_subplot(grid[0, 0])
         right = probs[1:].argmax(-1) == y[-COPY_LEN:]             # (k, N)
@@ -326,7 +319,7 @@ def _copy_figure(path, probs, x, y, *, T, variant):
                      f"(all 10 right: {right.all(0).mean():.1%})", loc="left",
                      fontsize=SUBTITLE_SIZE)
         ax.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper right", ncols=2)
-        _style(ax)
+        style_axes(ax)
         for row, j in ((1, 0), (2, 1)):
             ax = fig.add_subplot(grid[row, 0])
             im = ax.imshow(probs[:, j].T, aspect="auto", interpolation="nearest", cmap=GATE_CMAP,
@@ -350,7 +343,7 @@ def _copy_figure(path, probs, x, y, *, T, variant):
             cb.set_label("probability", fontsize=TICK_SIZE + 1)
         fig.suptitle(f"copy task, T = {T}: what the model outputs when asked to recall "
                      f"({variant})", fontsize=SUBTITLE_SIZE + 2)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # --- temporal order ------------------------------------------------------------------------
@@ -438,7 +431,7 @@ class TemporalOrder(Task):
         return {"majority": {"accuracy": float(np.mean(classes == 0)),
                              "nll": float(np.log(len(self.classes)))}}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import gate_heatmap
 
         folder = Path(folder)
@@ -461,7 +454,7 @@ class TemporalOrder(Task):
 def _confusion_figure(path, truth, logp, names, *, relevant, variant):
     """The confusion matrix, and how much probability the model gives the true class."""
     from ..viz.figures import (LABEL_SIZE, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE,
-                               _figure, _save, _style)
+                               new_figure, save_figure, style_axes)
 
     C = len(names)
     pred = logp.argmax(-1)
@@ -471,7 +464,7 @@ def _confusion_figure(path, truth, logp, names, *, relevant, variant):
         p_true = np.exp(logp[np.arange(truth.size), truth])
 
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
-        fig = _figure(5.0)
+        fig = new_figure(5.0)
         left, right = fig.subplots(1, 2)
         rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
         im = left.imshow(rows, cmap="Blues", vmin=0, vmax=1)
@@ -503,8 +496,8 @@ def _confusion_figure(path, truth, logp, names, *, relevant, variant):
         right.set_title("how sure it is", loc="left", fontsize=SUBTITLE_SIZE)
         right.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper center",
                      bbox_to_anchor=(0.6, 1.0))                 # clear of 1/C and of 1
-        _style(right)
+        style_axes(right)
         acc = np.trace(counts) / counts.sum()
         fig.suptitle(f"temporal order ({C} classes): {counts.sum()} test sequences, accuracy "
                      f"{acc:.1%} (chance {1 / C:.1%}), {variant}", fontsize=SUBTITLE_SIZE + 2)
-        return _save(fig, path)
+        return save_figure(fig, path)

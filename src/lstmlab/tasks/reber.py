@@ -233,10 +233,11 @@ class Reber(Task):
         refs = reference_logp(legal, x, self._bigram())
         return {name: self._metrics(logp, "test") for name, logp in refs.items()}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         x, y, mask, lengths, legal, _ = self.split["test"]
-        probs = np.exp(self._logp(predictor, "test"))
-        right, _ = score(np.log(np.maximum(probs, 1e-300)), y, legal, mask)
+        logp = self._logp(predictor, "test")
+        probs = np.exp(logp)
+        right, _ = score(logp, y, legal, mask)
         # the first test string of each branch (T, then P), and the longest string
         picks = [int(np.flatnonzero(x[1] == ID[b])[0]) for b in "TP" if np.any(x[1] == ID[b])]
         longest = int(np.argmax(lengths))
@@ -249,9 +250,8 @@ class Reber(Task):
                            "targets": y[:n, j], "right": right[:n, j],
                            "label": f"test string {j}: {decode(np.append(x[:n, j], y[n - 1, j]))}"
                                     f"  ({'predicted' if ok else 'missed'})"})
-        m = self._metrics(np.log(np.maximum(probs, 1e-300)), "test")
         title = (f"embedded Reber: next-symbol probabilities ({predictor.config.variant}); "
-                 f"{m['accuracy']:.1%} of {x.shape[1]} test strings predicted")
+                 f"{test['accuracy']:.1%} of {x.shape[1]} test strings predicted")
         return [symbol_figure(Path(folder) / "predictions.png", panels, title=title)]
 
 
@@ -261,10 +261,10 @@ def symbol_figure(path, panels, *, title):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    from ..viz.figures import GATE_CMAP, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, _figure, _save
+    from ..viz.figures import GATE_CMAP, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
 
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
-        fig = _figure(0.9 + 2.7 * len(panels))
+        fig = new_figure(0.9 + 2.7 * len(panels))
         grid = fig.add_gridspec(len(panels), 2, width_ratios=[1.0, 0.015])
         im = None
         for r, p in enumerate(panels):
@@ -300,7 +300,7 @@ def symbol_figure(path, panels, *, title):
                              "step predicted wrongly"], loc="outside lower center", ncols=3,
                    fontsize=LEGEND_SIZE, frameon=False)
         fig.suptitle(title, fontsize=SUBTITLE_SIZE + 1)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 # --- continual ------------------------------------------------------------------------------
@@ -368,7 +368,7 @@ class ContinualReber(Task):
         x, state, out = symbols[:-1, None], None, []
         for a in range(0, len(x), STREAM_CHUNK):
             logits, state = predictor.run(x[a:a + STREAM_CHUNK], state)
-            out.append(log_softmax(logits[:, 0]))
+            out.append(log_softmax(np.asarray(logits[:, 0], dtype=np.float64)))
         return np.concatenate(out)
 
     def _score(self, logp, split):
@@ -405,14 +405,13 @@ class ContinualReber(Task):
         refs = reference_logp(LEGAL[states[:-1]], symbols[:-1], bigram)
         return {name: self._metrics(logp, "test") for name, logp in refs.items()}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import cell_state_norm
 
         folder = Path(folder)
         variant = predictor.config.variant
         symbols, states = self.stream("test")
         logp = self._logp(predictor, "test")
-        m = self._metrics(logp, "test")
         right = self._score(logp, "test")[0]
         trace = predictor.trace(symbols[:-1, None])
         c = np.asarray(trace["l0"]["c"], dtype=np.float64)[:, 0]             # (N - 1, H)
@@ -420,8 +419,8 @@ class ContinualReber(Task):
             norm = np.linalg.norm(c, axis=-1)
         paths = [cell_state_norm(
             folder / "cell_state.png", [norm],
-            labels=[f"{variant}: {m['accuracy']:.2%} of symbols predicted; "
-                    f"strings before the first mistake: {m['strings_until_error']}"],
+            labels=[f"{variant}: {test['accuracy']:.2%} of symbols predicted; "
+                    f"strings before the first mistake: {test['strings_until_error']}"],
             title=f"continual embedded Reber: the cell state over one stream of {len(norm)} "
                   "symbols, never reset",
             ylabel="‖c_t‖ of layer 0 (log scale)")]

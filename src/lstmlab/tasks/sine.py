@@ -15,6 +15,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from .base import Batch, Predictor, Task, TaskDefaults
+from .datasets import read_series
 
 PERIODS = (12.0, 40.0)        # steps per cycle, drawn uniformly
 CONTEXT, FUTURE = 100, 50     # evaluation: steps seen, then steps generated
@@ -98,7 +99,7 @@ class Sine(Task):
                 "zero": {"mse": float(np.mean(future ** 2)),
                          "free_run_mse": float(np.mean(future ** 2))}}
 
-    def figures(self, predictor, folder):
+    def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import forecast_figure, gate_heatmap
 
         folder = Path(folder)
@@ -107,11 +108,10 @@ class Sine(Task):
         series = [{"history": obs[:CONTEXT, j], "truth": clean[CONTEXT:, j],
                    "free_run": free[:, j], "next_step": next_step[:, j], "label": f"test wave {j}"}
                   for j in range(min(3, clean.shape[1]))]
-        m = self.evaluate(predictor, "test")
         paths = [forecast_figure(folder / "forecast.png", series=series,
                                  title="sine: forecast against the truth",
-                                 metrics={"next-step MSE": m["mse"],
-                                          f"free-run MSE ({FUTURE} steps)": m["free_run_mse"]})]
+                                 metrics={"next-step MSE": test["mse"],
+                                          f"free-run MSE ({FUTURE} steps)": test["free_run_mse"]})]
         x = obs[:CONTEXT, :1, None].astype(np.dtype(predictor.config.dtype))
         trace = predictor.trace(x)
         paths.append(gate_heatmap(folder / "gates.png", trace["l0"], x=x,
@@ -130,28 +130,3 @@ class Sine(Task):
         return {"input": str(path), "steps_read": int(len(values)), "next": forecast[0],
                 "forecast": forecast}
 
-
-def read_series(path) -> np.ndarray:
-    """Numbers from a text file: one per line, or a one-column CSV with an optional header."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"input file {path} does not exist")
-    values = []
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        cell = line.split(",")[0].strip()
-        if not cell:
-            continue
-        try:
-            v = float(cell)
-        except ValueError:
-            if not values and n == 1:                             # a header line
-                continue
-            raise ValueError(f"{path}, line {n}: {cell[:40]!r} is not a number; "
-                             "give one number per line") from None
-        if not np.isfinite(v):
-            raise ValueError(f"{path}, line {n}: {cell!r} is not a finite number; "
-                             "clean or impute the series first")
-        values.append(v)
-    if len(values) < 2:
-        raise ValueError(f"{path} holds {len(values)} number(s); give at least 2, one per line")
-    return np.asarray(values)

@@ -112,32 +112,27 @@ class TorchEngine:
         self.opt = {"adam": lambda: torch.optim.Adam(params, lr=train.lr),
                     "sgd": lambda: torch.optim.SGD(params, lr=train.lr, momentum=0.9),
                     "rmsprop": lambda: torch.optim.RMSprop(params, lr=train.lr)}[train.optimizer]()
-        self.dtype = getattr(torch, model.dtype)
-
-    def _tensor(self, a):
-        t = self.torch.from_numpy(np.ascontiguousarray(a))
-        return t.to(self.device, self.dtype if t.is_floating_point() else None)
+        self._like = next(self.model.parameters())               # inputs take its device, dtype
 
     def train_step(self, batch: Batch, lr: float, state, step: int):
         torch = self.torch
         torch.manual_seed(self.train.seed * 1_000_003 + step)   # dropout masks: resumable
         self.model.train()
-        x, y = self._tensor(batch.x), self._tensor(batch.y)
-        if state is not None:
-            state = tuple(self._tensor(s) for s in state) if isinstance(state, tuple) else self._tensor(state)
+        x, y = _to_torch(batch.x, self._like), _to_torch(batch.y, self._like)
+        state = _state_to_torch(state, self._like)
         lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
         out, final = self.model(x, state, lengths)
         if self.loss == "mse":
             err = (out - y) ** 2
             if batch.mask is not None:
-                m = self._tensor(batch.mask)[..., None]
+                m = _to_torch(batch.mask, self._like)[..., None]
                 loss = (err * m).sum() / (m.sum() * err.shape[-1])
             else:
                 loss = err.mean()
         else:
             logp = torch.log_softmax(out, dim=-1)
             nll = -logp.gather(-1, y.long()[..., None])[..., 0]
-            m = torch.ones_like(nll) if batch.mask is None else self._tensor(batch.mask)
+            m = torch.ones_like(nll) if batch.mask is None else _to_torch(batch.mask, self._like)
             loss = (nll * m).sum() / m.sum()
         value = loss.item()
         final = _detach_numpy(final)
@@ -207,32 +202,39 @@ def predictor_for(model) -> Predictor:
 
     import torch
 
-    param = next(model.parameters())
-
-    def tensor(a):
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        return t.to(param.device, param.dtype if t.is_floating_point() else None)
-
-    def to_state(s):
-        return None if s is None else tuple(tensor(a) for a in s) if isinstance(s, tuple) else tensor(s)
+    like = next(model.parameters())
 
     def run(x, state=None, lengths=None):
         model.eval()
         with torch.no_grad():
-            out, final = model(tensor(x), to_state(state),
+            out, final = model(_to_torch(x, like), _state_to_torch(state, like),
                                None if lengths is None else torch.as_tensor(lengths))
         return out.cpu().numpy(), _detach_numpy(final)
 
     def trace(x):
         model.eval()
         with torch.no_grad():
-            x = tensor(x)
+            x = _to_torch(x, like)
             if model.embedding is not None:
                 x = model.embedding(x)
             tr = model.rnn.trace(x)
         return {k: {n: _to_numpy(a) for n, a in v.items()} for k, v in tr.items()}
 
     return Predictor(run=run, trace=trace, config=model.config)
+
+
+def _to_torch(a, like):
+    """A NumPy array as a tensor on `like`'s device (and of its dtype, if floating)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t.to(like.device, like.dtype if t.is_floating_point() else None)
+
+
+def _state_to_torch(state, like):
+    if state is None:
+        return None
+    return tuple(_to_torch(s, like) for s in state) if isinstance(state, tuple) else _to_torch(state, like)
 
 
 def _to_numpy(v):

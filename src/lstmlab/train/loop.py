@@ -131,13 +131,13 @@ def finish(task, predictor, run: RunFolder, step: int, engine: str, model: Model
     """Test metrics, baselines and figures of a trained model; logs the test row."""
     from ..viz.figures import loss_curve
 
-    test = task.evaluate(predictor, "test")
+    test, baselines = task.evaluate(predictor, "test"), task.baselines()
     run.log({"step": step, "split": "test", **test})
-    task.figures(predictor, run.figures)
+    task.figures(predictor, run.figures, test, baselines)
     loss_curve(run.figures / "loss.png", run.read_metrics(),
                title=f"{task.name}: training and validation loss ({engine}, {model.variant})")
     return {"run": str(run.path), "task": task.name, "engine": engine, "variant": model.variant,
-            "metrics": {"test": test}, "baselines": task.baselines(),
+            "metrics": {"test": test}, "baselines": baselines,
             "figures": sorted(str(p) for p in Path(run.figures).glob("*.png"))}
 
 
@@ -156,7 +156,7 @@ def load_run(run_dir, engine: str | None = None, device: str | None = None):
 
 
 def evaluate_run(run_dir, engine: str | None = None, device: str | None = None) -> dict:
-    """Re-evaluate a run's saved model on its task's test split (and redraw its figures)."""
+    """Re-evaluate a run's saved model on its task's test split, next to the baselines."""
     start = time.perf_counter()
     task, predictor, cfg = load_run(run_dir, engine, device)
     run = RunFolder(run_dir)

@@ -65,14 +65,19 @@ VALID_SPLITS = ("valid", "validation", "val")
 
 # --------------------------------------------------------------------------- helpers
 
-def _figure(height: float) -> Figure:
+def new_figure(height: float) -> Figure:
+    """A figure of the house width and resolution, with its own Agg canvas (no pyplot).
+
+    new_figure, style_axes, log_y and save_figure are the building blocks a task's own
+    figures use, so every picture lstmlab draws looks alike."""
     fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     fig.get_layout_engine().set(h_pad=0.06, w_pad=0.06, hspace=0.04, wspace=0.02)
     return fig
 
 
-def _style(ax) -> None:
+def style_axes(ax) -> None:
+    """The house look: tick and label sizes, a light grid, no top or right spine."""
     ax.tick_params(labelsize=TICK_SIZE)
     ax.xaxis.label.set_size(LABEL_SIZE)
     ax.yaxis.label.set_size(LABEL_SIZE)
@@ -98,7 +103,7 @@ def _time_axis(ax) -> None:
 _SHORT = FuncFormatter(lambda v, pos=None: f"{v:.3g}".replace("-", "\u2212"))
 
 
-def _log_y(ax) -> None:
+def log_y(ax) -> None:
     """A log y axis with plain numbers (0.3, 1, 20): easier to read than 3x10^-1."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
@@ -107,7 +112,8 @@ def _log_y(ax) -> None:
     ax.grid(True, which="minor", axis="y", color="#f2f2f2", linewidth=0.6)
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path) -> Path:
+    """Write `fig` as PNG to `path`, atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
@@ -207,7 +213,7 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
         raise ValueError("metrics must be a dict of {name: value}")
 
     n_panels = len(panels)
-    fig = _figure(1.2 + 2.5 * n_panels)
+    fig = new_figure(1.2 + 2.5 * n_panels)
     axes = fig.subplots(n_panels, 1, sharex=True, squeeze=False)[:, 0]
     for ax, p in zip(axes, panels):
         hist, truth = p["history"], p["truth"]
@@ -232,7 +238,7 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
         if p["label"]:
             ax.set_title(p["label"], loc="left", fontsize=SUBTITLE_SIZE)
         ax.set_ylabel(ylabel)
-        _style(ax)
+        style_axes(ax)
     axes[-1].set_xlabel(xlabel)
     _time_axis(axes[-1])
 
@@ -250,7 +256,7 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
     if metrics:
         heading += "\n" + "    ".join(f"{k}: {_fmt(v)}" for k, v in metrics.items())
     fig.suptitle(heading, fontsize=TITLE_SIZE if not metrics else SUBTITLE_SIZE + 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- gates
@@ -328,7 +334,7 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
     rows = len(arrays) + (xs is not None)
     row_h = 1.05 if shown <= 16 else 1.35
     heights = ([1.0] if xs is not None else []) + [row_h] * len(arrays)
-    fig = _figure(1.0 + sum(heights) + 0.25 * rows)     # inches: panels + their titles
+    fig = new_figure(1.0 + sum(heights) + 0.25 * rows)     # inches: panels + their titles
     grid = fig.add_gridspec(rows, 2, width_ratios=[1.0, 0.018], height_ratios=heights)
     first = None
     axes = []
@@ -347,7 +353,7 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
         if min(3, xs.shape[1]) > 1:                       # above the panel, beside its title
             ax.legend(fontsize=LEGEND_SIZE, loc="lower right", bbox_to_anchor=(1.0, 1.0),
                       ncols=3, frameon=False, borderaxespad=0.1)
-        _style(ax)
+        style_axes(ax)
         ax.margins(x=0)
         axes.append(ax)
         r = 1
@@ -397,7 +403,7 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
         heading += (f"\nthis variant has no {' and no '.join(GATE_NAMES[n] for n in missing)}"
                     f": {' = '.join(missing)} = 1 at every step")
     fig.suptitle(heading, fontsize=TITLE_SIZE if not missing else SUBTITLE_SIZE + 1)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- losses
@@ -439,7 +445,7 @@ def loss_curve(path, rows, *, title: str = "") -> Path:
     if not by_split:
         raise ValueError("rows hold no finite 'loss' values to plot")
 
-    fig = _figure(5.2)
+    fig = new_figure(5.2)
     ax = fig.add_subplot()
     log = all(loss > 0 for pts in by_split.values() for _, loss in pts)
     extra = [s for s in by_split if s not in SPLIT_COLORS]
@@ -465,13 +471,13 @@ def loss_curve(path, rows, *, title: str = "") -> Path:
                 color=colors[valid], markeredgecolor="black", markeredgewidth=0.8, zorder=5,
                 label=f"best {valid}: {_fmt(float(losses[b]))} at step {int(steps[b])}")
     if log:
-        _log_y(ax)
+        log_y(ax)
     ax.set_xlabel("training step")
     ax.set_ylabel("loss (log scale)" if log else "loss")
     ax.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper right")
-    _style(ax)
+    style_axes(ax)
     fig.suptitle(title or "Training loss", fontsize=TITLE_SIZE)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- cell norms
@@ -504,7 +510,7 @@ def cell_state_norm(path, norms, *, labels, title: str = "",
     if not any(np.any(np.isfinite(v) & (v > 0)) for v in curves):
         raise ValueError("norms hold no positive finite values to draw on a log axis")
 
-    fig = _figure(5.2)
+    fig = new_figure(5.2)
     ax = fig.add_subplot()
     for k, (v, lab) in enumerate(zip(curves, labels)):
         bad = ~np.isfinite(v)
@@ -514,15 +520,15 @@ def cell_state_norm(path, norms, *, labels, title: str = "",
         shown = np.where(bad | (v <= 0), np.nan, v)        # log axis: leave them out
         ax.plot(np.arange(v.size), shown, color=LINE_COLORS[k % len(LINE_COLORS)],
                 linewidth=2.0, label=label)
-    _log_y(ax)
+    log_y(ax)
     _time_axis(ax)
     ax.set_xlabel("time step")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=LEGEND_SIZE, frameon=False, loc="best")
-    _style(ax)
+    style_axes(ax)
     ax.margins(x=0.01)
     fig.suptitle(title or "How large does the cell state grow?", fontsize=TITLE_SIZE)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -544,7 +550,7 @@ def compare_bars(path, rows, *, metric: str, lower_is_better: bool = True,
         np.nanmax(means) / max(np.nanmin(means), 1e-300) > 30
     best = int(np.nanargmin(means) if lower_is_better else np.nanargmax(means))
 
-    fig = _figure(4.8)
+    fig = new_figure(4.8)
     ax = fig.add_subplot()
     x = np.arange(len(names))
     bars = ax.bar(x, means, color="#4c78a8", alpha=0.8, width=0.6)
@@ -557,11 +563,11 @@ def compare_bars(path, rows, *, metric: str, lower_is_better: bool = True,
     ax.set_xticks(x, names, rotation=20 if max(map(len, names)) > 8 else 0, ha="right"
                   if max(map(len, names)) > 8 else "center")
     if log:
-        _log_y(ax)
+        log_y(ax)
     better = "lower" if lower_is_better else "higher"
     ax.set_ylabel(f"{metric} ({better} is better{', log scale' if log else ''})")
-    _style(ax)
+    style_axes(ax)
     ax.grid(False, axis="x")
     fig.suptitle(title or f"{metric} by variant: mean over seeds, dots are single runs",
                  fontsize=TITLE_SIZE)
-    return _save(fig, path)
+    return save_figure(fig, path)
