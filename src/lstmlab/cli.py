@@ -24,7 +24,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
-_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx"}   # optional module -> extra
+_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "sklearn": "tasks", "mido": "tasks"}   # optional module -> extra
 
 
 def command(fn):
@@ -182,8 +182,29 @@ def _settings_options(fn):
     return fn
 
 
-def _task_options(pairs) -> dict:
-    opts = {}
+# common task options with flags of their own: --data sunspots is -o data=sunspots
+_TASK_FLAGS = {
+    "data": (str, "built-in data set of the task (see `lstmlab tasks`)"),
+    "csv": (str, "your own CSV file"),
+    "column": (str, "forecast: the CSV column to forecast"),
+    "text": (str, "charlm: your own UTF-8 text file"),
+    "text_column": (str, "sentiment: the CSV column with the texts"),
+    "label_column": (str, "sentiment: the CSV column with the labels"),
+    "horizon": (int, "forecast: steps to forecast"),
+    "seq_len": (int, "adding, temporal-order: steps per sequence"),
+}
+
+
+def _task_flag_options(fn):
+    for name, (typ, help_) in reversed(_TASK_FLAGS.items()):
+        fn = click.option("--" + name.replace("_", "-"), "flag_" + name, type=typ, default=None,
+                          help=help_)(fn)
+    return fn
+
+
+def _task_options(pairs, flags: dict | None = None) -> dict:
+    """-o NAME=VALUE pairs plus the task flags given (--data, --csv, ...), as task options."""
+    opts = {k[5:]: v for k, v in (flags or {}).items() if v is not None}
     for p in pairs:
         key, eq, value = p.partition("=")
         if not eq:
@@ -252,6 +273,7 @@ def _result_table(result: dict) -> Table:
               help="a task option (see `lstmlab tasks`), e.g. -o noise=0.1")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="run folder  [default: runs/<task>-<engine>-<variant>-s<seed>]")
+@_task_flag_options
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
               help="torch engine: where to train  [default: cpu]")
@@ -261,9 +283,10 @@ def train_cmd(task_name, engine, task_opts, out_dir, resume, device, as_json, **
     """Train TASK, evaluate it against its baselines, and keep it in a run folder."""
     from .train import ProgressBar, fit
 
+    flags = {k: settings.pop(k) for k in list(settings) if k.startswith("flag_")}
     given = {k: v for k, v in settings.items() if v is not None}
     task, model, train, engine, device, run_dir = _resolve(
-        task_name, engine, _task_options(task_opts), given, out_dir, resume, device)
+        task_name, engine, _task_options(task_opts, flags), given, out_dir, resume, device)
     bar = ProgressBar(f"{task.name} ({engine})", disable=as_json)
     try:
         result = fit(task, model, train, run_dir, engine=engine, device=device, resume=resume,
@@ -314,6 +337,39 @@ def predict_cmd(run_dir, input_path, as_json):
     for k, v in result.items():
         shown = ", ".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v
         out.print(f"{k}: {shown}")
+
+
+@main.command("generate")
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option("--length", type=int, default=500, show_default=True, help="symbols to generate")
+@click.option("--temperature", type=float, default=1.0, show_default=True,
+              help="below 1: safer, above 1: wilder")
+@click.option("--top-k", type=int, default=0, show_default=True,
+              help="sample among the k most likely symbols only (0: all)")
+@click.option("--prompt", default=None, help="text to start from (charlm)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the sampling")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for the files it writes  [default: RUN/generated]")
+@json_option
+@command
+def generate_cmd(run_dir, length, temperature, top_k, prompt, seed, out_dir, as_json):
+    """Sample from a trained model: text (charlm) or a MIDI file and piano roll (music)."""
+    from pathlib import Path
+
+    from .tasks.sampling import check_sampling
+    from .train import load_run
+
+    check_sampling(length, temperature, top_k)
+    task, predictor, _ = load_run(run_dir)
+    folder = Path(out_dir) if out_dir else Path(run_dir) / "generated"
+    result = task.generate(predictor, folder, length=length, temperature=temperature,
+                           top_k=top_k, prompt=prompt, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for k, v in result.items():
+        out.print(f"[bold]{k}:[/]\n{escape(str(v))}" if k == "text" else f"{k}: {escape(str(v))}",
+                  soft_wrap=True)
 
 
 @main.command("export")
@@ -373,6 +429,7 @@ def demo_cmd(out_dir, steps, as_json):
 @_settings_options
 @click.option("-o", "--task-option", "task_opts", multiple=True, metavar="NAME=VALUE",
               help="a task option (see `lstmlab tasks`)")
+@_task_flag_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="folder for the runs, compare.json and compare.png  [default: runs/compare-<task>]")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None)
@@ -387,8 +444,9 @@ def compare_cmd(task_name, variants, seeds, engine, task_opts, out_dir, device, 
     from .train import ProgressBar
     from .train.compare import compare
 
+    flags = {k: settings.pop(k) for k in list(settings) if k.startswith("flag_")}
     given = {k: v for k, v in settings.items() if v is not None and k not in ("variant", "seed")}
-    options = _task_options(task_opts)
+    options = _task_options(task_opts, flags)
     task, model, train, engine, device, _ = _resolve(task_name, engine, options, given, None,
                                                      False, device)
     names = [v.strip() for v in variants.split(",") if v.strip()]

@@ -87,6 +87,13 @@ class Task:
         baselines), for the figures to quote without measuring them again."""
         return []
 
+    def generate(self, predictor: Predictor, folder, *, length: int, temperature: float,
+                 top_k: int, prompt: str | None, seed: int) -> dict:
+        """Sample from a trained model (`lstmlab generate`); files go into `folder`.
+
+        Returns a JSON-able dict: what was generated and the paths of files written."""
+        raise ValueError(f"task {self.name!r} does not generate; tasks that do: charlm, music")
+
     def predict(self, predictor: Predictor, path, **kw) -> dict:
         """Run the model on the user's file; a JSON-able result."""
         raise ValueError(f"task {self.name!r} does not take --input files yet")
