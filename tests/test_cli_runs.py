@@ -110,9 +110,27 @@ def test_corrupted_model_file_exits_2_and_runs_nothing(run, tmp_path):
     (["train", "sine", "-o", "colour=3"], "has no option"),
     (["train", "sine", "--engine", "numpy", "--zoneout", "0.1"], "torch engine"),
     (["evaluate", "/nonexistent/run"], "not an lstmlab run folder"),
+    (["train", "forecast", "--csv", "/nonexistent.csv", "--column", "x"], "does not exist"),
+    (["train", "forecast", "--data", "tides"], "built in: seattle-temps, sunspots"),
+    (["train", "adding", "--seq-len", "1"], "seq_len"),
+    (["generate", "/nonexistent/run"], "not an lstmlab run folder"),
+    (["generate", "/nonexistent/run", "--temperature", "0"], "--temperature must be a positive"),
 ])
 def test_user_mistakes_exit_2_with_one_line(args, expect):
     assert expect in one_line_error(lstmlab(*args))
+
+
+@pytest.mark.parametrize("content, expect", [
+    ("", "is empty"),
+    ("t,load\n0,1\n1,oops\n", "line 3, column 'load': 'oops' is not a number"),
+    ("t,load\n" + "".join(f"{k},{k % 7}\n" for k in range(40)), "too short"),
+])
+def test_forecast_bad_csv_exits_2(tmp_path, content, expect):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    assert expect in one_line_error(lstmlab("train", "forecast", "--csv", path, "--column", "load",
+                                            "--out", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()                       # nothing half-made is left
 
 
 def test_resume_refuses_other_settings(run):

@@ -79,12 +79,62 @@ def test_adaptive_intervals_hold_coverage_through_a_regime_change():
     ("when,load\n0,1\n1,nan\n", "not a finite number"),
     ("when,power\n0,1\n", "no column 'load'; its columns are: when, power"),
     ("", "is empty"),
+    ("when,load\n0,1\n1,\n2,3\n", "line 3, column 'load': is empty; .* -o missing=interpolate"),
+    ("when,load\n0,\xff\xfe\n", "line 2, column 'load'"),
 ])
 def test_bad_csv_is_one_clear_line(tmp_path, content, expect):
     path = tmp_path / "bad.csv"
-    path.write_text(content)
+    path.write_bytes(content.encode("latin-1"))                  # \xff\xfe: not UTF-8
     with pytest.raises(ValueError, match=expect):
         read_csv_column(path, "load")
+
+
+def test_missing_values_interpolate_inside_and_drop_at_the_ends(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("when,load\n0,\n1,2\n2,NaN\n3,\n4,8\n5,9\n6,\n")
+    np.testing.assert_allclose(read_csv_column(path, "load", missing="interpolate"), [2, 4, 6, 8, 9])
+
+
+class _Constant:
+    """A stand-in predictor whose network always answers `value` (in scaled units)."""
+
+    def __init__(self, task, value):
+        self.config = task.model_config(hidden_size=4)
+        self.value = value
+
+    def run(self, x):
+        return np.full((x.shape[1], self.config.output_size), self.value, np.float32), None
+
+
+@pytest.mark.parametrize("base", ["seasonal", "last"])
+def test_recursive_feeds_its_forecasts_back(tmp_path, base):
+    csv = str(_csv(tmp_path, _wave()))
+    kw = dict(csv=csv, column="load", horizon=6, season=4, context=12, base=base)
+    direct = get_task("forecast", **kw)
+    recursive = get_task("forecast", strategy="recursive", **kw)
+    t = recursive.origins["test"][:5]
+    kind = "seasonal" if base == "seasonal" else "naive"
+    # a network that adds nothing: both strategies are exactly the baseline they correct
+    for task in (direct, recursive):
+        np.testing.assert_allclose(task._forecast(_Constant(task, 0.0), t), task._baseline(t, kind))
+    # adding c each step: direct adds c to every horizon step; recursive, fed its own
+    # forecasts, accumulates it: c*h after the last value, c*ceil(h/m) after the seasonal one
+    c = 0.5
+    h = np.arange(1, 7)
+    steps = h if base == "last" else np.ceil(h / 4)
+    np.testing.assert_allclose(direct._forecast(_Constant(direct, c), t),
+                               direct._baseline(t, kind) + c * direct.r_scale)
+    np.testing.assert_allclose(recursive._forecast(_Constant(recursive, c), t),
+                               recursive._baseline(t, kind) + c * recursive.r_scale * steps)
+
+
+def test_backtest_folds_split_the_test_origins(tmp_path):
+    task = get_task("forecast", csv=str(_csv(tmp_path, _wave())), column="load", horizon=5,
+                    season=20, context=40, folds=4)
+    b = task.baselines()["seasonal_naive"]
+    sizes = [len(a) for a in np.array_split(task.origins["test"], 4)]
+    weighted = sum(n * b[f"mase_fold{k + 1}"] for k, n in enumerate(sizes)) / sum(sizes)
+    assert weighted == pytest.approx(b["mase"]) and "mase_fold5" not in b
 
 
 def test_option_mistakes(tmp_path):
@@ -92,12 +142,18 @@ def test_option_mistakes(tmp_path):
         get_task("forecast", csv=str(_csv(tmp_path, _wave())))
     with pytest.raises(ValueError, match="too short"):
         get_task("forecast", csv=str(_csv(tmp_path, _wave(100))), column="load", context=80)
+    with pytest.raises(ValueError, match="strategy must be 'direct' or 'recursive'"):
+        get_task("forecast", data="sunspots", strategy="iterated")
+    with pytest.raises(ValueError, match="missing must be 'error' or 'interpolate'"):
+        get_task("forecast", csv=str(_csv(tmp_path, _wave())), column="load", missing="zero")
 
 
-def test_a_small_run_beats_the_baselines_and_predicts(tmp_path):
+@pytest.mark.parametrize("strategy", ["direct", "recursive"])
+def test_a_small_run_beats_the_baselines_and_predicts(tmp_path, strategy):
     y = _wave()
     csv = _csv(tmp_path, y)
-    task = get_task("forecast", csv=str(csv), column="load", horizon=5, season=20, context=40)
+    task = get_task("forecast", csv=str(csv), column="load", horizon=5, season=20, context=40,
+                    strategy=strategy)
     r = fit(task, task.model_config(hidden_size=16),
             TrainConfig(steps=150, batch_size=32, lr=1e-2, eval_every=50), tmp_path / "run")
     test, base = r["metrics"]["test"], r["baselines"]

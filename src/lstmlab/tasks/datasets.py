@@ -65,8 +65,11 @@ def builtin_series(name: str) -> Series:
     return BUILTIN[name]()
 
 
-def read_csv_column(path, column: str) -> np.ndarray:
-    """One numeric column of a CSV file with a header row; clear errors for anything else."""
+def read_csv_column(path, column: str, missing: str = "error") -> np.ndarray:
+    """One numeric column of a CSV file with a header row; clear errors for anything else.
+
+    missing: "error" stops at the first empty or NaN cell; "interpolate" fills interior gaps
+    linearly and drops leading and trailing ones."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"CSV file {path} does not exist")
@@ -85,16 +88,29 @@ def read_csv_column(path, column: str) -> np.ndarray:
             if not row:
                 continue
             cell = row[k].strip() if k < len(row) else ""
+            if cell.lower() in ("", "nan", "na", "null") and missing == "interpolate":
+                values.append(np.nan)
+                continue
             try:
                 v = float(cell)
             except ValueError:
-                raise ValueError(f"{path}, line {line}, column {column!r}: {cell[:40]!r} is not "
-                                 "a number; fill or drop missing values first") from None
+                what = "is empty" if not cell else f"{cell[:40]!r} is not a number"
+                raise ValueError(f"{path}, line {line}, column {column!r}: {what}; fill or drop "
+                                 "missing values, or pass -o missing=interpolate") from None
             if not np.isfinite(v):
                 raise ValueError(f"{path}, line {line}, column {column!r}: {cell!r} is not a "
-                                 "finite number; fill or drop missing values first")
+                                 "finite number; fill or drop missing values, or pass "
+                                 "-o missing=interpolate")
             values.append(v)
-    return np.asarray(values, dtype=np.float64)
+    y = np.asarray(values, dtype=np.float64)
+    if missing == "interpolate" and np.isnan(y).any():
+        known = np.flatnonzero(~np.isnan(y))
+        if known.size < 2:
+            raise ValueError(f"{path}, column {column!r}: fewer than 2 numbers to interpolate from")
+        y = y[known[0]:known[-1] + 1]                            # leading/trailing gaps dropped
+        gaps = np.isnan(y)
+        y[gaps] = np.interp(np.flatnonzero(gaps), np.flatnonzero(~gaps), y[~gaps])
+    return y
 
 
 def read_series(path) -> np.ndarray:

@@ -3,7 +3,16 @@
 The series (built in, or a column of the user's CSV) is split in time: the first 70% trains,
 the next 10% validates (and calibrates the prediction intervals), the last 20% tests. Every
 step of the test part is a forecast origin (a rolling origin): the model sees the `context`
-values up to it and forecasts the next `horizon` values in one shot (direct multi-step).
+values up to it and forecasts the next `horizon` values, in one of two strategies:
+
+  direct      one network output per horizon step, all in one shot (the default)
+  recursive   one output, the next step; the forecast is fed back as the newest input and the
+              network runs again, `horizon` times (autoregressive: errors can compound, but
+              one model serves every horizon)
+
+The backtest reports the metrics on all test origins and, per fold (the test part cut into
+`folds` consecutive blocks), the MASE of the model and of both baselines: a model that wins
+on average but loses in one regime shows it there.
 
 The model learns what the baseline misses: its targets are the future's differences from a
 baseline forecast (the value one season ago with `base=seasonal`, the last value with
@@ -13,8 +22,12 @@ test part, those whose truth is already known at each origin, with the adaptive 
 Gibbs & Candes (2021), so that coverage holds when the series changes regime.
 
 Metrics: MAE, RMSE, sMAPE (%), MASE (Hyndman & Koehler 2006: MAE over the in-sample MAE of
-the seasonal naive forecast), the intervals' empirical coverage and mean width.
-Baselines on the same origins: naive (the last value) and seasonal naive.
+the seasonal naive forecast), the intervals' empirical coverage and mean width, and
+mase_fold1 .. mase_foldK. Baselines on the same origins: naive (the last value) and seasonal
+naive.
+
+Missing values (empty cells, NaN) in a CSV stop with an error that names the line, unless
+`-o missing=interpolate` fills interior gaps linearly (leading and trailing gaps are dropped).
 """
 
 from __future__ import annotations
@@ -46,7 +59,11 @@ class Forecast(Task):
                "context": (0, "steps the model sees before each origin (0: a week / 10 years)"),
                "base": ("", "what the model corrects: seasonal or last (default: the "
                             "baseline with the smaller error on the training part)"),
-               "coverage": (0.9, "nominal coverage of the prediction intervals")}
+               "coverage": (0.9, "nominal coverage of the prediction intervals"),
+               "strategy": ("direct", "direct (all horizon steps at once) or recursive "
+                                      "(one step, fed back: autoregressive)"),
+               "folds": (5, "backtest folds: the test origins cut into this many blocks"),
+               "missing": ("error", "CSV gaps: error (stop and say where) or interpolate")}
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
@@ -54,7 +71,9 @@ class Forecast(Task):
         if o["csv"]:
             if not o["column"]:
                 raise ValueError("-o csv=PATH needs -o column=NAME, the column to forecast")
-            values = read_csv_column(o["csv"], o["column"])
+            if o["missing"] not in ("error", "interpolate"):
+                raise ValueError(f"missing must be 'error' or 'interpolate', got {o['missing']!r}")
+            values = read_csv_column(o["csv"], o["column"], missing=o["missing"])
             self.series = Series(Path(o["csv"]).name, values, "step", "", 1, 12, str(o["csv"]))
         else:
             self.series = builtin_series(o["data"])
@@ -69,6 +88,12 @@ class Forecast(Task):
             raise ValueError(f"base must be 'seasonal' or 'last', got {self.base!r}")
         if not 0.5 <= self.coverage < 1.0:
             raise ValueError(f"coverage must lie in [0.5, 1), got {self.coverage}")
+        self.strategy = o["strategy"]
+        if self.strategy not in ("direct", "recursive"):
+            raise ValueError(f"strategy must be 'direct' or 'recursive', got {self.strategy!r}")
+        self.folds = int(o["folds"])
+        if self.folds < 1:
+            raise ValueError(f"folds must be at least 1, got {self.folds}")
         for name, v in (("horizon", self.horizon), ("season", self.season), ("context", self.context)):
             if v < 1:
                 raise ValueError(f"{name} must be at least 1, got {v}")
@@ -93,7 +118,10 @@ class Forecast(Task):
             err = {b: np.mean(np.abs(self._baseline(t, k) - self._truth(t)))
                    for b, k in (("seasonal", "seasonal"), ("last", "naive"))}
             self.base = min(err, key=err.get)
-        r = self._residuals(self.origins["train"])
+        if len(self.origins["test"]) < self.folds:
+            raise ValueError(f"the test part has {len(self.origins['test'])} forecast origins, "
+                             f"fewer than {self.folds} folds; lower -o folds")
+        r = self._residuals(self.origins["train"])[:, :self.outputs]
         self.r_scale = float(r.std()) or 1.0
 
     # --- data ---------------------------------------------------------------------------
@@ -116,36 +144,76 @@ class Forecast(Task):
     def _residuals(self, origins):
         return self._truth(origins) - self._base(origins)
 
-    def _features(self, origins, y=None):
-        """(L, n, F) inputs: the scaled level and, with a season, the seasonal difference."""
+    def _windows(self, origins, y=None):
+        """(n, context + season) values up to and including each origin."""
         y = self.series.values if y is None else y
-        L, m = self.context, self.season
-        idx = origins[None, :] + np.arange(1 - L, 1)[:, None]  # (L, n)
-        feats = [(y[idx] - self.mu) / self.sd]
+        return y[origins[:, None] + np.arange(1 - self.context - self.season, 1)[None, :]]
+
+    def _features(self, origins, y=None):
+        return self._window_features(self._windows(origins, y))
+
+    def _window_features(self, win):
+        """(L, n, F) inputs from (n, L + m) windows: the scaled level and, with a season, the
+        seasonal difference."""
+        m = self.season
+        feats = [(win[:, m:] - self.mu) / self.sd]               # (n, L)
         if m > 1:
-            feats.append((y[idx] - y[idx - m]) / self.sd)
-        return np.stack(feats, axis=-1)
+            feats.append((win[:, m:] - win[:, :-m]) / self.sd)
+        return np.stack(feats, axis=-1).transpose(1, 0, 2)       # (L, n, F)
 
     @property
     def n_features(self):
         return 2 if self.season > 1 else 1
 
+    @property
+    def outputs(self):
+        """Network outputs: every horizon step (direct) or the next one (recursive)."""
+        return self.horizon if self.strategy == "direct" else 1
+
     def model_config(self, **settings) -> ModelConfig:
-        return ModelConfig(input_size=self.n_features, output_size=self.horizon,
+        return ModelConfig(input_size=self.n_features, output_size=self.outputs,
                            readout="last", **settings)
 
     def train_batch(self, step, batch_size):
         rng = np.random.default_rng([self.seed, 0, step])
         origins = rng.choice(self.origins["train"], size=batch_size)
-        return Batch(x=self._features(origins), y=self._residuals(origins) / self.r_scale)
+        return Batch(x=self._features(origins),
+                     y=self._residuals(origins)[:, :self.outputs] / self.r_scale)
 
     # --- evaluation ---------------------------------------------------------------------
     def _forecast(self, predictor: Predictor, origins, y=None):
         """(n, H) forecasts from `origins` of the series (or of another series `y`)."""
-        dtype = np.dtype(predictor.config.dtype)
-        out = [predictor.run(self._features(origins[k:k + CHUNK], y).astype(dtype))[0]
-               for k in range(0, len(origins), CHUNK)]
-        return self._base(origins, y) + np.concatenate(out).astype(np.float64) * self.r_scale
+        if predictor.config.output_size != self.outputs:
+            raise ValueError(f"the model has {predictor.config.output_size} outputs; the task "
+                             f"needs {self.outputs} ({self.strategy}, horizon {self.horizon})")
+        run = self._direct if self.strategy == "direct" else self._recursive
+        return np.concatenate([run(predictor, self._windows(origins[k:k + CHUNK], y))
+                               for k in range(0, len(origins), CHUNK)])
+
+    def _correction(self, predictor, win):
+        """The network's scaled-back correction to the baseline, from (n, L + m) windows."""
+        x = self._window_features(win).astype(np.dtype(predictor.config.dtype))
+        return predictor.run(x)[0].astype(np.float64) * self.r_scale  # (n, outputs)
+
+    def _direct(self, predictor, win):
+        """(n, H): the baseline's forecast plus the network's correction for every step."""
+        H, m = self.horizon, self.season
+        h = np.arange(1, H + 1)
+        if self.base == "seasonal":
+            base = win[:, win.shape[1] - m * np.ceil(h / m).astype(int) + h - 1]
+        else:
+            base = np.repeat(win[:, -1:], H, axis=1)
+        return base + self._correction(predictor, win)
+
+    def _recursive(self, predictor, win):
+        """(n, H): one step at a time, each forecast appended to the window as if observed."""
+        m, past = self.season, win.shape[1]
+        win = np.concatenate([win, np.empty((len(win), self.horizon))], axis=1)
+        for h in range(self.horizon):
+            end = past + h                                       # win[:, :end] is known
+            base = win[:, end - m] if self.base == "seasonal" else win[:, end - 1]
+            win[:, end] = base + self._correction(predictor, win[:, end - past:end])[:, 0]
+        return win[:, past:]
 
     def _scores(self, forecast, truth) -> dict:
         err = forecast - truth
@@ -200,16 +268,26 @@ class Forecast(Task):
             half = self.rolling_intervals(self.calibration_scores(predictor), err)
             m["coverage"] = float((err <= half).mean())
             m["interval_width"] = float(2 * np.mean(half[np.isfinite(half)]))
+            m.update(self._fold_scores(forecast, truth))
         return m
+
+    def _fold_scores(self, forecast, truth) -> dict:
+        """The backtest: MASE on each of `folds` consecutive blocks of test origins."""
+        blocks = np.array_split(np.arange(len(truth)), self.folds)
+        return {f"mase_fold{k + 1}": float(np.mean(np.abs(forecast[b] - truth[b])) / self.mase_scale)
+                for k, b in enumerate(blocks)}
 
     def baselines(self):
         o = self.origins["test"]
         truth = self._truth(o)
-        return {"naive": self._scores(self._baseline(o, "naive"), truth),
-                "seasonal_naive": self._scores(self._baseline(o, "seasonal"), truth)}
+        out = {}
+        for name, kind in (("naive", "naive"), ("seasonal_naive", "seasonal")):
+            forecast = self._baseline(o, kind)
+            out[name] = {**self._scores(forecast, truth), **self._fold_scores(forecast, truth)}
+        return out
 
     def figures(self, predictor, folder, test, baselines):
-        from ..viz.figures import forecast_figure
+        from ..viz.figures import backtest_figure, forecast_figure
 
         o = self.origins["test"]
         picks = o[np.linspace(0, len(o) - 1, 3).astype(int)]
@@ -227,9 +305,17 @@ class Forecast(Task):
                    "seasonal naive": baselines["seasonal_naive"]["mase"],
                    f"{int(round(100 * self.coverage))}% interval coverage": test["coverage"]}
         s = self.series
-        return [forecast_figure(Path(folder) / "forecast.png", series=series,
+        folds = [{"fold": k, "LSTM": test[f"mase_fold{k}"],
+                  "naive": baselines["naive"][f"mase_fold{k}"],
+                  "seasonal naive": baselines["seasonal_naive"][f"mase_fold{k}"]}
+                 for k in range(1, self.folds + 1)]
+        return [backtest_figure(Path(folder) / "backtest.png", folds,
+                                title=f"rolling-origin backtest: {s.name}, {self.horizon} "
+                                      f"{s.step}s ahead, {len(o)} origins in {self.folds} folds"),
+                forecast_figure(Path(folder) / "forecast.png", series=series,
                                 title=f"forecast: {s.name}, {self.horizon} {s.step}s ahead",
-                                metrics=metrics, forecast_label="LSTM forecast",
+                                metrics=metrics,
+                                forecast_label=f"LSTM forecast ({self.strategy})",
                                 baseline_label=f"seasonal naive (lag {self.season})",
                                 xlabel=f"{s.step}s from the forecast origin",
                                 ylabel=s.unit or "value")]
@@ -237,7 +323,7 @@ class Forecast(Task):
     def predict(self, predictor, path):
         """Forecast the next `horizon` values after the end of the user's CSV column."""
         column = self.opts["column"] or "value"
-        values = read_csv_column(path, column)
+        values = read_csv_column(path, column, missing=self.opts["missing"])
         L, m = self.context, self.season
         if len(values) < L + m:
             raise ValueError(f"{path} has {len(values)} values; this model needs at least "

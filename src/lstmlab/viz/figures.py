@@ -571,3 +571,32 @@ def compare_bars(path, rows, *, metric: str, lower_is_better: bool = True,
     fig.suptitle(title or f"{metric} by variant: mean over seeds, dots are single runs",
                  fontsize=TITLE_SIZE)
     return save_figure(fig, path)
+
+
+@_drawing
+def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Path:
+    """A rolling-origin backtest: one group of bars per fold (consecutive blocks of forecast
+    origins), one bar per forecaster. folds: [{"fold": k, NAME: value, ...}], the same names
+    in every fold, the model first. Lower is better; the best bar of each fold is outlined.
+    Returns `path`."""
+    title = _text(title, "title")
+    if not folds:
+        raise ValueError("folds is empty: nothing to draw")
+    names = [k for k in folds[0] if k != "fold"]
+    values = np.array([[float(f[n]) for n in names] for f in folds])   # (folds, forecasters)
+    fig = new_figure(4.2)
+    ax = fig.add_subplot()
+    x, width = np.arange(len(folds)), 0.8 / len(names)
+    for j, name in enumerate(names):
+        bars = ax.bar(x + (j - (len(names) - 1) / 2) * width, values[:, j], width,
+                      label=name, color=LINE_COLORS[j % len(LINE_COLORS)], alpha=0.85)
+        for k in np.flatnonzero(values.argmin(axis=1) == j):
+            bars[k].set_edgecolor("black")
+            bars[k].set_linewidth(1.8)
+    ax.set_xticks(x, [f"fold {f['fold']}" for f in folds])
+    ax.set_ylabel(f"{metric} (lower is better)")
+    ax.legend(fontsize=LEGEND_SIZE, frameon=False, ncol=len(names))
+    style_axes(ax)
+    ax.grid(False, axis="x")
+    fig.suptitle(title or f"{metric} per backtest fold", fontsize=TITLE_SIZE)
+    return save_figure(fig, path)
