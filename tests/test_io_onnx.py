@@ -463,7 +463,7 @@ def test_bad_files(tmp_path, kind):
 
 
 @pytest.mark.parametrize("name", ["lstm", "layernorm", "gru", "rnn_relu"])
-@pytest.mark.parametrize("readout", ["sequence", "last"])
+@pytest.mark.parametrize("readout", ["sequence", "last", "mean"])
 def test_sequence_model_with_token_ids_and_last_readout(tmp_path, name, readout):
     """A task's whole network (embedding, stack, head) as one ONNX graph: native and loop."""
     from lstmlab.config import ModelConfig

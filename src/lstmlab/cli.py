@@ -321,18 +321,27 @@ def evaluate_cmd(run_dir, engine, as_json):
 
 @main.command("predict")
 @click.argument("run_dir", metavar="RUN", type=click.Path())
-@click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
+@click.option("--input", "input_path", default=None, type=click.Path(dir_okay=False),
               help="the data to run the model on (format: see the task)")
+@click.option("--text", "text", default=None,
+              help="sentiment: one text to classify, instead of --input")
 @json_option
 @command
-def predict_cmd(run_dir, input_path, as_json):
-    """Run a trained model on your own data."""
+def predict_cmd(run_dir, input_path, text, as_json):
+    """Run a trained model on your own data (--input FILE) or one text (--text TEXT)."""
     from .train import load_run
 
+    if (input_path is None) == (text is None):
+        raise ValueError("give exactly one of --input FILE and --text TEXT")
     task, predictor, _ = load_run(run_dir)
-    result = task.predict(predictor, input_path)
+    result = (task.predict(predictor, input_path) if text is None
+              else task.predict(predictor, text=text))
     if as_json:
         click.echo(json.dumps(result))
+        return
+    if "lines" in result:                                        # the task's own lines
+        for line in result["lines"]:
+            click.echo(line)                                     # plain: no markup in labels
         return
     for k, v in result.items():
         shown = ", ".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from .spec import variant as make_spec
 
-READOUTS = ("sequence", "last")
+READOUTS = ("sequence", "last", "mean")
+ARCHITECTURES = ("sequence", "seq2seq")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ class ModelConfig:
     bidirectional: bool = False      # a second direction per layer, outputs concatenated
     proj_size: int = 0               # LSTM only: h projected to this width (Sak et al. 2014)
     vocab_size: int = 0              # > 0: inputs are token ids, embedded to input_size
-    readout: str = "sequence"        # "sequence": head on every step; "last": on the final state
+    readout: str = "sequence"        # "sequence": head on every step; "last": on the final state;
+                                     # "mean": on the top outputs averaged over each sequence's steps
     forget_bias: float | None = None  # None: PyTorch's init; else the forget-gate bias value
     recurrent_init: str = "uniform"  # "uniform" (PyTorch), "orthogonal" or "identity"
     dropout: float = 0.0             # between layers (both engines' torch path: torch only)
@@ -38,6 +40,9 @@ class ModelConfig:
     zoneout: float = 0.0             # torch engine: keep units of h, c with this probability
     weight_drop: float = 0.0         # torch engine: DropConnect on recurrent weights
     dtype: str = "float32"           # "float32" or "float64"
+    architecture: str = "sequence"   # "sequence": one stack and a head; "seq2seq": encoder-decoder
+                                     # with attention (Seq2Seq): vocab_size = source vocabulary,
+                                     # output_size = target vocabulary, input_size = embedding width
 
     def __post_init__(self):
         for name in ("input_size", "output_size", "hidden_size", "num_layers"):
@@ -51,6 +56,12 @@ class ModelConfig:
         for name in ("dropout", "recurrent_dropout", "zoneout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.architecture == "seq2seq" and (not self.vocab_size or self.readout != "sequence"):
+            raise ValueError("a seq2seq model reads token ids (vocab_size > 0) and reads out every "
+                             f"step (readout 'sequence'); got vocab_size {self.vocab_size}, "
+                             f"readout {self.readout!r}")
         family = make_spec(self.variant).family                  # a clear error for a bad name
         if family != "lstm" and (self.proj_size or self.forget_bias is not None):
             raise ValueError(f"proj_size and forget_bias apply to LSTM variants only, "

@@ -26,6 +26,9 @@ def export_run(run_dir, fmt: str, out_path=None) -> Path:
         return out
     from .onnx import export_onnx
 
+    if read_config(model_file).get("kind") == "Seq2Seq":
+        raise ValueError(f"{run_dir} holds a seq2seq (encoder-decoder) model; ONNX export covers "
+                         "sequence models only: use --format safetensors")
     model = load(model_file, engine="numpy")
     if hasattr(model, "rnn"):                                    # a task's SequenceModel
         return export_onnx(model.rnn, out, head=model.head, embedding=model.embedding,

@@ -57,7 +57,8 @@ def read_tensors(path, what: str = "model file") -> tuple[dict[str, np.ndarray],
 
 
 def save(model, path) -> Path:
-    """Save a NumPy or torch model (LSTM/GRU/RNN or SequenceModel) to one .safetensors file."""
+    """Save a NumPy or torch model (LSTM/GRU/RNN, SequenceModel or Seq2Seq) to one .safetensors
+    file."""
     tensors = {k: _to_numpy(v) for k, v in _state(model).items()}
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "lstmlab_version": __version__,
             "config": json.dumps(_describe(model))}
@@ -97,6 +98,15 @@ def build(config: dict, engine: str, device=None):
     from ..config import ModelConfig
 
     kind = config.get("kind")
+    if kind == "Seq2Seq":
+        mc = ModelConfig.from_dict(config["model"])
+        if engine == "numpy":
+            from ..numpy.seq2seq import Seq2Seq
+
+            return Seq2Seq(_inference_only(mc))
+        from ..torch.seq2seq import Seq2Seq
+
+        return Seq2Seq(mc, device=device)
     if kind == "SequenceModel":
         mc = ModelConfig.from_dict(config["model"])
         if engine == "numpy":
@@ -161,9 +171,11 @@ def _to_numpy(v) -> np.ndarray:
 
 
 def _describe(model) -> dict:
-    """What to build: the config of a SequenceModel, or a bare recurrent model's arguments."""
+    """What to build: the config of a SequenceModel or Seq2Seq, or a bare recurrent model's
+    arguments."""
     if hasattr(model, "config") and hasattr(model.config, "to_dict"):
-        return {"kind": "SequenceModel", "model": model.config.to_dict()}
+        kind = "Seq2Seq" if model.config.architecture == "seq2seq" else "SequenceModel"
+        return {"kind": kind, "model": model.config.to_dict()}
     kind = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}.get(getattr(getattr(model, "spec", None),
                                                                    "family", None))
     if kind is None:

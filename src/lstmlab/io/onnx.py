@@ -244,8 +244,9 @@ def export_onnx(model, path, *, head=None, embedding=None, readout: str = "seque
     native: write ONNX LSTM/GRU/RNN nodes where the variant allows (else a Scan loop).
     initial_state: add graph inputs "h0" (and "c0"), (L*D, B, P or H); else zeros.
     embedding: a lstmlab.numpy.Embedding in front: "x" is then int64 token ids (T, B).
-    readout: "sequence" (head on every step) or "last" (head on the top layer's final h,
-    directions side by side: "y" is (B, out)), as lstmlab's SequenceModel.
+    readout: "sequence" (head on every step), "last" (head on the top layer's final h,
+    directions side by side: "y" is (B, out)) or "mean" (head on y averaged over time: the
+    graph has no lengths, so every step of x counts), as lstmlab's SequenceModel.
     Graph: input "x" (T, B, I) ((B, T, I) with batch_first), T and B dynamic; outputs
     "y" (T, B, D*H) (or the head's (T, B, out)), "h_n" (L*D, B, P or H), "c_n" (L*D, B, H).
     The file is written atomically and checked with onnx.checker. Returns the path.
@@ -265,8 +266,8 @@ def export_onnx(model, path, *, head=None, embedding=None, readout: str = "seque
         if head.dtype != model.dtype:
             raise ValueError(f"head is {head.dtype.name} and the model {model.dtype.name}; "
                              "build both with the same dtype")
-    if readout not in ("sequence", "last"):
-        raise ValueError(f"readout must be 'sequence' or 'last', got {readout!r}")
+    if readout not in ("sequence", "last", "mean"):
+        raise ValueError(f"readout must be 'sequence', 'last' or 'mean', got {readout!r}")
     if embedding is not None and embedding.embedding_dim != model.input_size:
         raise ValueError(f"embedding gives {embedding.embedding_dim} features, "
                          f"the model expects {model.input_size}")
@@ -315,12 +316,15 @@ def export_onnx(model, path, *, head=None, embedding=None, readout: str = "seque
     if readout == "last":                                        # top layer's final h: (B, D*R)
         y = b.op("Transpose", [finals[0][-1]], perm=[1, 0, 2])   # (D, B, R) -> (B, D, R)
         y = b.op("Reshape", [y, b.ints([0, width])])
+    elif readout == "mean":                                      # (T, B, D*R) -> (B, D*R)
+        y = (b.op("ReduceMean", [y, b.ints([0])], keepdims=0) if opset >= 18   # axes: an input
+             else b.op("ReduceMean", [y], axes=[0], keepdims=0))
     if head is not None:                                         # y W^T + b at every step
         y = b.op("MatMul", [y, b.const(head.params["weight"].T, "head_weight_T")])
         if "bias" in head.params:
             y = b.op("Add", [y, b.const(head.params["bias"], "head_bias")])
         y_width = head.out_features
-    if readout == "last":
+    if readout in ("last", "mean"):
         b.op("Identity", [y], out="y")
         outputs = [b.value_info("y", ["batch", y_width])]
     else:

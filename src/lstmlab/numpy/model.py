@@ -2,7 +2,9 @@
 
 Time-major throughout: x (T, B, input_size) or token ids (T, B); outputs (T, B, output_size)
 with readout "sequence", (B, output_size) with readout "last" (the head reads the top
-layer's final h, both directions concatenated).
+layer's final h, both directions concatenated) or "mean" (the head reads the top layer's
+outputs averaged over each sequence's own steps: a classifier whose every step gets a
+gradient of its own, which trains far faster on long texts than the last state).
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ class SequenceModel(Module):
             y, state, rnn_cache = self.rnn.forward(x, state, lengths)
         else:
             (y, state), rnn_cache = self.rnn(x, state, lengths), None
-        feats = self._last(state) if self.config.readout == "last" else y
+        readout, n = self.config.readout, None
+        if readout == "mean":                                    # y is 0 past each sequence's end
+            n = _steps(lengths, y.shape[0], y.shape[1], y.dtype)     # (B, 1)
+            feats = y.sum(axis=0) / n                            # (T, B, D*R) -> (B, D*R)
+        else:
+            feats = self._last(state) if readout == "last" else y
         out, head_cache = self.head.forward(feats)
-        return out, state, (emb_cache, rnn_cache, head_cache, y.shape, state)
+        return out, state, (emb_cache, rnn_cache, head_cache, y.shape, state, lengths, n)
 
     def _last(self, state):
         """The top layer's final h, directions side by side: (B, D*R)."""
@@ -73,7 +80,7 @@ class SequenceModel(Module):
 
     def backward(self, cache, dout, dstate=None):
         """Gradients for every name in `params` (and dx for feature inputs)."""
-        emb_cache, rnn_cache, head_cache, y_shape, state = cache
+        emb_cache, rnn_cache, head_cache, y_shape, state, lengths, n = cache
         if rnn_cache is None:
             raise ValueError("this output came from model(x), which keeps nothing for backward; "
                              "use model.forward(x)")
@@ -82,6 +89,10 @@ class SequenceModel(Module):
         if self.config.readout == "last":
             dy = None
             dstate = self._add_last(state, dfeats, dstate)
+        elif self.config.readout == "mean":                      # each valid step gets dfeats / n
+            T = y_shape[0]
+            valid = (np.arange(T)[:, None] < (T if lengths is None else np.asarray(lengths)))
+            dy = valid[..., None] * (dfeats / n)[None]           # (T, B, D*R), 0 past the end
         else:
             dy = dfeats
         rg, dx, _ = self.rnn.backward(rnn_cache, dy, dstate)
@@ -100,3 +111,9 @@ class SequenceModel(Module):
         for k in range(D):
             d[0][len(d[0]) - D + k] += dfeats[:, k * R:(k + 1) * R]
         return tuple(d) if isinstance(state, tuple) else d[0]
+
+
+def _steps(lengths, T, B, dtype):
+    """(B, 1) the number of steps each sequence has: its length, or T for all."""
+    n = np.full(B, T) if lengths is None else np.asarray(lengths)
+    return n.astype(dtype)[:, None]

@@ -23,6 +23,7 @@ class Batch:
     mask: np.ndarray | None = None     # (T, B): 1 where a target counts (padding is 0)
     lengths: np.ndarray | None = None  # (B,) steps per sequence, None when all are T
     carry: bool = False                # True: continue from the previous batch's final state (TBPTT)
+    target_in: np.ndarray | None = None  # (T, B) seq2seq decoder inputs (teacher forcing): BOS + y[:-1]
 
 
 @dataclass
@@ -31,10 +32,16 @@ class Predictor:
 
     run(x, state=None, lengths=None) -> (outputs, state); trace(x) -> the recurrent stack's
     gates and states per layer, as lstmlab.numpy's `trace`.
+
+    A seq2seq model (config.architecture "seq2seq") differs: run(x, target_in, lengths) ->
+    (logits (T, B, V), attention (B, T, S)) with teacher forcing; trace(x, lengths) traces
+    the encoder; decode(x, lengths, max_len) -> (ids (T, B), attention (B, T, S)), greedy,
+    ids PAD (0) after each sequence's EOS. Token ids: x (S, B) source, target_in (T, B).
     """
     run: Callable
     trace: Callable
     config: ModelConfig
+    decode: Callable | None = None     # seq2seq only: greedy decoding, see above
 
 
 @dataclass
@@ -94,6 +101,8 @@ class Task:
         Returns a JSON-able dict: what was generated and the paths of files written."""
         raise ValueError(f"task {self.name!r} does not generate; tasks that do: charlm, music")
 
-    def predict(self, predictor: Predictor, path, **kw) -> dict:
-        """Run the model on the user's file; a JSON-able result."""
+    def predict(self, predictor: Predictor, path=None, **kw) -> dict:
+        """Run the model on the user's file (`lstmlab predict RUN --input PATH`); a JSON-able
+        result. Tasks that take one text (`--text TEXT`) get it as predict(predictor, text=TEXT).
+        A "lines" entry (a list of str), if any, is what the CLI prints without --json."""
         raise ValueError(f"task {self.name!r} does not take --input files yet")

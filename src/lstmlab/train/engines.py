@@ -33,9 +33,11 @@ class NumpyEngine:
     def __init__(self, model: ModelConfig, train: TrainConfig, loss: str):
         from ..numpy import SGD, Adam, RMSprop
         from ..numpy.model import SequenceModel
+        from ..numpy.seq2seq import Seq2Seq
 
         self.config, self.train, self.loss = model, train, loss
-        self.model = SequenceModel(model, seed=train.seed)
+        self.model = (Seq2Seq if model.architecture == "seq2seq" else SequenceModel)(
+            model, seed=train.seed)
         self.dtype = self.model.dtype
         opt = {"adam": lambda p: Adam(p, lr=train.lr),
                "sgd": lambda p: SGD(p, lr=train.lr, momentum=0.9),
@@ -47,7 +49,11 @@ class NumpyEngine:
 
         x = batch.x.astype(self.dtype) if batch.x.dtype.kind == "f" else batch.x
         with np.errstate(over="ignore", invalid="ignore"):        # divergence is caught below
-            out, final, cache = self.model.forward(x, state, batch.lengths)
+            if self.config.architecture == "seq2seq":
+                out, _, cache = self.model.forward(x, batch.target_in, batch.lengths)
+                final = None                                     # no state carries between batches
+            else:
+                out, final, cache = self.model.forward(x, state, batch.lengths)
             if self.loss == "mse":
                 mask = None if batch.mask is None else batch.mask[..., None]
                 loss, dout = mse_loss(out, batch.y.astype(self.dtype), mask)
@@ -103,11 +109,13 @@ class TorchEngine:
         import torch
 
         from ..torch import SequenceModel, resolve_device
+        from ..torch.seq2seq import Seq2Seq
 
         self.torch = torch
         self.config, self.train, self.loss = model, train, loss
         self.device = resolve_device(device or "cpu")
-        self.model = SequenceModel(model, seed=train.seed, device=self.device)
+        self.model = (Seq2Seq if model.architecture == "seq2seq" else SequenceModel)(
+            model, seed=train.seed, device=self.device)
         params = self.model.parameters()
         self.opt = {"adam": lambda: torch.optim.Adam(params, lr=train.lr),
                     "sgd": lambda: torch.optim.SGD(params, lr=train.lr, momentum=0.9),
@@ -121,7 +129,10 @@ class TorchEngine:
         x, y = _to_torch(batch.x, self._like), _to_torch(batch.y, self._like)
         state = _state_to_torch(state, self._like)
         lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
-        out, final = self.model(x, state, lengths)
+        if self.config.architecture == "seq2seq":
+            out, final = self.model(batch.x, batch.target_in, batch.lengths)[0], None
+        else:
+            out, final = self.model(x, state, lengths)
         if self.loss == "mse":
             err = (out - y) ** 2
             if batch.mask is not None:
@@ -135,7 +146,7 @@ class TorchEngine:
             m = torch.ones_like(nll) if batch.mask is None else _to_torch(batch.mask, self._like)
             loss = (nll * m).sum() / m.sum()
         value = loss.item()
-        final = _detach_numpy(final)
+        final = None if final is None else _detach_numpy(final)
         if not np.isfinite(value):
             return value, float("nan"), final
         self.opt.zero_grad(set_to_none=True)
@@ -191,7 +202,9 @@ class TorchEngine:
 
 
 def predictor_for(model) -> Predictor:
-    """NumPy-in, NumPy-out inference around a SequenceModel of either engine."""
+    """NumPy-in, NumPy-out inference around a SequenceModel or Seq2Seq of either engine."""
+    if getattr(model.config, "architecture", "sequence") == "seq2seq":
+        return _seq2seq_predictor(model)
     if hasattr(model, "params"):                                 # NumPy engine
         def trace(x):
             if model.embedding is not None:
@@ -221,6 +234,36 @@ def predictor_for(model) -> Predictor:
         return {k: {n: _to_numpy(a) for n, a in v.items()} for k, v in tr.items()}
 
     return Predictor(run=run, trace=trace, config=model.config)
+
+
+def _seq2seq_predictor(model) -> Predictor:
+    """run, trace and decode of a Seq2Seq (see Predictor), NumPy in and out, either engine."""
+    if hasattr(model, "params"):                                 # NumPy engine
+        return Predictor(run=model, config=model.config, decode=model.decode,
+                         trace=lambda x, lengths=None: model.encoder.trace(
+                             model.src_embedding(x), lengths=lengths))
+
+    import torch
+
+    def run(x, target_in, lengths=None):
+        model.eval()
+        with torch.no_grad():
+            logits, attn = model(x, target_in, lengths)
+        return logits.cpu().numpy(), attn.cpu().numpy()
+
+    def decode(x, lengths=None, max_len=32):
+        model.eval()
+        ids, attn = model.decode(x, lengths, max_len)
+        return ids.cpu().numpy(), attn.cpu().numpy()
+
+    def trace(x, lengths=None):
+        model.eval()
+        with torch.no_grad():
+            emb = model.encoder["embedding"](model._ids(x, model.config.vocab_size))
+            tr = model.encoder["rnn"].trace(emb, lengths=lengths)
+        return {k: {n: _to_numpy(a) for n, a in v.items()} for k, v in tr.items()}
+
+    return Predictor(run=run, trace=trace, config=model.config, decode=decode)
 
 
 def _to_torch(a, like):

@@ -1,0 +1,129 @@
+"""The encoder-decoder with attention in PyTorch: lstmlab.numpy.seq2seq.Seq2Seq's network,
+parameter names and initial weights (see that module for the equations), plus the
+regularisers only this engine has, applied to both recurrent stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import numpy as lnp
+from ..config import ModelConfig
+from ..numpy.seq2seq import BOS, EOS, PAD, PARTS, decoder_kwargs
+from .device import resolve_device, torch_dtype
+from .model import _copy_in
+from .recurrent import GRU, LSTM, RNN
+
+RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+
+def _parts(state) -> list:
+    return list(state) if isinstance(state, tuple) else [state]
+
+
+def _pack(comps, like):
+    return tuple(comps) if isinstance(like, tuple) else comps[0]
+
+
+def bridge(comps, D: int):
+    """Encoder final-state components (L*D, B, n) -> decoder initial ones (L, B, D*n)."""
+    return [torch.cat([s[d::D] for d in range(D)], dim=-1) for s in comps]
+
+
+class Seq2Seq(nn.Module):
+    """The torch build of a seq2seq `ModelConfig`. state_dict names as lstmlab.numpy's."""
+
+    def __init__(self, config: ModelConfig, seed: int | None = 0, device=None, fast: bool = True):
+        super().__init__()
+        if config.architecture != "seq2seq":
+            raise ValueError(f"Seq2Seq needs architecture 'seq2seq', got {config.architecture!r}")
+        c = self.config = config
+        dev = None if device is None else resolve_device(device)
+        dtype = torch_dtype(c.dtype)
+        seeds = np.random.default_rng(seed).integers(0, 2**31, size=len(PARTS))  # as numpy
+        cls = RECURRENT[c.spec.family]
+        reg = dict(dropout=c.dropout, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout,
+                   weight_drop=c.weight_drop, fast=fast, device=dev, dtype=dtype)
+
+        def embedding(n, seed_):
+            e = nn.Embedding(n, c.input_size, device=dev, dtype=dtype)
+            _copy_in(e, lnp.Embedding(n, c.input_size, dtype=c.dtype, seed=seed_))
+            return e
+
+        def linear(i, o, seed_, bias=True):
+            lin = nn.Linear(i, o, bias=bias, device=dev, dtype=dtype)
+            _copy_in(lin, lnp.Linear(i, o, bias=bias, dtype=c.dtype, seed=seed_))
+            return lin
+
+        self.encoder = nn.ModuleDict({
+            "embedding": embedding(c.vocab_size, seeds[0]),
+            "rnn": cls(c.input_size, c.hidden_size, seed=seeds[1], **reg, **c.rnn_kwargs())})
+        self.decoder = nn.ModuleDict({
+            "embedding": embedding(c.output_size, seeds[2]),
+            "rnn": cls(c.input_size, seed=seeds[3], **reg, **decoder_kwargs(c))})
+        self.D = self.encoder["rnn"].num_directions
+        W = self.width = self.D * self.encoder["rnn"].out_size
+        self.attention = linear(W, W, seeds[4], bias=False)
+        self.combine = linear(2 * W, W, seeds[5])
+        self.head = linear(W, c.output_size, seeds[6])
+
+    def _ids(self, ids, n):
+        ids = torch.as_tensor(ids, device=self.head.weight.device)
+        if ids.is_floating_point() or ids.dtype.is_complex or ids.dtype == torch.bool:
+            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+            raise ValueError(f"ids must lie in 0..{n - 1}, got {int(ids.min())}..{int(ids.max())}")
+        return ids.long()
+
+    def encode(self, x, lengths=None):
+        """(enc (S, B, W), final state, keys (S, B, W), valid (B, S) bool)."""
+        x = self._ids(x, self.config.vocab_size)
+        enc, state = self.encoder["rnn"](self.encoder["embedding"](x), None, lengths)
+        S, B = x.shape
+        if lengths is None:
+            valid = torch.ones(B, S, dtype=torch.bool, device=enc.device)
+        else:
+            lens = torch.as_tensor(np.asarray(lengths), device=enc.device)
+            valid = torch.arange(S, device=enc.device)[None, :] < lens[:, None]
+        return enc, state, self.attention(enc), valid
+
+    def forward(self, x, target_in, lengths=None):
+        """Teacher forcing: (logits (T, B, V), attention (B, T, S)); see the numpy docstring."""
+        enc, state, keys, valid = self.encode(x, lengths)
+        init = _pack(bridge(_parts(state), self.D), state)
+        y_in = self._ids(target_in, self.config.output_size)
+        dec, _ = self.decoder["rnn"](self.decoder["embedding"](y_in), init)
+        a, ctx = self._attend(dec, keys, enc, valid)
+        return self._output(ctx, dec), a
+
+    @staticmethod
+    def _attend(dec, keys, enc, valid):
+        """dec (T, B, W), keys and enc (S, B, W), valid (B, S) -> a (B, T, S), ctx (T, B, W)."""
+        score = torch.einsum("tbw,sbw->bts", dec, keys)          # (B, T, S)
+        score = score.masked_fill(~valid[:, None, :], float("-inf"))
+        a = torch.softmax(score, dim=-1)
+        return a, torch.einsum("bts,sbw->tbw", a, enc)
+
+    def _output(self, ctx, dec):
+        return self.head(torch.tanh(self.combine(torch.cat([ctx, dec], dim=-1))))
+
+    @torch.no_grad()
+    def decode(self, x, lengths=None, max_len: int = 32):
+        """Greedy decoding: (ids (T, B) int64, attention (B, T, S)), PAD after each EOS."""
+        enc, state, keys, valid = self.encode(x, lengths)
+        B = enc.shape[1]
+        dstate = _pack(bridge(_parts(state), self.D), state)
+        prev = torch.full((B,), BOS, dtype=torch.long, device=enc.device)
+        done = torch.zeros(B, dtype=torch.bool, device=enc.device)
+        ids, attns = [], []
+        for _ in range(max_len):
+            d, dstate = self.decoder["rnn"](self.decoder["embedding"](prev)[None], dstate)
+            a, ctx = self._attend(d, keys, enc, valid)           # (B, 1, S), (1, B, W)
+            prev = self._output(ctx, d)[0].argmax(dim=-1)
+            ids.append(torch.where(done, torch.full_like(prev, PAD), prev))
+            attns.append(a[:, 0].masked_fill(done[:, None], 0.0))
+            done |= prev == EOS
+            if bool(done.all()):
+                break
+        return torch.stack(ids), torch.stack(attns, dim=1)
