@@ -24,7 +24,9 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
-_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "sklearn": "tasks", "mido": "tasks"}   # optional module -> extra
+# optional module -> the extra that installs it
+_EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "sklearn": "tasks",
+           "mido": "tasks"}
 
 
 def command(fn):

@@ -30,11 +30,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ModelConfig
+from .model import RECURRENT
 from .module import Module
 from .nn import Embedding, Linear
-from .recurrent import GRU, LSTM, RNN
 
-RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 PAD, BOS, EOS = 0, 1, 2
 PARTS = ("encoder.embedding", "encoder.rnn", "decoder.embedding", "decoder.rnn", "attention",
          "combine", "head")                                      # also the order of the seeds

@@ -15,7 +15,10 @@ from .sentiment import Sentiment
 from .sine import Sine
 from .translate import Translate
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (Sine, Forecast, Adding, Copy, TemporalOrder, Reber, ContinualReber, Sentiment, Classify, Music, CharLM, Translate)}
+# in the order `lstmlab tasks` shows them: real data first, then the long-memory benchmarks
+TASKS: dict[str, type[Task]] = {t.name: t for t in (
+    Sine, Forecast, CharLM, Sentiment, Music, Classify, Translate,
+    Adding, Copy, TemporalOrder, Reber, ContinualReber)}
 
 
 def get_task(name: str, seed: int = 0, **options) -> Task:

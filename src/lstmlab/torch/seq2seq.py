@@ -12,10 +12,7 @@ from .. import numpy as lnp
 from ..config import ModelConfig
 from ..numpy.seq2seq import BOS, EOS, PAD, PARTS, decoder_kwargs
 from .device import resolve_device, torch_dtype
-from .model import _copy_in
-from .recurrent import GRU, LSTM, RNN
-
-RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+from .model import RECURRENT, _copy_in
 
 
 def _parts(state) -> list:

@@ -594,7 +594,10 @@ def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Pa
             bars[k].set_edgecolor("black")
             bars[k].set_linewidth(1.8)
     ax.set_xticks(x, [f"fold {f['fold']}" for f in folds])
-    ax.set_ylabel(f"{metric} (lower is better)")
+    log = bool(np.all(values > 0)) and values.max() / values.min() > 10   # one far-off baseline
+    if log:
+        log_y(ax)
+    ax.set_ylabel(f"{metric} (lower is better{', log scale' if log else ''})")
     ax.legend(fontsize=LEGEND_SIZE, frameon=False, ncol=len(names))
     style_axes(ax)
     ax.grid(False, axis="x")
