@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import lstmlab
-from lstmlab.numpy import (SGD, Adam, Embedding, Linear, RMSprop, clip_grad_norm, mse_loss,
+from lstmlab.numpy import (SGD, Adam, Embedding, Linear, RMSprop, clip_grad_norm,
+                           gaussian_nll_loss, mse_loss,
                            softmax_cross_entropy)
 from tests.conftest import assert_close
 
@@ -49,6 +50,19 @@ def test_mse_loss_with_mask_equals_torch():
     loss, dp = mse_loss(p.detach().numpy(), t.numpy(), mask.numpy()[:, :1])
     assert loss == pytest.approx(ref.item(), rel=1e-12)
     assert_close(dp, p.grad.numpy(), 1e-12, "dpred")
+
+
+def test_gaussian_nll_equals_torch():
+    out = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)   # 3 means, 3 log-variances
+    t = torch.randn(5, 3, dtype=torch.float64)
+    mu, logvar = out[:, :3], out[:, 3:]
+    ref = torch.nn.GaussianNLLLoss(eps=1e-300)(mu, t, logvar.exp())
+    ref.backward()
+    loss, dout = gaussian_nll_loss(out.detach().numpy(), t.numpy())
+    assert loss == pytest.approx(ref.item(), rel=1e-12)
+    assert_close(dout, out.grad.numpy(), 1e-12, "dout")
+    with pytest.raises(ValueError, match=r"needs \(5, 6\) \(means, then log-variances\)"):
+        gaussian_nll_loss(out.detach().numpy()[:, :4], t.numpy())
 
 
 def test_masked_cross_entropy_equals_torch():

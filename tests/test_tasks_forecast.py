@@ -128,6 +128,27 @@ def test_recursive_feeds_its_forecasts_back(tmp_path, base):
                                recursive._baseline(t, kind) + c * recursive.r_scale * steps)
 
 
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_the_gaussian_head_learns_the_noise_level(tmp_path, engine):
+    """Residuals with a known spread: the head's sigma must come out near it."""
+    rng = np.random.default_rng(1)
+    y = 10 + 3 * np.sin(2 * np.pi * np.arange(1500) / 20) + 0.5 * rng.standard_normal(1500)
+    task = get_task("forecast", csv=str(_csv(tmp_path, y)), column="load", horizon=3, season=20,
+                    context=40, base="seasonal", intervals="gaussian")
+    assert task.loss == "gaussian" and task.model_config().output_size == 6
+    r = fit(task, task.model_config(hidden_size=16),
+            TrainConfig(steps=300, batch_size=64, lr=1e-2, eval_every=100), tmp_path / "run",
+            engine=engine)
+    from lstmlab.train import load_run
+
+    _, predictor, _ = load_run(tmp_path / "run")
+    _, sigma = task._forecast_and_sigma(predictor, task.origins["test"])
+    # the seasonal baseline's error is the difference of two noises: sd 0.5 * sqrt(2) = 0.71;
+    # the model removes part of it, so its own error lies between 0.5 and 0.71
+    assert 0.4 < np.median(sigma) < 0.85
+    assert abs(r["metrics"]["test"]["coverage"] - 0.9) < 0.06
+
+
 def test_backtest_folds_split_the_test_origins(tmp_path):
     task = get_task("forecast", csv=str(_csv(tmp_path, _wave())), column="load", horizon=5,
                     season=20, context=40, folds=4)
@@ -144,16 +165,22 @@ def test_option_mistakes(tmp_path):
         get_task("forecast", csv=str(_csv(tmp_path, _wave(100))), column="load", context=80)
     with pytest.raises(ValueError, match="strategy must be 'direct' or 'recursive'"):
         get_task("forecast", data="sunspots", strategy="iterated")
+    with pytest.raises(ValueError, match="intervals=gaussian needs -o strategy=direct"):
+        get_task("forecast", data="sunspots", strategy="recursive", intervals="gaussian")
+    with pytest.raises(ValueError, match="intervals must be 'conformal' or 'gaussian'"):
+        get_task("forecast", data="sunspots", intervals="quantile")
     with pytest.raises(ValueError, match="missing must be 'error' or 'interpolate'"):
         get_task("forecast", csv=str(_csv(tmp_path, _wave())), column="load", missing="zero")
 
 
-@pytest.mark.parametrize("strategy", ["direct", "recursive"])
-def test_a_small_run_beats_the_baselines_and_predicts(tmp_path, strategy):
+@pytest.mark.parametrize("strategy, intervals", [("direct", "conformal"),
+                                                 ("recursive", "conformal"),
+                                                 ("direct", "gaussian")])
+def test_a_small_run_beats_the_baselines_and_predicts(tmp_path, strategy, intervals):
     y = _wave()
     csv = _csv(tmp_path, y)
     task = get_task("forecast", csv=str(csv), column="load", horizon=5, season=20, context=40,
-                    strategy=strategy)
+                    strategy=strategy, intervals=intervals)
     r = fit(task, task.model_config(hidden_size=16),
             TrainConfig(steps=150, batch_size=32, lr=1e-2, eval_every=50), tmp_path / "run")
     test, base = r["metrics"]["test"], r["baselines"]

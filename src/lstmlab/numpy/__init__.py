@@ -1,10 +1,10 @@
 """The glass-box engine: every variant in NumPy, with hand-written backpropagation."""
 
 from .gradcheck import gradcheck
-from .losses import mse_loss, softmax_cross_entropy
+from .losses import gaussian_nll_loss, mse_loss, softmax_cross_entropy
 from .nn import Embedding, Linear
 from .optim import SGD, Adam, RMSprop, clip_grad_norm
 from .recurrent import GRU, LSTM, RNN, Recurrent
 
 __all__ = ["LSTM", "GRU", "RNN", "Recurrent", "Linear", "Embedding", "mse_loss",
-           "softmax_cross_entropy", "SGD", "Adam", "RMSprop", "clip_grad_norm", "gradcheck"]
+           "gaussian_nll_loss", "softmax_cross_entropy", "SGD", "Adam", "RMSprop", "clip_grad_norm", "gradcheck"]

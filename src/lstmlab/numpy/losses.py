@@ -31,6 +31,31 @@ def mse_loss(pred, target, mask=None):
     return float(np.sum(diff * diff) / n), (2.0 / n) * diff
 
 
+def gaussian_nll_loss(out, target, mask=None):
+    """Gaussian negative log-likelihood of `target` (..., K) under a mean and log-variance head.
+
+    out (..., 2K): the means, then the log-variances s (a log keeps the variance positive);
+    per entry 0.5 * (s + (y - mu)^2 exp(-s)), the constant 0.5 log(2 pi) left out as in
+    torch.nn.GaussianNLLLoss, averaged where `mask` (broadcast to target) is nonzero.
+    Returns (loss, dL/dout).
+    """
+    out, target = np.asarray(out), np.asarray(target)
+    K = target.shape[-1]
+    if out.shape[:-1] != target.shape[:-1] or out.shape[-1] != 2 * K:
+        raise ValueError(f"out has shape {out.shape}; a Gaussian head for targets {target.shape} "
+                         f"needs {target.shape[:-1] + (2 * K,)} (means, then log-variances)")
+    m, n = _weights(mask, target.shape, out.dtype)
+    mu, s = out[..., :K], out[..., K:]
+    err = target - mu
+    inv_var = np.exp(-s)
+    nll = 0.5 * (s + err * err * inv_var)
+    dmu = -err * inv_var / n                                     # d/dmu of 0.5 err^2 / var
+    ds = 0.5 * (1.0 - err * err * inv_var) / n                   # d/ds of 0.5 (s + err^2 e^-s)
+    if m is not None:
+        nll, dmu, ds = nll * m, dmu * m, ds * m
+    return float(nll.sum() / n), np.concatenate([dmu, ds], axis=-1)
+
+
 def log_softmax(logits):
     """log softmax over the last axis, stable for any logits."""
     shifted = logits - logits.max(axis=-1, keepdims=True)

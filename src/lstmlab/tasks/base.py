@@ -57,7 +57,7 @@ class Task:
 
     name: str = ""
     summary: str = ""
-    loss: str = "mse"                  # "mse" or "xent": what the trainer minimises
+    loss: str = "mse"                  # "mse", "xent" or "gaussian" (mean and log-variance head)
     metric: str = "mse"                # the test metric that ranks models (compare)
     lower_is_better: bool = True
     defaults = TaskDefaults()

@@ -16,10 +16,16 @@ on average but loses in one regime shows it there.
 
 The model learns what the baseline misses: its targets are the future's differences from a
 baseline forecast (the value one season ago with `base=seasonal`, the last value with
-`base=last`), scaled. Prediction intervals are conformal (Vovk et al. 2005): per horizon
-step, a quantile of recent absolute errors, first the validation part's, then, along the
-test part, those whose truth is already known at each origin, with the adaptive level of
-Gibbs & Candes (2021), so that coverage holds when the series changes regime.
+`base=last`), scaled. Prediction intervals come in two kinds (`intervals`):
+
+  conformal   (the default; Vovk et al. 2005) per horizon step, a quantile of recent absolute
+              errors, first the validation part's, then, along the test part, those whose
+              truth is already known at each origin, with the adaptive level of Gibbs &
+              Candes (2021), so that coverage holds when the series changes regime
+  gaussian    a Gaussian head: the network outputs a mean and a log-variance per horizon
+              step and trains on the Gaussian negative log-likelihood (Nix & Weigend 1994);
+              the interval is mean +- z sigma. It needs no calibration data but trusts the
+              variance the network learnt on the training part (direct strategy only)
 
 Metrics: MAE, RMSE, sMAPE (%), MASE (Hyndman & Koehler 2006: MAE over the in-sample MAE of
 the seasonal naive forecast), the intervals' empirical coverage and mean width, and
@@ -33,6 +39,7 @@ Missing values (empty cells, NaN) in a CSV stop with an error that names the lin
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -62,6 +69,8 @@ class Forecast(Task):
                "coverage": (0.9, "nominal coverage of the prediction intervals"),
                "strategy": ("direct", "direct (all horizon steps at once) or recursive "
                                       "(one step, fed back: autoregressive)"),
+               "intervals": ("conformal", "conformal (adaptive, from recent errors) or "
+                                          "gaussian (a mean and variance head)"),
                "folds": (5, "backtest folds: the test origins cut into this many blocks"),
                "missing": ("error", "CSV gaps: error (stop and say where) or interpolate")}
 
@@ -91,6 +100,13 @@ class Forecast(Task):
         self.strategy = o["strategy"]
         if self.strategy not in ("direct", "recursive"):
             raise ValueError(f"strategy must be 'direct' or 'recursive', got {self.strategy!r}")
+        self.intervals = o["intervals"]
+        if self.intervals not in ("conformal", "gaussian"):
+            raise ValueError(f"intervals must be 'conformal' or 'gaussian', got {self.intervals!r}")
+        if self.intervals == "gaussian" and self.strategy != "direct":
+            raise ValueError("-o intervals=gaussian needs -o strategy=direct: a recursive "
+                             "forecast has no variance for the steps it feeds back")
+        self.loss = "gaussian" if self.intervals == "gaussian" else "mse"
         self.folds = int(o["folds"])
         if self.folds < 1:
             raise ValueError(f"folds must be at least 1, got {self.folds}")
@@ -121,7 +137,7 @@ class Forecast(Task):
         if len(self.origins["test"]) < self.folds:
             raise ValueError(f"the test part has {len(self.origins['test'])} forecast origins, "
                              f"fewer than {self.folds} folds; lower -o folds")
-        r = self._residuals(self.origins["train"])[:, :self.outputs]
+        r = self._residuals(self.origins["train"])[:, :self.steps_out]
         self.r_scale = float(r.std()) or 1.0
 
     # --- data ---------------------------------------------------------------------------
@@ -166,9 +182,14 @@ class Forecast(Task):
         return 2 if self.season > 1 else 1
 
     @property
-    def outputs(self):
-        """Network outputs: every horizon step (direct) or the next one (recursive)."""
+    def steps_out(self):
+        """Steps the network forecasts: every horizon step (direct) or the next (recursive)."""
         return self.horizon if self.strategy == "direct" else 1
+
+    @property
+    def outputs(self):
+        """Network outputs: a mean per step, and a log-variance per step with the Gaussian head."""
+        return self.steps_out * (2 if self.intervals == "gaussian" else 1)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=self.n_features, output_size=self.outputs,
@@ -178,32 +199,42 @@ class Forecast(Task):
         rng = np.random.default_rng([self.seed, 0, step])
         origins = rng.choice(self.origins["train"], size=batch_size)
         return Batch(x=self._features(origins),
-                     y=self._residuals(origins)[:, :self.outputs] / self.r_scale)
+                     y=self._residuals(origins)[:, :self.steps_out] / self.r_scale)
 
     # --- evaluation ---------------------------------------------------------------------
     def _forecast(self, predictor: Predictor, origins, y=None):
         """(n, H) forecasts from `origins` of the series (or of another series `y`)."""
+        return self._forecast_and_sigma(predictor, origins, y)[0]
+
+    def _forecast_and_sigma(self, predictor: Predictor, origins, y=None):
+        """(forecasts (n, H), the Gaussian head's standard deviations (n, H) or None)."""
         if predictor.config.output_size != self.outputs:
             raise ValueError(f"the model has {predictor.config.output_size} outputs; the task "
-                             f"needs {self.outputs} ({self.strategy}, horizon {self.horizon})")
+                             f"needs {self.outputs} ({self.strategy}, {self.intervals} "
+                             f"intervals, horizon {self.horizon})")
         run = self._direct if self.strategy == "direct" else self._recursive
-        return np.concatenate([run(predictor, self._windows(origins[k:k + CHUNK], y))
-                               for k in range(0, len(origins), CHUNK)])
+        parts = [run(predictor, self._windows(origins[k:k + CHUNK], y))
+                 for k in range(0, len(origins), CHUNK)]
+        forecast = np.concatenate([f for f, _ in parts])
+        return forecast, None if parts[0][1] is None else np.concatenate([s for _, s in parts])
 
-    def _correction(self, predictor, win):
-        """The network's scaled-back correction to the baseline, from (n, L + m) windows."""
+    def _network(self, predictor, win):
+        """The network's raw outputs (n, outputs) for (n, L + m) windows, in scaled units."""
         x = self._window_features(win).astype(np.dtype(predictor.config.dtype))
-        return predictor.run(x)[0].astype(np.float64) * self.r_scale  # (n, outputs)
+        return predictor.run(x)[0].astype(np.float64)
 
     def _direct(self, predictor, win):
-        """(n, H): the baseline's forecast plus the network's correction for every step."""
+        """The baseline's forecast plus the network's correction for every step, (n, H), and
+        the Gaussian head's sigma (n, H) or None."""
         H, m = self.horizon, self.season
         h = np.arange(1, H + 1)
         if self.base == "seasonal":
             base = win[:, win.shape[1] - m * np.ceil(h / m).astype(int) + h - 1]
         else:
             base = np.repeat(win[:, -1:], H, axis=1)
-        return base + self._correction(predictor, win)
+        out = self._network(predictor, win)                      # (n, H) or (n, 2H)
+        sigma = np.exp(0.5 * out[:, H:]) * self.r_scale if self.intervals == "gaussian" else None
+        return base + out[:, :H] * self.r_scale, sigma
 
     def _recursive(self, predictor, win):
         """(n, H): one step at a time, each forecast appended to the window as if observed."""
@@ -212,8 +243,15 @@ class Forecast(Task):
         for h in range(self.horizon):
             end = past + h                                       # win[:, :end] is known
             base = win[:, end - m] if self.base == "seasonal" else win[:, end - 1]
-            win[:, end] = base + self._correction(predictor, win[:, end - past:end])[:, 0]
-        return win[:, past:]
+            win[:, end] = base + self._network(predictor, win[:, end - past:end])[:, 0] * self.r_scale
+        return win[:, past:], None
+
+    def _half_widths(self, predictor, forecast, truth, sigma):
+        """(n, H) interval half-widths at the test origins: z sigma from the Gaussian head, or
+        adaptive conformal from the errors known at each origin."""
+        if sigma is not None:
+            return NormalDist().inv_cdf(0.5 + self.coverage / 2) * sigma
+        return self.rolling_intervals(self.calibration_scores(predictor), np.abs(forecast - truth))
 
     def _scores(self, forecast, truth) -> dict:
         err = forecast - truth
@@ -259,13 +297,13 @@ class Forecast(Task):
 
     def evaluate(self, predictor, split):
         o = self.origins[split]
-        forecast, truth = self._forecast(predictor, o), self._truth(o)
+        (forecast, sigma), truth = self._forecast_and_sigma(predictor, o), self._truth(o)
         m = self._scores(forecast, truth)
         if split == "valid":
             m["loss"] = float(np.mean(((forecast - truth) / self.r_scale) ** 2))
         else:
             err = np.abs(forecast - truth)
-            half = self.rolling_intervals(self.calibration_scores(predictor), err)
+            half = self._half_widths(predictor, forecast, truth, sigma)
             m["coverage"] = float((err <= half).mean())
             m["interval_width"] = float(2 * np.mean(half[np.isfinite(half)]))
             m.update(self._fold_scores(forecast, truth))
@@ -291,10 +329,10 @@ class Forecast(Task):
 
         o = self.origins["test"]
         picks = o[np.linspace(0, len(o) - 1, 3).astype(int)]
-        forecast, truth = self._forecast(predictor, picks), self._truth(picks)
-        err = np.abs(self._forecast(predictor, o) - self._truth(o))
-        q = self.rolling_intervals(self.calibration_scores(predictor), err)[
-            np.searchsorted(o, picks)]                           # (3, H)
+        at = np.searchsorted(o, picks)
+        (forecast, sigma), truth = self._forecast_and_sigma(predictor, o), self._truth(o)
+        q = self._half_widths(predictor, forecast, truth, sigma)[at]   # (3, H)
+        forecast, truth = forecast[at], truth[at]
         seasonal = self._baseline(picks, "seasonal")
         y, show = self.series.values, min(self.context, 4 * self.horizon)
         series = [{"history": y[t - show + 1:t + 1], "truth": truth[k], "free_run": forecast[k],
@@ -303,7 +341,8 @@ class Forecast(Task):
                   for k, t in enumerate(picks)]
         metrics = {"MASE": test["mase"], "naive": baselines["naive"]["mase"],
                    "seasonal naive": baselines["seasonal_naive"]["mase"],
-                   f"{int(round(100 * self.coverage))}% interval coverage": test["coverage"]}
+                   f"{int(round(100 * self.coverage))}% {self.intervals} interval coverage":
+                       test["coverage"]}
         s = self.series
         folds = [{"fold": k, "LSTM": test[f"mase_fold{k}"],
                   "naive": baselines["naive"][f"mase_fold{k}"],
@@ -329,8 +368,10 @@ class Forecast(Task):
             raise ValueError(f"{path} has {len(values)} values; this model needs at least "
                              f"{L + m} (context {L} + season {m})")
         t = np.array([len(values) - 1])
-        forecast = self._forecast(predictor, t, values)[0]
-        q = self._quantile(self.calibration_scores(predictor), self.coverage)
+        forecast, sigma = self._forecast_and_sigma(predictor, t, values)
+        forecast = forecast[0]
+        q = (NormalDist().inv_cdf(0.5 + self.coverage / 2) * sigma[0] if sigma is not None
+             else self._quantile(self.calibration_scores(predictor), self.coverage))
         return {"input": str(path), "column": column, "horizon": self.horizon,
                 "forecast": forecast.tolist(), "lower": (forecast - q).tolist(),
                 "upper": (forecast + q).tolist(), "coverage": self.coverage}

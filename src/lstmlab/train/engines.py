@@ -45,7 +45,7 @@ class NumpyEngine:
         self.opt = opt(self.model.params)
 
     def train_step(self, batch: Batch, lr: float, state, step: int):
-        from ..numpy import clip_grad_norm, mse_loss, softmax_cross_entropy
+        from ..numpy import clip_grad_norm, gaussian_nll_loss, mse_loss, softmax_cross_entropy
 
         x = batch.x.astype(self.dtype) if batch.x.dtype.kind == "f" else batch.x
         with np.errstate(over="ignore", invalid="ignore"):        # divergence is caught below
@@ -54,9 +54,10 @@ class NumpyEngine:
                 final = None                                     # no state carries between batches
             else:
                 out, final, cache = self.model.forward(x, state, batch.lengths)
-            if self.loss == "mse":
+            if self.loss in ("mse", "gaussian"):
                 mask = None if batch.mask is None else batch.mask[..., None]
-                loss, dout = mse_loss(out, batch.y.astype(self.dtype), mask)
+                fn = mse_loss if self.loss == "mse" else gaussian_nll_loss
+                loss, dout = fn(out, batch.y.astype(self.dtype), mask)
             else:
                 loss, dout = softmax_cross_entropy(out, batch.y, batch.mask)
             if not np.isfinite(loss):
@@ -133,8 +134,12 @@ class TorchEngine:
             out, final = self.model(batch.x, batch.target_in, batch.lengths)[0], None
         else:
             out, final = self.model(x, state, lengths)
-        if self.loss == "mse":
-            err = (out - y) ** 2
+        if self.loss in ("mse", "gaussian"):
+            if self.loss == "mse":
+                err = (out - y) ** 2
+            else:                                                # as numpy's gaussian_nll_loss
+                mu, logvar = out.chunk(2, dim=-1)
+                err = 0.5 * (logvar + (y - mu) ** 2 * torch.exp(-logvar))
             if batch.mask is not None:
                 m = _to_torch(batch.mask, self._like)[..., None]
                 loss = (err * m).sum() / (m.sum() * err.shape[-1])
