@@ -204,9 +204,13 @@ def _task_flag_options(fn):
     return fn
 
 
-def _task_options(pairs, flags: dict | None = None) -> dict:
-    """-o NAME=VALUE pairs plus the task flags given (--data, --csv, ...), as task options."""
-    opts = {k[5:]: v for k, v in (flags or {}).items() if v is not None}
+def _task_options(pairs, settings: dict) -> dict:
+    """-o NAME=VALUE pairs plus the task flags given (--data, --csv, ...), as task options.
+
+    The flags are taken out of `settings` (click's keyword arguments), which then hold only
+    model and training settings."""
+    flags = {k[5:]: settings.pop(k) for k in list(settings) if k.startswith("flag_")}
+    opts = {k: v for k, v in flags.items() if v is not None}
     for p in pairs:
         key, eq, value = p.partition("=")
         if not eq:
@@ -285,10 +289,10 @@ def train_cmd(task_name, engine, task_opts, out_dir, resume, device, as_json, **
     """Train TASK, evaluate it against its baselines, and keep it in a run folder."""
     from .train import ProgressBar, fit
 
-    flags = {k: settings.pop(k) for k in list(settings) if k.startswith("flag_")}
+    options = _task_options(task_opts, settings)
     given = {k: v for k, v in settings.items() if v is not None}
     task, model, train, engine, device, run_dir = _resolve(
-        task_name, engine, _task_options(task_opts, flags), given, out_dir, resume, device)
+        task_name, engine, options, given, out_dir, resume, device)
     bar = ProgressBar(f"{task.name} ({engine})", disable=as_json)
     try:
         result = fit(task, model, train, run_dir, engine=engine, device=device, resume=resume,
@@ -455,9 +459,8 @@ def compare_cmd(task_name, variants, seeds, engine, task_opts, out_dir, device, 
     from .train import ProgressBar
     from .train.compare import compare
 
-    flags = {k: settings.pop(k) for k in list(settings) if k.startswith("flag_")}
+    options = _task_options(task_opts, settings)
     given = {k: v for k, v in settings.items() if v is not None and k not in ("variant", "seed")}
-    options = _task_options(task_opts, flags)
     task, model, train, engine, device, _ = _resolve(task_name, engine, options, given, None,
                                                      False, device)
     names = [v.strip() for v in variants.split(",") if v.strip()]

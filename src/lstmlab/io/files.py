@@ -98,24 +98,10 @@ def build(config: dict, engine: str, device=None):
     from ..config import ModelConfig
 
     kind = config.get("kind")
-    if kind == "Seq2Seq":
+    if kind in ("Seq2Seq", "SequenceModel"):                     # which one: its architecture
         mc = ModelConfig.from_dict(config["model"])
-        if engine == "numpy":
-            from ..numpy.seq2seq import Seq2Seq
-
-            return Seq2Seq(_inference_only(mc))
-        from ..torch.seq2seq import Seq2Seq
-
-        return Seq2Seq(mc, device=device)
-    if kind == "SequenceModel":
-        mc = ModelConfig.from_dict(config["model"])
-        if engine == "numpy":
-            from ..numpy.model import SequenceModel
-
-            return SequenceModel(_inference_only(mc))
-        from ..torch import SequenceModel
-
-        return SequenceModel(mc, device=device)
+        cls = network_class(mc, engine)
+        return cls(_inference_only(mc)) if engine == "numpy" else cls(mc, device=device)
     if kind in ("LSTM", "GRU", "RNN"):
         args = dict(config["args"])
         if engine == "numpy":
@@ -129,6 +115,27 @@ def build(config: dict, engine: str, device=None):
                 args["device"] = device
         return getattr(engine_mod, kind)(**args)
     raise ValueError(f"unknown model kind {kind!r} in the file's config")
+
+
+def network_class(config, engine: str):
+    """The class that builds ModelConfig `config` in `engine` ("numpy" or "torch"): Seq2Seq
+    for architecture "seq2seq", else SequenceModel."""
+    seq2seq = config.architecture == "seq2seq"
+    if engine == "numpy":
+        if seq2seq:
+            from ..numpy.seq2seq import Seq2Seq
+
+            return Seq2Seq
+        from ..numpy.model import SequenceModel
+
+        return SequenceModel
+    if seq2seq:
+        from ..torch.seq2seq import Seq2Seq
+
+        return Seq2Seq
+    from ..torch import SequenceModel
+
+    return SequenceModel
 
 
 # --- internals ---------------------------------------------------------------------------

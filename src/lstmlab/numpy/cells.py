@@ -220,7 +220,7 @@ class LSTMCell(Cell):
     def step_backward(self, w, dnew, prev, new, cache, t, da):
         spec, blk, H = self.spec, self.blk, self.hidden_size
         dh, dc_next = dnew[0], dnew[1]
-        c, c_new = prev[1], new[1]
+        c = prev[1]
         z, act = cache["gates"][t], cache["act"][t]
         i, f, o = self._gate(z, "i"), self._gate(z, "f"), self._gate(z, "o")
         if spec.coupled_gates:

@@ -19,13 +19,18 @@ from .recurrent import GRU, LSTM, RNN
 RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
+def check_numpy_config(config: ModelConfig) -> None:
+    """ValueError if `config` switches on a regulariser only the torch engine has."""
+    if config.regularised:
+        raise ValueError("dropout, recurrent_dropout, zoneout and weight_drop exist only in "
+                         "the torch engine; use --engine torch or set them to 0")
+
+
 class SequenceModel(Module):
     """The NumPy build of a `ModelConfig`. `params` names: embedding.*, rnn.*, head.*."""
 
     def __init__(self, config: ModelConfig, seed: int | None = 0):
-        if config.regularised:
-            raise ValueError("dropout, recurrent_dropout, zoneout and weight_drop exist only in "
-                             "the torch engine; use --engine torch or set them to 0")
+        check_numpy_config(config)
         self.config = config
         self.dtype = np.dtype(config.dtype)
         rng = np.random.default_rng(seed)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ModelConfig
-from .model import RECURRENT
+from .model import RECURRENT, check_numpy_config
 from .module import Module
 from .nn import Embedding, Linear
 
@@ -48,21 +48,6 @@ def decoder_kwargs(c: ModelConfig) -> dict:
     return dict(kw, hidden_size=D * c.hidden_size)
 
 
-def bridge(comps, D: int):
-    """Encoder final-state components (L*D, B, n) -> decoder initial ones (L, B, D*n)."""
-    return [np.concatenate([s[d::D] for d in range(D)], axis=-1) for s in comps]
-
-
-def unbridge(dcomps, D: int):
-    """The gradient of `bridge`: (L, B, D*n) -> (L*D, B, n)."""
-    out = []
-    for g in dcomps:
-        L, B, Dn = g.shape
-        parts = np.split(g, D, axis=-1)                          # D x (L, B, n)
-        out.append(np.stack(parts, axis=1).reshape(L * D, B, Dn // D))
-    return out
-
-
 def _parts(state) -> list:
     return list(state) if isinstance(state, tuple) else [state]
 
@@ -71,15 +56,30 @@ def _pack(comps, like):
     return tuple(comps) if isinstance(like, tuple) else comps[0]
 
 
+def bridge(state, D: int, cat=np.concatenate):
+    """Encoder final state -> decoder initial state, each component (L*D, B, n) -> (L, B, D*n).
+
+    `cat(arrays, axis)` joins along the last axis: np.concatenate, or torch.cat for tensors."""
+    return _pack([cat([s[d::D] for d in range(D)], -1) for s in _parts(state)], state)
+
+
+def unbridge(dstate, D: int):
+    """The gradient of `bridge`, each component (L, B, D*n) -> (L*D, B, n)."""
+    out = []
+    for g in _parts(dstate):
+        L, B, Dn = g.shape
+        parts = np.split(g, D, axis=-1)                          # D x (L, B, n)
+        out.append(np.stack(parts, axis=1).reshape(L * D, B, Dn // D))
+    return _pack(out, dstate)
+
+
 class Seq2Seq(Module):
     """The NumPy build of a seq2seq `ModelConfig`; see the module docstring for the equations."""
 
     def __init__(self, config: ModelConfig, seed: int | None = 0):
         if config.architecture != "seq2seq":
             raise ValueError(f"Seq2Seq needs architecture 'seq2seq', got {config.architecture!r}")
-        if config.regularised:
-            raise ValueError("dropout, recurrent_dropout, zoneout and weight_drop exist only in "
-                             "the torch engine; use --engine torch or set them to 0")
+        check_numpy_config(config)
         self.config = c = config
         self.dtype = np.dtype(c.dtype)
         seeds = np.random.default_rng(seed).integers(0, 2**31, size=len(PARTS))
@@ -95,12 +95,10 @@ class Seq2Seq(Module):
         self.attention = Linear(W, W, bias=False, dtype=self.dtype, seed=seeds[4])
         self.combine = Linear(2 * W, W, dtype=self.dtype, seed=seeds[5])
         self.head = Linear(W, c.output_size, dtype=self.dtype, seed=seeds[6])
-        self.params = {f"{name}.{k}": v for name, part in zip(PARTS, self._modules())
+        modules = (self.src_embedding, self.encoder, self.tgt_embedding, self.decoder,
+                   self.attention, self.combine, self.head)                # in PARTS order
+        self.params = {f"{name}.{k}": v for name, part in zip(PARTS, modules)
                        for k, v in part.params.items()}
-
-    def _modules(self):
-        return (self.src_embedding, self.encoder, self.tgt_embedding, self.decoder,
-                self.attention, self.combine, self.head)
 
     def __repr__(self):
         return f"Seq2Seq({self.config})"
@@ -135,7 +133,7 @@ class Seq2Seq(Module):
             raise ValueError(f"x (S, B) and target_in (T, B) must be token ids with one batch "
                              f"size, got shapes {x.shape} and {target_in.shape}")
         caches, enc, state, keys, valid = self._encode(x, lengths, keep)
-        init = _pack(bridge(_parts(state), self.D), state)
+        init = bridge(state, self.D)
         temb, temb_cache = self.tgt_embedding.forward(target_in)  # (T, B) -> (T, B, E)
         if keep:
             dec, _, dec_cache = self.decoder.forward(temb, init)
@@ -143,7 +141,7 @@ class Seq2Seq(Module):
             (dec, _), dec_cache = self.decoder(temb, init), None
         attn, ctx = self._attend(dec, keys, enc, valid)
         logits, out_cache = self._output(ctx, dec)
-        cache = (caches, temb_cache, dec_cache, enc, keys, dec, attn, state, out_cache)
+        cache = (caches, temb_cache, dec_cache, enc, keys, dec, attn, out_cache)
         return logits, attn, cache
 
     @staticmethod
@@ -170,18 +168,22 @@ class Seq2Seq(Module):
 
         Returns (grads, None): token ids have no gradient (the None keeps SequenceModel's
         (grads, dx) shape)."""
-        caches, temb_cache, dec_cache, enc, keys, dec, attn, state, out_cache = cache
+        caches, temb_cache, dec_cache, enc, keys, dec, attn, out_cache = cache
         if dec_cache is None:
             raise ValueError("this output came from model(x, target_in), which keeps nothing "
                              "for backward; use model.forward(x, target_in)")
         comb_cache, h, head_cache = out_cache
         W = self.width
         grads = {}
+
+        def put(part, g):                                        # g: one part's own names
+            grads.update({f"{part}.{k}": v for k, v in g.items()})
+
         g, dh = self.head.backward(head_cache, dlogits)
-        grads.update({f"head.{k}": v for k, v in g.items()})
+        put("head", g)
         dpre = dh * (1.0 - h * h)                                # undo h~ = tanh(pre)
         g, dcat = self.combine.backward(comb_cache, dpre)
-        grads.update({f"combine.{k}": v for k, v in g.items()})
+        put("combine", g)
         dctx, ddec = dcat[..., :W], dcat[..., W:]                # undo [ctx; dec]
         dctx_b = dctx.transpose(1, 0, 2)                         # (B, T, W)
         dec_b, keys_b, enc_b = (a.transpose(1, 0, 2) for a in (dec, keys, enc))
@@ -192,19 +194,19 @@ class Seq2Seq(Module):
         ddec = ddec + (dscore @ keys_b).transpose(1, 0, 2)       # (T, B, W), undo the score
         dkeys = (dscore.transpose(0, 2, 1) @ dec_b).transpose(1, 0, 2)       # (S, B, W)
         g, denc_k = self.attention.backward(enc, dkeys)          # undo keys = W_a enc
-        grads["attention.weight"] = g["weight"]
+        put("attention", g)
         denc = denc_b.transpose(1, 0, 2) + denc_k                # (S, B, W)
 
         g, dtemb, dinit = self.decoder.backward(dec_cache, ddec)
-        grads.update({f"decoder.rnn.{k}": v for k, v in g.items()})
+        put("decoder.rnn", g)
         g, _ = self.tgt_embedding.backward(temb_cache, dtemb)
-        grads["decoder.embedding.weight"] = g["weight"]
-        dstate = _pack(unbridge(_parts(dinit), self.D), state)   # undo the bridge
+        put("decoder.embedding", g)
+        dstate = unbridge(dinit, self.D)                         # undo the bridge
         emb_cache, enc_cache = caches
         g, demb, _ = self.encoder.backward(enc_cache, denc, dstate)
-        grads.update({f"encoder.rnn.{k}": v for k, v in g.items()})
+        put("encoder.rnn", g)
         g, _ = self.src_embedding.backward(emb_cache, demb)
-        grads["encoder.embedding.weight"] = g["weight"]
+        put("encoder.embedding", g)
         return {name: grads[name] for name in self.params}, None
 
     # --- greedy decoding -----------------------------------------------------------------
@@ -216,7 +218,7 @@ class Seq2Seq(Module):
         x = np.asarray(x)
         _, enc, state, keys, valid = self._encode(x, lengths, keep=False)
         B = x.shape[1]
-        dstate = _pack(bridge(_parts(state), self.D), state)
+        dstate = bridge(state, self.D)
         prev = np.full(B, BOS, dtype=np.int64)
         done = np.zeros(B, bool)
         ids, attns = [], []

@@ -44,6 +44,27 @@ class Predictor:
     decode: Callable | None = None     # seq2seq only: greedy decoding, see above
 
 
+# random streams: task data comes from np.random.default_rng([seed, STREAM, ...]), so the
+# training batches, the validation and the test data never draw from the same stream
+TRAIN, VALID, TEST = 0, 1, 2
+
+
+def held_out(seed: int, make: Callable, n_valid: int, n_test: int) -> dict:
+    """{"valid": make(rng, n_valid), "test": make(rng, n_test)}, each from its own stream of
+    `seed`, so held-out data is the same for every run with this seed and never training data."""
+    return {name: make(np.random.default_rng([seed, k]), n)
+            for k, name, n in ((VALID, "valid", n_valid), (TEST, "test", n_test))}
+
+
+def check_int(name, value, low, high=None) -> int:
+    """A task option that must be an integer in [low, high], or a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
+            or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
+    return int(value)
+
+
 @dataclass
 class TaskDefaults:
     """A task's preferred settings; the user's options override them."""

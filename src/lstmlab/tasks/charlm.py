@@ -54,10 +54,9 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults
+from .base import TRAIN, Batch, Task, TaskDefaults, check_int
 from .datasets import king_james
-from .memory import TRAIN, check_int
-from .sampling import check_sampling, sample
+from .sampling import autoregress, check_sampling
 
 SPLITS = (0.90, 0.95)          # train up to 90%, valid up to 95%, test the rest
 UNKNOWN = 0                    # the id of every character the training split lacks
@@ -126,10 +125,11 @@ class CharLM(Task):
         path = self.opts["text"]
         if not isinstance(path, str):
             raise ValueError(f"text must be the path of a UTF-8 file, got {path!r}")
-        text, what = (read_text(path), f"text file {path}") if path else \
-            (king_james(), "the King James text")
-        if path:                                  # the run's config must find it from anywhere
-            self.opts["text"] = str(Path(path).resolve())
+        if path:
+            text, what = read_text(path), f"text file {path}"
+            self.opts["text"] = str(Path(path).resolve())   # the run's config must find it
+        else:
+            text, what = king_james(), "the King James text"
         n = len(text)
         if not _splits_ok(n, self.seq_len):
             raise ValueError(
@@ -286,19 +286,19 @@ class CharLM(Task):
         skip = min(100, start - warm)                            # the cold start
         chosen = []
         for label, feature in _counters(text[warm:end]).items():
-            best = None
+            peaks = []                                           # each layer's (layer, unit, r)
             for layer, a in cells.items():                       # a: (T, H)
                 r = _correlations(a[skip:], feature[skip:])
                 if r is not None:
                     u = int(np.argmax(np.abs(r)))
-                    if best is None or abs(r[u]) > abs(best[2]):
-                        best = (layer, u, float(r[u]))
+                    peaks.append((layer, u, float(r[u])))
+            best = max(peaks, key=lambda p: abs(p[2]), default=None)     # the first of equals
             if best is not None and abs(best[2]) >= 0.3:
                 layer, u, r = best
                 chosen.append((abs(r), f"layer {layer[1:]}, unit {u}: follows {label} "
                                        f"(r = {r:+.2f})", cells[layer][start - warm:, u]))
         chosen.sort(key=lambda c: -c[0])
-        return _cells_figure(path, text[start:end], [c[1:] for c in chosen[:3]], kind=kind,
+        return _units_figure(path, text[start:end], [c[1:] for c in chosen[:3]], kind=kind,
                              variant=predictor.config.variant)
 
     # --- generation ---------------------------------------------------------------------------
@@ -315,16 +315,9 @@ class CharLM(Task):
             raise ValueError(f"the prompt has character(s) the model never saw in training: "
                              f"{' '.join(map(repr, unknown))}; use only these: {shown!r}")
         primer = prompt or ("\n" if "\n" in self.alphabet else self.text["train"][0])
-        logits, state = predictor.run(self.encode(primer)[:, None])        # (T, 1, V)
-        last = np.asarray(logits[-1], dtype=np.float64)          # (1, V)
-        rng = np.random.default_rng(seed)
-        out = np.empty(length, dtype=np.int64)
-        for t in range(length):
-            last[:, UNKNOWN] = -np.inf                           # it stands for no character
-            with np.errstate(under="ignore"):                    # exp of a cold logit is 0
-                out[t] = sample(last, temperature, top_k, rng)[0]
-            logits, state = predictor.run(out[t:t + 1, None], state)
-            last = np.asarray(logits[-1], dtype=np.float64)
+        out = autoregress(predictor, self.encode(primer), length, temperature, top_k,
+                          np.random.default_rng(seed),
+                          banned=UNKNOWN)                        # it stands for no character
         generated = self.decode(out)
         folder = Path(folder)
         write_text(folder / "sample.txt", prompt + generated)
@@ -367,40 +360,38 @@ def _correlations(a: np.ndarray, feature: np.ndarray):
     a = a - a.mean(0)
     f = feature - feature.mean()
     denom = np.sqrt((a * a).sum(0) * (f * f).sum())
-    if not np.any(denom > 0):
+    varies = denom > 0
+    if not np.any(varies):
         return None
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.where(denom > 0, (a * f[:, None]).sum(0) / np.where(denom > 0, denom, 1), 0.0)
-    return r
+    with np.errstate(invalid="ignore"):                          # inf / inf after an overflow
+        return np.divide((a * f[:, None]).sum(0), denom, out=np.zeros_like(denom), where=varies)
 
 
 def _layout_text(passage: str):
     """(row, column) of each character when the passage is wrapped at WIDTH columns, lines
     broken at line ends and, where a line is too long, after a space."""
-    rows, cols, r, c, i = [], [], 0, 0, 0
-    while i < len(passage):
-        if c == 0:                                               # a new figure line: fit a word
-            j = passage.find("\n", i)
-            j = len(passage) if j < 0 else j
-            line = passage[i:j + 1]
-            if len(line) > WIDTH:
-                cut = line.rfind(" ", 0, WIDTH)
-                line = line[:cut + 1] if cut > 0 else line[:WIDTH]
-            for ch in line:
-                rows.append(r)
-                cols.append(c)
-                c += 1
-            i += len(line)
-            r, c = r + 1, 0
+    rows, cols, r, i = [], [], 0, 0
+    while i < len(passage):                                      # one figure line per pass
+        j = passage.find("\n", i)
+        j = len(passage) if j < 0 else j
+        line = passage[i:j + 1]
+        if len(line) > WIDTH:
+            cut = line.rfind(" ", 0, WIDTH)
+            line = line[:cut + 1] if cut > 0 else line[:WIDTH]
+        rows += [r] * len(line)
+        cols += range(len(line))
+        i += len(line)
+        r += 1
     return np.array(rows), np.array(cols)
 
 
-def _draw_text(ax, passage, values, cmap, norm):
-    """The passage as a grid of character cells, each filled by colour from its value."""
+def _draw_text(ax, passage, values, cmap, norm, layout):
+    """The passage as a grid of character cells, each filled by colour from its value;
+    `layout` is _layout_text(passage)."""
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import Rectangle
 
-    rows, cols = _layout_text(passage)
+    rows, cols = layout
     n_rows = int(rows.max()) + 1 if rows.size else 1
     boxes = [Rectangle((c, r), 1, 1) for r, c in zip(rows, cols)]
     pc = PatchCollection(boxes, cmap=cmap, norm=norm, edgecolor="none")
@@ -428,15 +419,15 @@ def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_b
     from ..viz.figures import (LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure,
                                style_axes)
 
-    rows, _ = _layout_text(passage)
-    n_rows = int(rows.max()) + 1
+    layout = _layout_text(passage)
+    n_rows = int(layout[0].max()) + 1
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
         fig = new_figure(1.4 + 0.27 * n_rows + 3.0)
         grid = fig.add_gridspec(2, 2, width_ratios=[1.0, 0.015],
                                 height_ratios=[0.27 * n_rows, 2.6])
         ax = fig.add_subplot(grid[0, 0])
         cmap, norm = colormaps["magma_r"], Normalize(0.0, 8.0)
-        pc = _draw_text(ax, passage, passage_bits, cmap, norm)
+        pc = _draw_text(ax, passage, passage_bits, cmap, norm, layout)
         ax.set_title(f"a test passage: {np.mean(passage_bits):.2f} bits per character on "
                      "average (dark: the model did not expect it)", loc="left",
                      fontsize=SUBTITLE_SIZE)
@@ -473,15 +464,15 @@ def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_b
         return save_figure(fig, path)
 
 
-def _cells_figure(path, passage, found, *, kind, variant):
+def _units_figure(path, passage, found, *, kind, variant):
     """The passage once per chosen unit, coloured by that unit's activation."""
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
 
     from ..viz.figures import SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
 
-    rows, _ = _layout_text(passage)
-    h = 0.27 * (int(rows.max()) + 1)
+    layout = _layout_text(passage)
+    h = 0.27 * (int(layout[0].max()) + 1)
     found = found or [("no unit follows any of the counters here (every |r| < 0.3)",
                        np.zeros(len(passage)))]
     n = len(found)
@@ -492,7 +483,7 @@ def _cells_figure(path, passage, found, *, kind, variant):
         pc = None
         for k, (label, values) in enumerate(found):
             ax = fig.add_subplot(grid[k, 0])
-            pc = _draw_text(ax, passage, values, cmap, norm)
+            pc = _draw_text(ax, passage, values, cmap, norm, layout)
             ax.set_title(label, loc="left", fontsize=SUBTITLE_SIZE)
         if pc is not None:
             cb = fig.colorbar(pc, cax=fig.add_subplot(grid[:, 1]))

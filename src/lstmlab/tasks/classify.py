@@ -48,10 +48,9 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults
+from .base import TRAIN, Batch, Task, TaskDefaults, check_int
 from .datasets import (SEQUENCE_LAYOUT, LabelledSequences, japanese_vowels, mnist_rows,
                        read_labelled_sequences)
-from .memory import TRAIN, check_int
 
 BUILTIN = ("japanese-vowels", "mnist")
 SPLIT_SEED = 20260501         # the fixed seed of every data split (see the docstring)
@@ -86,11 +85,11 @@ def stratified_split(labels: np.ndarray, fractions, rng) -> tuple[np.ndarray, ..
     return tuple(np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
 
 
-def pad(xs: list) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences (T_i, F) as one time-major array (max T_i, N, F), zeros past each end, and
-    their lengths (N,)."""
+def pad(xs: list, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences (T_i, ...) as one time-major array (max T_i, N, ...) of dtype, zeros past
+    each end, and their lengths (N,): (T_i, F) features or (T_i,) token ids alike."""
     lengths = np.array([len(x) for x in xs], dtype=np.int64)
-    out = np.zeros((int(lengths.max()), len(xs), xs[0].shape[1]))
+    out = np.zeros((int(lengths.max()), len(xs), *np.shape(xs[0])[1:]), dtype=dtype)
     for j, x in enumerate(xs):
         out[:len(x), j] = x
     return out, lengths
@@ -430,23 +429,22 @@ def reading_figure(path, x, trace, probs, names, truth, *, features, label, valu
     named by `layer`; probs (T, C) after 1..T steps; label: what a class is called
     ("speaker", "digit")."""
     from ..viz.figures import (GATE_CMAP, GATE_NAMES, LABEL_SIZE, LEGEND_SIZE, LINE_COLORS,
-                               SIGMOID_GATES, SUBTITLE_SIZE, TICK_SIZE, new_figure,
-                               save_figure, style_axes)
+                               SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure, style_axes)
 
     T, F = x.shape
-    gates = [g for g in ("i", "f", "o", "r", "z") if g in trace]
+    gates = [g for g in ("i", "f", "o", "r", "z") if g in trace]   # all sigmoid: in [0, 1]
     shown_units = min(32, trace[gates[0]].shape[1]) if gates else 0
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
         heights = [1.6] + [1.1] * len(gates) + [1.9]
         fig = new_figure(1.0 + sum(heights) + 0.3 * len(heights))
         grid = fig.add_gridspec(len(heights), 2, width_ratios=[1.0, 0.018],
                                 height_ratios=heights)
-        extent = (0.5, T + 0.5, None, None)
+        x0, x1 = 0.5, T + 0.5                                    # step k drawn at x = k
         ax = fig.add_subplot(grid[0, 0])
         lim = float(np.abs(x).max()) or 1.0
         cmap, low = ("Greys", 0.0) if x.min() >= 0 else ("RdBu_r", -lim)   # pixels: ink
         im = ax.imshow(x.T, aspect="auto", interpolation="nearest", cmap=cmap,
-                       vmin=low, vmax=lim, extent=(extent[0], extent[1], F - 0.5, -0.5))
+                       vmin=low, vmax=lim, extent=(x0, x1, F - 0.5, -0.5))
         ax.set_ylabel("feature", fontsize=LABEL_SIZE)
         ticks = np.unique(np.linspace(0, F - 1, min(F, 6)).astype(int))
         ax.set_yticks(ticks, [features[k] for k in ticks])
@@ -459,10 +457,8 @@ def reading_figure(path, x, trace, probs, names, truth, *, features, label, valu
         for r, g in enumerate(gates, 1):
             ax = fig.add_subplot(grid[r, 0], sharex=top)
             data = trace[g][:, :shown_units].T                   # (units, T)
-            if g in SIGMOID_GATES:
-                im = ax.imshow(data, aspect="auto", interpolation="nearest", cmap=GATE_CMAP,
-                               vmin=0, vmax=1,
-                               extent=(extent[0], extent[1], shown_units - 0.5, -0.5))
+            im = ax.imshow(data, aspect="auto", interpolation="nearest", cmap=GATE_CMAP,
+                           vmin=0, vmax=1, extent=(x0, x1, shown_units - 0.5, -0.5))
             ax.set_ylabel("unit", fontsize=LABEL_SIZE)
             ax.tick_params(labelsize=TICK_SIZE, labelbottom=False)
             ax.set_title(f"{GATE_NAMES[g]} ({layer}, units 0-{shown_units - 1} of "

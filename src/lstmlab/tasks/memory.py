@@ -24,9 +24,8 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from ..spec import variant as make_spec
-from .base import Batch, Task, TaskDefaults
+from .base import TRAIN, Batch, Task, TaskDefaults, check_int, held_out
 
-TRAIN, VALID, TEST = 0, 1, 2
 EVAL_BATCH = 256              # sequences per predictor call when evaluating
 FORGET_BIAS = 3.0             # copy and temporal-order: see with_forget_bias
 
@@ -45,15 +44,6 @@ def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH) 
         out, _ = predictor.run(x[:, a:a + size], lengths=lens)
         outs.append(np.asarray(out, dtype=np.float64))
     return np.concatenate(outs, axis=0 if predictor.config.readout == "last" else 1)
-
-
-def check_int(name, value, low, high=None) -> int:
-    """A task option that must be an integer in [low, high], or a one-line ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
-            or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return int(value)
 
 
 def with_forget_bias(settings: dict, value: float) -> dict:
@@ -108,8 +98,7 @@ class Adding(Task):
         super().__init__(seed, **options)
         self.T = check_int("seq_len", self.opts["seq_len"], 2)
         n_test = check_int("test_size", self.opts["test_size"], 1)
-        self.split = {name: adding_sequences(np.random.default_rng([seed, k]), n, self.T)
-                      for k, name, n in ((VALID, "valid", 500), (TEST, "test", n_test))}
+        self.split = held_out(seed, lambda rng, n: adding_sequences(rng, n, self.T), 500, n_test)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=2, output_size=1, readout="last", **settings)
@@ -246,8 +235,7 @@ class Copy(Task):
         super().__init__(seed, **options)
         self.T = check_int("delay", self.opts["delay"], 1)
         n_test = check_int("test_size", self.opts["test_size"], 1)
-        self.split = {name: copy_sequences(np.random.default_rng([seed, k]), n, self.T)
-                      for k, name, n in ((VALID, "valid", 500), (TEST, "test", n_test))}
+        self.split = held_out(seed, lambda rng, n: copy_sequences(rng, n, self.T), 500, n_test)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=COPY_SYMBOLS, output_size=COPY_SYMBOLS,
@@ -400,9 +388,8 @@ class TemporalOrder(Task):
         self.relevant = check_int("relevant", self.opts["relevant"], 2, 3)
         self.classes = CLASS_NAMES[self.relevant]
         n_test = check_int("test_size", self.opts["test_size"], 1)
-        self.split = {name: order_sequences(np.random.default_rng([seed, k]), n, self.L,
-                                            self.relevant)
-                      for k, name, n in ((VALID, "valid", 500), (TEST, "test", n_test))}
+        self.split = held_out(seed, lambda rng, n: order_sequences(rng, n, self.L, self.relevant),
+                              500, n_test)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=len(ORDER_SYMBOLS), output_size=len(self.classes),

@@ -51,10 +51,10 @@ Ariza 2010); next-note modelling of chorales after Boulanger-Lewandowski, Bengio
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -64,9 +64,10 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults
-from .memory import TRAIN, check_int, run_batched
-from .sampling import sample
+from .base import TRAIN, Batch, Task, TaskDefaults, check_int
+from .datasets import package_file
+from .memory import run_batched
+from .sampling import autoregress
 
 SUFFIXES = (".mxl", ".musicxml", ".xml")
 STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -166,15 +167,8 @@ class Corpus:
 
 
 def builtin_folder() -> Path:
-    spec = importlib.util.find_spec("music21")
-    if spec is None or not spec.submodule_search_locations:
-        raise ValueError("the Bach chorales ship inside the Python package 'music21', which is "
-                         "not installed: pip install 'lstmlab[tasks]' (or give -o folder=PATH)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "corpus" / "bach"
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is missing from the installed 'music21'; reinstall it "
-                         "(pip install --force-reinstall music21)")
-    return folder
+
+    return package_file("music21", "corpus/bach", "the Bach chorale corpus", folder=True)
 
 
 @lru_cache(maxsize=4)
@@ -198,10 +192,10 @@ def read_corpus(folder: str, builtin: bool) -> Corpus:
                 AttributeError, ZeroDivisionError, OSError):
             unreadable += 1
             continue
-        if not any(p is not None for p, _ in events):
+        first = next((p for p, _ in events if p is not None), None)
+        if first is None:
             no_melody += 1
             continue
-        first = next(p for p, _ in events if p is not None)
         shape = tuple((None if p is None else p - first, d) for p, d in events)
         if shape in seen:
             duplicates += 1
@@ -304,12 +298,29 @@ class Vocabulary:
         return np.where(ids < self.unknown, ids % self.n_durations, -1)
 
 
+def likeliest(logp: np.ndarray, vocab: Vocabulary) -> np.ndarray:
+    """(n,) the most probable id of each row of logp (n, n_out), UNKNOWN left out."""
+    return np.argmax(np.where(np.arange(vocab.n_out) == vocab.unknown, -np.inf, logp), -1)
+
+
+def add_one_counts(train_tokens, vocab: Vocabulary):
+    """Add-one bigram (n_in, n_out) and unigram (n_out,) log probabilities from the
+    training chorales' token ids (BOS is the bigram's context of a first note)."""
+    V = vocab
+    bigram = np.ones((V.size, V.n_out))
+    for s in train_tokens:
+        np.add.at(bigram, (np.r_[V.bos, s[:-1]], s), 1.0)
+    unigram = bigram.sum(0) - V.size + 1.0                       # counts + 1 per token
+    return (np.log(bigram / bigram.sum(1, keepdims=True)),
+            np.log(unigram / unigram.sum()))
+
+
 def score_events(logp: np.ndarray, y: np.ndarray, vocab: Vocabulary) -> dict[str, float]:
     """Metrics of log probabilities logp (n, n_out) for the target ids y (n,)."""
     nll = -logp[np.arange(len(y)), y]
     p = np.exp(logp[:, :vocab.unknown]).reshape(len(y), vocab.n_pitches, vocab.n_durations)
     known = y != vocab.unknown                                   # UNKNOWN: always a miss
-    best = np.argmax(np.where(np.arange(vocab.n_out) == vocab.unknown, -np.inf, logp), -1)
+    best = likeliest(logp, vocab)
     return {"nll": float(nll.mean()),
             "accuracy": float(np.mean(known & (best == y))),
             "pitch_accuracy": float(np.mean(known & (p.sum(2).argmax(1) == vocab.pitch_of(y)))),
@@ -366,10 +377,7 @@ class Music(Task):
         self.index = split_names(self.corpus.names)
         train = [self.corpus.melodies[k] for k in self.index["train"]]
         pitches = [p for m in train for p, _ in m if p is not None]
-        counts: dict[Fraction, int] = {}
-        for m in train:
-            for _, d in m:
-                counts[d] = counts.get(d, 0) + 1
+        counts = Counter(d for m in train for _, d in m)
         durations = [d for d, c in counts.items() if c >= min_count]
         if not durations:
             raise ValueError(f"no duration occurs {min_count} times in the training chorales; "
@@ -379,6 +387,10 @@ class Music(Task):
         self.tokens = {s: [self.vocab.encode(self.corpus.melodies[k]) for k in idx]
                        for s, idx in self.index.items()}
         self.split = {s: pad(self.tokens[s], self.vocab.bos) for s in ("valid", "test")}
+        # training ids (BOS, then the events) of every chorale at every shift, encoded once
+        self.shifted = {s: [np.r_[self.vocab.bos, self.vocab.encode(m, s)] for m in train]
+                        for s in range(-self.transpose, self.transpose + 1)}
+        self.log_counts = add_one_counts(self.tokens["train"], self.vocab)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=self.embedding, output_size=self.vocab.n_out,
@@ -392,7 +404,7 @@ class Music(Task):
         starts = rng.random(batch_size)
         seqs = []
         for k, s, u in zip(picks, shifts, starts):
-            ids = np.r_[self.vocab.bos, self.vocab.encode(self.corpus.melodies[train[k]], int(s))]
+            ids = self.shifted[int(s)][k]
             a = int(u * (max(0, len(ids) - 1 - self.window) + 1))   # a window of a long one
             seqs.append(ids[a:a + self.window + 1])              # inputs and targets
         x, y, mask, lengths = pad_windows(seqs)
@@ -410,14 +422,8 @@ class Music(Task):
 
     def _counts(self):
         """Add-one bigram (n_in, n_out) and unigram (n_out,) log probabilities from the
-        training chorales (BOS is the bigram's context of a first note)."""
-        V = self.vocab
-        bigram = np.ones((V.size, V.n_out))
-        for s in self.tokens["train"]:
-            np.add.at(bigram, (np.r_[V.bos, s[:-1]], s), 1.0)
-        unigram = bigram.sum(0) - V.size + 1.0                   # counts + 1 per token
-        return (np.log(bigram / bigram.sum(1, keepdims=True)),
-                np.log(unigram / unigram.sum()))
+        training chorales (counted once, in __init__: add_one_counts)."""
+        return self.log_counts
 
     def baselines(self):
         x, y, mask, _ = self.split["test"]
@@ -430,14 +436,13 @@ class Music(Task):
         x, y, mask, lengths = self.split["test"]
         j = int(np.argsort(lengths)[len(lengths) // 2])          # a test chorale of median length
         n = int(lengths[j])
-        logp = self._logp(predictor, "test")[:n, j]              # (n, n_out)
-        bigram, _ = self._counts()
+        logp = log_softmax(run_batched(predictor, x[:n, j:j + 1], lengths[j:j + 1]))[:, 0]
+        bigram, _ = self._counts()                               # logp: (n, n_out)
         events = self.corpus.melodies[self.index["test"][j]]
         ids = y[:n, j]
         p_model = np.exp(logp[np.arange(n), ids])
         p_bigram = np.exp(bigram[x[:n, j], ids])
-        masked = np.where(np.arange(self.vocab.n_out) == self.vocab.unknown, -np.inf, logp)
-        guess = self.vocab.decode(np.argmax(masked, -1))
+        guess = self.vocab.decode(likeliest(logp, self.vocab))
         name = self.corpus.names[self.index["test"][j]]
         title = (f"music: a test chorale ({name}, soprano) and the model's next-note "
                  f"probabilities ({predictor.config.variant})\nall {len(lengths)} test "
@@ -459,15 +464,9 @@ class Music(Task):
             raise ValueError(f"--prompt: {' '.join(bad)} is outside the model's vocabulary: "
                              f"pitches {note_name(V.low)}..{note_name(V.high)} or R, durations "
                              f"{', '.join(f'{float(d):g}' for d in V.durations)}")
-        rng = np.random.default_rng(seed)
-        logits, state = predictor.run(np.r_[V.bos, ids][:, None])
-        out = []
-        for _ in range(length):
-            z = np.asarray(logits[-1], dtype=np.float64).copy()  # (1, n_out)
-            z[:, V.unknown] = -np.inf                            # never draw "something else"
-            t = sample(z, temperature, top_k, rng)                # (1,)
-            out.append(int(t[0]))
-            logits, state = predictor.run(t[None, :], state)
+        out = autoregress(predictor, np.r_[V.bos, ids], length, temperature, top_k,
+                          np.random.default_rng(seed),
+                          banned=V.unknown)                      # never "something else"
         events = V.decode(out)
         folder = Path(folder)
         midi = write_midi(folder / "generated.mid", start + events, mido)

@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ModelConfig
-from .base import Batch, Task, TaskDefaults
-from .memory import TEST, TRAIN, VALID, check_int, log_softmax, run_batched
+from ..numpy.losses import log_softmax
+from .base import TEST, TRAIN, VALID, Batch, Task, TaskDefaults, check_int, held_out
+from .memory import run_batched
 
 SYMBOLS = "BTPSXVE"                                   # ids 0..6
 ID = {s: k for k, s in enumerate(SYMBOLS)}
@@ -192,8 +193,8 @@ class Reber(Task):
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
         n_test = check_int("test_size", self.opts["test_size"], 1)
-        self.split = {name: string_batch(embedded_strings(np.random.default_rng([seed, k]), n))
-                      for k, name, n in ((VALID, "valid", 256), (TEST, "test", n_test))}
+        self.split = held_out(seed, lambda rng, n: string_batch(embedded_strings(rng, n)),
+                              256, n_test)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=N_SYMBOLS, output_size=N_SYMBOLS, vocab_size=N_SYMBOLS,
@@ -221,7 +222,7 @@ class Reber(Task):
         return {**m, "loss": m["nll"]} if split == "valid" else m
 
     def _bigram(self):
-        x, y, mask = [], [], []
+        x, y = [], []
         for step in range(1, 9):                                 # 2048 training strings
             b = self.train_batch(step, 256)
             x.append(b.x[b.mask > 0])

@@ -57,11 +57,11 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults
-from .datasets import package_file
-from .memory import check_int
+from .base import Batch, Task, TaskDefaults, check_int
+from .classify import pad
+from .datasets import package_file, read_text_file
 
-PAD, UNK = 0, 1                  # token ids reserved before the vocabulary's words
+PAD, UNK = 0, 1                  # token ids reserved before the vocabulary's words (pad: 0s)
 SPLIT_SEED = 20110601            # the stratified split is the same for every --seed
 FRACTIONS = (0.8, 0.9)           # train up to 80% of each class, valid up to 90%, test the rest
 POOL = 50                        # batches sorted together by length (bucketing)
@@ -96,27 +96,11 @@ def read_builtin(name: str) -> tuple[list[str], np.ndarray]:
     return [t for t, _ in rows], np.array([y for _, y in rows], dtype=np.int64)
 
 
-def read_text_file(path, what: str) -> str:
-    """A user's file as text: clear errors for a missing, empty or non-UTF-8 file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{what} {path} does not exist; give the path of a UTF-8 text file")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line, bad = data[:e.start].count(b"\n") + 1, data[e.start:e.start + 4]
-        raise ValueError(f"{path}, line {line}: bytes that are not UTF-8 ({bad!r}); "
-                         "save the file as UTF-8") from None
-    if not text.strip():
-        wanted = "a header row and one row a text" if "CSV" in what else "one text a line"
-        raise ValueError(f"{path} is empty; it needs {wanted}")
-    return text
-
-
 def read_labelled_csv(path, text_column: str, label_column: str):
     """(texts, labels 0/1, the two label names sorted) from a user's CSV with a header row."""
-    reader = csv.reader(io.StringIO(read_text_file(path, "CSV file"), newline=""))
+    text = read_text_file(path, "CSV file",
+                          empty="{path} is empty; it needs a header row and one row a text")
+    reader = csv.reader(io.StringIO(text, newline=""))
     names = [h.strip() for h in next(reader)]
     for col in (text_column, label_column):
         if col not in names:
@@ -163,15 +147,6 @@ def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np
         for name, piece in zip(parts, (idx[:a], idx[a:b], idx[b:])):
             parts[name].append(piece)
     return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
-
-
-def pad_batch(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(x (T, B) int64 ids padded with PAD, lengths (B,)) for token-id arrays."""
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    x = np.full((int(lengths.max()), len(seqs)), PAD, dtype=np.int64)
-    for j, s in enumerate(seqs):
-        x[:len(s), j] = s
-    return x, lengths
 
 
 class Sentiment(Task):
@@ -258,13 +233,15 @@ class Sentiment(Task):
         return self._epoch[1]
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return len(self._epoch_batches(0, batch_size))
+        # = len(self._epoch_batches(e, batch_size)): POOL batches a full pool, the last pool
+        # ceil(rest / batch_size); not built here, which would evict the cached epoch
+        return -(-len(self.split["train"]) // batch_size)
 
     def train_batch(self, step, batch_size):
         per_epoch = self.steps_per_epoch(batch_size)
         epoch, k = divmod(step - 1, per_epoch)
         idx = self._epoch_batches(epoch, batch_size)[k]
-        x, lengths = pad_batch([self.encoded[i] for i in idx])
+        x, lengths = pad([self.encoded[i] for i in idx], np.int64)   # (T, B) ids, PAD past ends
         if self.word_dropout:                                    # a pure function of the step
             drop = np.random.default_rng([self.seed, 1, step]).random(x.shape) < self.word_dropout
             x[drop & (x != PAD)] = UNK
@@ -280,7 +257,7 @@ class Sentiment(Task):
         while a < len(order):
             n = max(1, EVAL_TOKENS // len(seqs[order[min(a + 255, len(order) - 1)]]))
             pick = order[a:a + min(n, 1024)]
-            x, lengths = pad_batch([seqs[i] for i in pick])
+            x, lengths = pad([seqs[i] for i in pick], np.int64)
             logits, _ = predictor.run(x, lengths=lengths)
             out[pick] = log_softmax(np.asarray(logits, dtype=np.float64))
             a += len(pick)
@@ -324,8 +301,6 @@ class Sentiment(Task):
         y, y_test = self.labels[train], self.labels[test]
         prior = np.bincount(y, minlength=2) / len(y)
         majority = np.log(np.repeat(prior[None], len(test), axis=0))
-        if prior[0] == prior[1]:                                 # a tie: argmax says class 0
-            majority[:, 0] += 1e-12
         X, X_test = self.bag_of_words(train), self.bag_of_words(test)
         X.data, X_test.data = np.log1p(X.data), np.log1p(X_test.data)   # damp repeated words
         lr = LogisticRegression(C=1.0, max_iter=2000).fit(X, y)
@@ -375,7 +350,9 @@ class Sentiment(Task):
         if text is not None:
             texts = [text]
         else:
-            texts = [t for t in read_text_file(path, "input file").splitlines() if t.strip()]
+            text = read_text_file(path, "input file",
+                                  empty="{path} is empty; it needs one text a line")
+            texts = [t for t in text.splitlines() if t.strip()]
         logp = self.log_probs(predictor, [self.encode(t) for t in texts])
         k = logp.argmax(1)
         prob = np.exp(logp[np.arange(len(texts)), k])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ModelConfig
-from .base import Batch, Predictor, Task, TaskDefaults
+from .base import Batch, Predictor, Task, TaskDefaults, held_out
 from .datasets import read_series
 
 PERIODS = (12.0, 40.0)        # steps per cycle, drawn uniformly
@@ -52,8 +52,8 @@ class Sine(Task):
             raise ValueError(f"test_size must be at least 1, got {n_test}")
         self.noise, self.jitter = noise, float(self.opts["jitter"])
         # held-out waves come from their own streams, never from the training stream
-        self.split = {name: waves(np.random.default_rng([seed, k]), n, CONTEXT + FUTURE, noise)
-                      for k, name, n in ((1, "valid", 128), (2, "test", n_test))}
+        self.split = held_out(seed, lambda rng, n: waves(rng, n, CONTEXT + FUTURE, noise),
+                              128, n_test)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=1, output_size=1, readout="sequence", **settings)

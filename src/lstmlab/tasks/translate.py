@@ -48,8 +48,9 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults
-from .memory import TEST, TRAIN, VALID, check_int
+from ..numpy.seq2seq import BOS, EOS, PAD  # noqa: F401  (PAD: this module's conventions too)
+from .base import TEST, TRAIN, VALID, Batch, Task, TaskDefaults, check_int
+from .datasets import read_text_file
 
 FIRST, LAST = datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)
 TEST_SHARE, VALID_SHARE = 0.10, 0.05
@@ -57,13 +58,14 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "September", "October", "November", "December")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 CASES = (("as is", 0.6), ("lower", 0.2), ("upper", 0.2))
+CASE_FN = {"as is": str, "lower": str.lower, "upper": str.upper}
 
 SOURCE_CHARS = " ',-./0123456789" + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 SRC_ID = {ch: k + 1 for k, ch in enumerate(SOURCE_CHARS)}        # 0 is PAD
 SRC_VOCAB = len(SOURCE_CHARS) + 1
-PAD, BOS, EOS = 0, 1, 2                                          # as lstmlab.numpy.seq2seq
 TARGET_CHARS = "0123456789-"
-TGT_ID = {ch: k + 3 for k, ch in enumerate(TARGET_CHARS)}
+TGT_ID = {ch: k + 3 for k, ch in enumerate(TARGET_CHARS)}        # 0, 1, 2: PAD, BOS, EOS
+TGT_CHAR = {v: k for k, v in TGT_ID.items()}
 TGT_VOCAB = len(TARGET_CHARS) + 3
 TGT_LEN = 11                                                     # "YYYY-MM-DD" and EOS
 MAX_SOURCE = 48                                                  # longest line predict takes
@@ -117,8 +119,7 @@ def split_of(date: datetime.date) -> str:
 
 def render(date: datetime.date, form: int, case: int) -> str:
     """The date in surface form FORM_NAMES[form], cased as CASES[case]."""
-    s = FORMS[FORM_NAMES[form]](date)
-    return s.lower() if CASES[case][0] == "lower" else s.upper() if CASES[case][0] == "upper" else s
+    return CASE_FN[CASES[case][0]](FORMS[FORM_NAMES[form]](date))
 
 
 def draw(rng, dates: list, n: int | None = None):
@@ -150,14 +151,13 @@ def encode_targets(targets: list[str]):
 
 def decode_ids(ids) -> list[str]:
     """(T, N) target ids -> N strings, each cut at its first EOS (PAD and BOS dropped)."""
-    chars = {v: k for k, v in TGT_ID.items()}
     out = []
     for col in np.asarray(ids).T.tolist():
         s = []
         for i in col:
             if i == EOS:
                 break
-            s.append(chars.get(i, ""))
+            s.append(TGT_CHAR.get(i, ""))
         out.append("".join(s))
     return out
 
@@ -191,20 +191,17 @@ def _two(run, default):
 
 def read_lines(path) -> list[str]:
     """The user's text file as its non-blank lines, stripped; one-line errors otherwise."""
+
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"input file {path} does not exist; give a UTF-8 text file with one "
-                         "date a line, e.g. 'the 21st of November, 2026'")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"input file {path} is not UTF-8: byte 0x{data[e.start]:02x} at offset "
-                         f"{e.start} cannot be decoded; convert it to UTF-8") from None
+    text = read_text_file(
+        path, "input file",
+        hint="give a UTF-8 text file with one date a line, e.g. 'the 21st of November, 2026'",
+        empty="input file {path} is empty; give one date a line, e.g. "
+              "'the 21st of November, 2026'",
+        not_utf8="input file {path} is not UTF-8: byte 0x{byte:02x} at offset {offset} cannot "
+                 "be decoded; convert it to UTF-8")
+    # not all blank (read_text_file checked): at least one line
     lines = [(n, s.strip()) for n, s in enumerate(text.splitlines(), 1) if s.strip()]
-    if not lines:
-        raise ValueError(f"input file {path} is empty; give one date a line, e.g. "
-                         "'the 21st of November, 2026'")
     for n, s in lines:
         bad = sorted({ch for ch in s if ch not in SRC_ID})
         if bad or len(s) > MAX_SOURCE:
@@ -246,6 +243,11 @@ class Translate(Task):
             if 0 < n < len(dates):                               # a subset, still in date order
                 dates = [dates[i] for i in np.sort(rng.choice(len(dates), n, replace=False))]
             self.split[name] = draw(rng, dates)
+        # split -> [((x, lengths), (y, y_in))], EVAL_BATCH sequences each: encoded once
+        self.encoded = {name: [(encode_sources(sources[a:a + EVAL_BATCH]),
+                                encode_targets(targets[a:a + EVAL_BATCH]))
+                               for a in range(0, len(sources), EVAL_BATCH)]
+                        for name, (sources, targets, _) in self.split.items()}
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=self.embedding, output_size=TGT_VOCAB, vocab_size=SRC_VOCAB,
@@ -269,18 +271,6 @@ class Translate(Task):
             attns.extend(attn)
         return outs, attns
 
-    def _nll(self, predictor, split):
-        """Teacher-forced nll per target token, (11, N)."""
-        sources, targets, _ = self.split[split]
-        out = []
-        for a in range(0, len(sources), EVAL_BATCH):
-            x, lengths = encode_sources(sources[a:a + EVAL_BATCH])
-            y, y_in = encode_targets(targets[a:a + EVAL_BATCH])
-            logits, _ = predictor.run(x, y_in, lengths)
-            logp = log_softmax(np.asarray(logits, dtype=np.float64))
-            out.append(-np.take_along_axis(logp, y[..., None], axis=-1)[..., 0])
-        return np.concatenate(out, axis=1)
-
     @staticmethod
     def _scores(outputs: list[str], targets: list[str]) -> dict:
         exact = np.mean([o == t for o, t in zip(outputs, targets)])
@@ -291,9 +281,16 @@ class Translate(Task):
                 "char_accuracy": float(np.sum(right) / (TGT_LEN * len(targets)))}
 
     def evaluate(self, predictor, split):
-        sources, targets, _ = self.split[split]
-        outputs, _ = self.translate(predictor, sources)
-        m = {**self._scores(outputs, targets), "nll": float(self._nll(predictor, split).mean())}
+        """Greedy outputs and teacher-forced nll per target token, one pass over the chunks."""
+        outputs, nll = [], []
+        for (x, lengths), (y, y_in) in self.encoded[split]:
+            ids, _ = predictor.decode(x, lengths, TGT_LEN + 1)   # as `translate`
+            outputs.extend(decode_ids(ids))
+            logits, _ = predictor.run(x, y_in, lengths)
+            logp = log_softmax(np.asarray(logits, dtype=np.float64))
+            nll.append(-np.take_along_axis(logp, y[..., None], axis=-1)[..., 0])   # (11, n)
+        m = {**self._scores(outputs, self.split[split][1]),
+             "nll": float(np.concatenate(nll, axis=1).mean())}
         return {**m, "loss": m["nll"]} if split == "valid" else m
 
     def _majority(self):

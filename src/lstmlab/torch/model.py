@@ -1,12 +1,7 @@
 """A whole network from a `ModelConfig`, in PyTorch: embedding or features, the recurrent
 stack, a linear head. The same network, names and initial weights as
-lstmlab.numpy.model.SequenceModel, plus the regularisers only this engine has.
-
-Time-major throughout: x (T, B, input_size) or token ids (T, B); outputs (T, B, output_size)
-with readout "sequence", (B, output_size) with readout "last" (the head reads the top
-layer's final h, both directions concatenated) or "mean" (the head reads the top layer's
-outputs averaged over each sequence's own steps: a classifier whose every step gets a
-gradient of its own, which trains far faster on long texts than the last state).
+lstmlab.numpy.model.SequenceModel, plus the regularisers only this engine has. Readouts
+and shapes as lstmlab.numpy.model.SequenceModel.
 """
 
 from __future__ import annotations
@@ -38,10 +33,8 @@ class SequenceModel(nn.Module):
             self.embedding = nn.Embedding(c.vocab_size, c.input_size, device=dev, dtype=dtype)
             _copy_in(self.embedding, lnp.Embedding(c.vocab_size, c.input_size, dtype=c.dtype,
                                                    seed=seeds[0]))
-        self.rnn = RECURRENT[c.spec.family](
-            c.input_size, c.hidden_size, dtype=dtype, seed=seeds[1], dropout=c.dropout,
-            recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout, weight_drop=c.weight_drop,
-            fast=fast, device=dev, **c.rnn_kwargs())
+        self.rnn = RECURRENT[c.spec.family](c.input_size, c.hidden_size, seed=seeds[1],
+                                            **rnn_options(c, fast, dev, dtype), **c.rnn_kwargs())
         D = self.rnn.num_directions
         self.head = nn.Linear(D * self.rnn.out_size, c.output_size, device=dev, dtype=dtype)
         _copy_in(self.head, lnp.Linear(D * self.rnn.out_size, c.output_size, dtype=c.dtype,
@@ -74,27 +67,38 @@ class SequenceModel(nn.Module):
 
         PyTorch's CPU kernel trains about 20 times slower on packed sequences than on the
         padded batch (torch 2.13, one thread, T=200, B=64, H=64; the forward alone is 2.5
-        times slower, the backward is the bulk). A
-        one-direction stack is causal: its outputs at a sequence's own steps never see the
-        padding after them, so the padded run, with the outputs past each end zeroed, gives
-        the same mean and the same gradients. Only the final state differs (it ran on through
-        the padding); the mean readout does not read it, and in evaluation packing stays."""
+        times slower, the backward is the bulk). A one-direction stack is causal: its outputs
+        at a sequence's own steps never see the padding after them, so the padded run, with the
+        outputs past each end zeroed, gives the same mean and the same gradients. Only the
+        final state differs (it ran on through the padding); the mean readout does not read
+        it, and in evaluation packing stays."""
         return self.training and not self.rnn.bidirectional and self.rnn.fast_path
 
     def _embed(self, ids):
-        ids = torch.as_tensor(ids, device=self.embedding.weight.device)
-        if ids.is_floating_point() or ids.dtype.is_complex or ids.dtype == torch.bool:
-            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
-        n = self.embedding.num_embeddings
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise ValueError(f"ids must lie in 0..{n - 1}, got {int(ids.min())}..{int(ids.max())}")
-        return self.embedding(ids.long())
+        e = self.embedding
+        return e(token_ids(ids, e.num_embeddings, e.weight.device))
 
     def _last(self, state):
         """The top layer's final h, directions side by side: (B, D*R)."""
         h = state[0] if isinstance(state, tuple) else state      # (L*D, B, R)
         D = self.rnn.num_directions
         return torch.cat(list(h[-D:]), dim=-1)
+
+
+def rnn_options(c: ModelConfig, fast: bool, device, dtype) -> dict:
+    """A recurrent stack's torch-only arguments: the regularisers, `fast`, device and dtype."""
+    return dict(dropout=c.dropout, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout,
+                weight_drop=c.weight_drop, fast=fast, device=device, dtype=dtype)
+
+
+def token_ids(ids, n: int, device) -> torch.Tensor:
+    """`ids` as a long tensor on `device`; ValueError unless they are integers in 0..n-1."""
+    ids = torch.as_tensor(ids, device=device)
+    if ids.is_floating_point() or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
+        raise ValueError(f"ids must lie in 0..{n - 1}, got {int(ids.min())}..{int(ids.max())}")
+    return ids.long()
 
 
 def _copy_in(module: nn.Module, reference) -> None:

@@ -10,22 +10,9 @@ from torch import nn
 
 from .. import numpy as lnp
 from ..config import ModelConfig
-from ..numpy.seq2seq import BOS, EOS, PAD, PARTS, decoder_kwargs
+from ..numpy.seq2seq import BOS, EOS, PAD, PARTS, bridge, decoder_kwargs
 from .device import resolve_device, torch_dtype
-from .model import RECURRENT, _copy_in
-
-
-def _parts(state) -> list:
-    return list(state) if isinstance(state, tuple) else [state]
-
-
-def _pack(comps, like):
-    return tuple(comps) if isinstance(like, tuple) else comps[0]
-
-
-def bridge(comps, D: int):
-    """Encoder final-state components (L*D, B, n) -> decoder initial ones (L, B, D*n)."""
-    return [torch.cat([s[d::D] for d in range(D)], dim=-1) for s in comps]
+from .model import RECURRENT, _copy_in, rnn_options, token_ids
 
 
 class Seq2Seq(nn.Module):
@@ -40,8 +27,7 @@ class Seq2Seq(nn.Module):
         dtype = torch_dtype(c.dtype)
         seeds = np.random.default_rng(seed).integers(0, 2**31, size=len(PARTS))  # as numpy
         cls = RECURRENT[c.spec.family]
-        reg = dict(dropout=c.dropout, recurrent_dropout=c.recurrent_dropout, zoneout=c.zoneout,
-                   weight_drop=c.weight_drop, fast=fast, device=dev, dtype=dtype)
+        reg = rnn_options(c, fast, dev, dtype)
 
         def embedding(n, seed_):
             e = nn.Embedding(n, c.input_size, device=dev, dtype=dtype)
@@ -66,12 +52,7 @@ class Seq2Seq(nn.Module):
         self.head = linear(W, c.output_size, seeds[6])
 
     def _ids(self, ids, n):
-        ids = torch.as_tensor(ids, device=self.head.weight.device)
-        if ids.is_floating_point() or ids.dtype.is_complex or ids.dtype == torch.bool:
-            raise ValueError(f"ids must be integers, got dtype {ids.dtype}")
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise ValueError(f"ids must lie in 0..{n - 1}, got {int(ids.min())}..{int(ids.max())}")
-        return ids.long()
+        return token_ids(ids, n, self.head.weight.device)
 
     def encode(self, x, lengths=None):
         """(enc (S, B, W), final state, keys (S, B, W), valid (B, S) bool)."""
@@ -88,7 +69,7 @@ class Seq2Seq(nn.Module):
     def forward(self, x, target_in, lengths=None):
         """Teacher forcing: (logits (T, B, V), attention (B, T, S)); see the numpy docstring."""
         enc, state, keys, valid = self.encode(x, lengths)
-        init = _pack(bridge(_parts(state), self.D), state)
+        init = bridge(state, self.D, torch.cat)
         y_in = self._ids(target_in, self.config.output_size)
         dec, _ = self.decoder["rnn"](self.decoder["embedding"](y_in), init)
         a, ctx = self._attend(dec, keys, enc, valid)
@@ -110,7 +91,7 @@ class Seq2Seq(nn.Module):
         """Greedy decoding: (ids (T, B) int64, attention (B, T, S)), PAD after each EOS."""
         enc, state, keys, valid = self.encode(x, lengths)
         B = enc.shape[1]
-        dstate = _pack(bridge(_parts(state), self.D), state)
+        dstate = bridge(state, self.D, torch.cat)
         prev = torch.full((B,), BOS, dtype=torch.long, device=enc.device)
         done = torch.zeros(B, dtype=torch.bool, device=enc.device)
         ids, attns = [], []
@@ -118,7 +99,7 @@ class Seq2Seq(nn.Module):
             d, dstate = self.decoder["rnn"](self.decoder["embedding"](prev)[None], dstate)
             a, ctx = self._attend(d, keys, enc, valid)           # (B, 1, S), (1, B, W)
             prev = self._output(ctx, d)[0].argmax(dim=-1)
-            ids.append(torch.where(done, torch.full_like(prev, PAD), prev))
+            ids.append(prev.masked_fill(done, PAD))
             attns.append(a[:, 0].masked_fill(done[:, None], 0.0))
             done |= prev == EOS
             if bool(done.all()):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ModelConfig, TrainConfig
-from ..io.files import save
+from ..io.files import network_class, save
 from ..tasks.base import Batch, Predictor
 
 
@@ -32,12 +32,9 @@ class NumpyEngine:
 
     def __init__(self, model: ModelConfig, train: TrainConfig, loss: str):
         from ..numpy import SGD, Adam, RMSprop
-        from ..numpy.model import SequenceModel
-        from ..numpy.seq2seq import Seq2Seq
 
         self.config, self.train, self.loss = model, train, loss
-        self.model = (Seq2Seq if model.architecture == "seq2seq" else SequenceModel)(
-            model, seed=train.seed)
+        self.model = network_class(model, "numpy")(model, seed=train.seed)
         self.dtype = self.model.dtype
         opt = {"adam": lambda p: Adam(p, lr=train.lr),
                "sgd": lambda p: SGD(p, lr=train.lr, momentum=0.9),
@@ -109,14 +106,12 @@ class TorchEngine:
     def __init__(self, model: ModelConfig, train: TrainConfig, loss: str, device=None):
         import torch
 
-        from ..torch import SequenceModel, resolve_device
-        from ..torch.seq2seq import Seq2Seq
+        from ..torch import resolve_device
 
         self.torch = torch
         self.config, self.train, self.loss = model, train, loss
         self.device = resolve_device(device or "cpu")
-        self.model = (Seq2Seq if model.architecture == "seq2seq" else SequenceModel)(
-            model, seed=train.seed, device=self.device)
+        self.model = network_class(model, "torch")(model, seed=train.seed, device=self.device)
         params = self.model.parameters()
         self.opt = {"adam": lambda: torch.optim.Adam(params, lr=train.lr),
                     "sgd": lambda: torch.optim.SGD(params, lr=train.lr, momentum=0.9),
@@ -127,12 +122,12 @@ class TorchEngine:
         torch = self.torch
         torch.manual_seed(self.train.seed * 1_000_003 + step)   # dropout masks: resumable
         self.model.train()
-        x, y = _to_torch(batch.x, self._like), _to_torch(batch.y, self._like)
-        state = _state_to_torch(state, self._like)
-        lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
+        y = _to_torch(batch.y, self._like)
         if self.config.architecture == "seq2seq":
             out, final = self.model(batch.x, batch.target_in, batch.lengths)[0], None
         else:
+            x, state = _to_torch(batch.x, self._like), _state_to_torch(state, self._like)
+            lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
             out, final = self.model(x, state, lengths)
         if self.loss in ("mse", "gaussian"):
             if self.loss == "mse":
