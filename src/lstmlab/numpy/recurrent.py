@@ -61,8 +61,9 @@ def _run(cell: Cell, w, x, state0, mask, empty, keep: bool) -> _DirectionCache:
     keep=False (inference) stores the per-step internals of one step only, reused each step.
     """
     T, B, _ = x.shape
-    xp, ctx = cell.project(w, x, empty)                          # (T, B, G)
-    hist = tuple(empty((T + 1, B, n), x.dtype) for n in cell.state_sizes())
+    xp, ctx = cell.project(w, x, empty)                          # (T, B, G), or [x, 1, h] rows
+    hist = tuple(xp[:, :, -n:] if k == 0 and cell.merged         # h lives in the step's input rows
+                 else empty((T + 1, B, n), x.dtype) for k, n in enumerate(cell.state_sizes()))
     for hk, s in zip(hist, state0):
         hk[0] = s
     Tc = T if keep else 1
