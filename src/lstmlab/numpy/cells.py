@@ -230,9 +230,10 @@ class LSTMCell(Cell):
         consts = self._consts.get(dtype)
         if consts is None:
             runs = self.squash_runs + ([self.blk["o"]] if self.o_late else [])
-            consts = self._consts[dtype] = {run.start: (run, *(v[run].astype(dtype) for v in
-                                                               self.squash + self.dsquash))
-                                            for run in runs}
+            consts = self._consts[dtype] = {}
+            for run in runs:
+                s, m, b, k2, k1, k0 = (v[run].astype(dtype) for v in self.squash + self.dsquash)
+                consts[run.start] = (run, s, m, b, None if (k2 == -1).all() else k2, k1, k0)
         return consts
 
     def _squash(self, z, run):
@@ -246,11 +247,15 @@ class LSTMCell(Cell):
         zr += b
 
     def _unsquash(self, y, dy, run):
-        """dy[:, run] *= dy/da, given the squashed y: (k2 y + k1) y + k0 per column."""
+        """dy[:, run] *= dy/da, given the squashed y: (k2 y + k1) y + k0 per column
+        (k2 = -1 for sigma and tanh: one pass fewer)."""
         _, *_, k2, k1, k0 = self._squash_consts(y.dtype)[run.start]
         yr = y[:, run]
-        d = yr * k2
-        d += k1
+        if k2 is None:
+            d = k1 - yr
+        else:
+            d = yr * k2
+            d += k1
         d *= yr
         d += k0
         dy[:, run] *= d
