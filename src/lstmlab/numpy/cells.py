@@ -4,19 +4,20 @@ A cell holds no weights and no time loop. The layer (`recurrent.py`) owns the lo
 reverse direction, masks for variable lengths and the LSTM projection; it calls, per
 sequence and direction:
 
-    xp, ctx = cell.project(w, x, empty)     # input part of every step at once: (T, B, G)
+    xp, ctx = cell.project(w, x, empty)     # input part of every step at once (see project)
     cache = cell.alloc(T, B, dtype, empty)  # per-step storage, preallocated
     for t: cell.step(w, xp[t], prev, new, cache, t)            # writes the state into `new`
     for t reversed: dprev = cell.step_backward(w, dnew, prev, new, cache, t, da[t])
-    dx = cell.project_backward(w, x, ctx, da, grads)            # weight_ih, bias_ih, dx
+    dx = cell.project_backward(w, x, ctx, da, grads)            # weight_ih, bias_ih(, weight_hh), dx
     cell.param_grads(w, da, hist, cache, grads)                 # the other weights
 
-`w` is the layer's parameters by base name (`weight_ih`, ...) plus `*_T`, contiguous
-transposes made once per call. `prev`/`new` are the state before and after the step, as a
-tuple whose first entry is h; `da[t]` receives the gradient of the step's pre-activations,
-which is also the gradient of `xp[t]`. `empty(shape, dtype)` hands out scratch arrays (from
-the model's workspace pool). A forward pass that keeps no cache for backward allocates the
-per-step storage for one step and always passes t = 0.
+`w` is the layer's parameters by base name (`weight_ih`, ...) plus what `prepare` makes
+once per call: contiguous transposes (`*_T`) and, for merged cells, `weight_x1h` =
+[W | b | R]. `prev`/`new` are the state before and after the step, as a tuple whose first
+entry is h; `da[t]` receives the gradient of the step's pre-activations. `empty(shape,
+dtype)` hands out scratch arrays (from the model's workspace pool). A forward pass that
+keeps no cache for backward allocates the per-step storage for one step and always passes
+t = 0.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@
 weights under PyTorch's state-dict names, so a converted `nn.LSTM` state dict loads as is.
 The cell equations live in `cells.py`; this module runs them over time:
 
-    forward:  xp = W x + b for all steps (one product), then per step one product with R
-    backward: the same steps in reverse, then one product per weight matrix over all steps
+    forward:  per step one product [x_t, 1, h_prev] [W | b | R]^T (LSTM without layer norm,
+              RNN); GRU and layer norm: xp = W x + b for all steps, then R h_prev per step
+    backward: the same steps in reverse, then the weight gradients as products over all steps
 
 Variable lengths follow PyTorch's packed sequences: outputs past a sequence's end are zero,
 its final state is the state at its last step, and the reverse direction starts there.
