@@ -226,7 +226,7 @@ class LSTMCell(Cell):
         return z[:, self.blk[name]] if name in self.blk else 1.0
 
     def _squash_consts(self, dtype):
-        """Per run: (run, s, m, b, k2, k1, k0), the vectors in `dtype` (a float64 vector
+        """Per run start: (s, m, b, k2, k1, k0), the vectors in `dtype` (a float64 vector
         would make NumPy compute a float32 product in float64)."""
         consts = self._consts.get(dtype)
         if consts is None:
@@ -234,12 +234,12 @@ class LSTMCell(Cell):
             consts = self._consts[dtype] = {}
             for run in runs:
                 s, m, b, k2, k1, k0 = (v[run].astype(dtype) for v in self.squash + self.dsquash)
-                consts[run.start] = (run, s, m, b, None if (k2 == -1).all() else k2, k1, k0)
+                consts[run.start] = (s, m, b, None if (k2 == -1).all() else k2, k1, k0)
         return consts
 
     def _squash(self, z, run):
         """y = m tanh(s a) + b on the columns `run` of z, in place."""
-        _, s, m, b, *_ = self._squash_consts(z.dtype)[run.start]
+        s, m, b, *_ = self._squash_consts(z.dtype)[run.start]
         zr = z[:, run]
         if not self.merged:                                     # else folded into the weights
             zr *= s
@@ -250,7 +250,7 @@ class LSTMCell(Cell):
     def _unsquash(self, y, dy, run):
         """dy[:, run] *= dy/da, given the squashed y: (k2 y + k1) y + k0 per column
         (k2 = -1 for sigma and tanh: one pass fewer)."""
-        _, *_, k2, k1, k0 = self._squash_consts(y.dtype)[run.start]
+        *_, k2, k1, k0 = self._squash_consts(y.dtype)[run.start]
         yr = y[:, run]
         if k2 is None:
             d = k1 - yr
@@ -407,11 +407,12 @@ class GRUCell(Cell):
         h = (1 - z) * n + z * h_prev
     """
 
+    merged = False                                              # r multiplies R_n h: two products
+
     def __init__(self, spec, input_size, hidden_size, proj_size=0):
         super().__init__(spec, input_size, hidden_size, proj_size)
         H = hidden_size
         self.rz, self.n = slice(0, 2 * H), slice(2 * H, 3 * H)
-        self.merged = False
 
     def _folded_bias(self, w):
         if not self.spec.linear_before_reset:
