@@ -27,14 +27,15 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnx.reference import ReferenceEvaluator  # noqa: E402
 
 import lstmlab  # noqa: E402
+from lstmlab.families import FAMILIES  # noqa: E402
 from lstmlab.io.onnx import export_onnx, is_native, load_onnx  # noqa: E402
-from lstmlab.numpy import GRU, LSTM, RNN, Linear  # noqa: E402
+from lstmlab.numpy import Linear  # noqa: E402
 
 from .conftest import assert_close  # noqa: E402
 
 I, H, TOL = 3, 4, 1e-5
 SHAPES = [(5, 2), (3, 4)]                    # two (T, B): the graph's dims are dynamic
-CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+CLASSES = {name: getattr(lstmlab.numpy, f.class_name) for name, f in FAMILIES.items()}  # by family
 NATIVE = ["lstm", "peephole", "cifg", "gru", "gru_cho", "rnn_tanh", "rnn_relu"]
 NATIVE_OPS = {"LSTM", "GRU", "RNN"}
 
@@ -392,7 +393,7 @@ def _expect_one_line_error(path, match):
 @pytest.mark.parametrize("change, match", [
     ({"clip": 3.0}, "attribute clip, which is unsupported"),
     ({"activations": ["Sigmoid", "Relu", "Tanh"]}, "activations=.*unsupported"),
-    ({"direction": "reverse"}, "direction='reverse', which is unsupported"),
+    ({"direction": "backwards"}, "direction='backwards'; ONNX defines forward, reverse"),
     ({"activation_alpha": [1.0]}, "activation_alpha, which is unsupported"),
 ])
 def test_unsupported_attributes(tmp_path, change, match):
@@ -423,13 +424,14 @@ def test_nodes_that_are_not_a_stack(tmp_path):
     _expect_one_line_error(_write(tmp_path, proto), "input X is not the previous node's output Y")
 
 
-def test_weights_that_are_graph_inputs_are_unsupported(tmp_path):
+def test_weights_that_are_graph_inputs_must_be_given(tmp_path):
     proto, _ = _hand_built("GRU", 1, np.random.default_rng(14), {})
     g = proto.graph
     r = next(t for t in g.initializer if t.name == "R")
     g.input.append(helper.make_tensor_value_info("R", TensorProto.FLOAT, list(r.dims)))
     g.initializer.remove(r)
-    _expect_one_line_error(_write(tmp_path, proto), "R input 'R' is not a constant")
+    msg = _expect_one_line_error(_write(tmp_path, proto), "takes the weight.s. R as graph input")
+    assert "load_onnx(path, inputs={'R': array})" in msg
 
 
 def test_graph_without_recurrent_nodes(tmp_path):

@@ -5,9 +5,17 @@ import pytest
 import torch
 
 import lstmlab
-from lstmlab.numpy import (SGD, Adam, Embedding, Linear, RMSprop, clip_grad_norm,
-                           gaussian_nll_loss, mse_loss,
-                           softmax_cross_entropy)
+from lstmlab.numpy import (
+    SGD,
+    Adam,
+    Embedding,
+    Linear,
+    RMSprop,
+    clip_grad_norm,
+    gaussian_nll_loss,
+    mse_loss,
+    softmax_cross_entropy,
+)
 from tests.conftest import assert_close
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 
 import lstmlab
+from lstmlab.families import FAMILIES
 from lstmlab.numpy.ops import layer_norm
 from tests.conftest import assert_close
 
-CLASSES = {"lstm": lstmlab.numpy.LSTM, "gru": lstmlab.numpy.GRU, "rnn": lstmlab.numpy.RNN}
+CLASSES = {name: getattr(lstmlab.numpy, f.class_name) for name, f in FAMILIES.items()}  # by family
 
 
 def _model(name, **kw):

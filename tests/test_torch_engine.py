@@ -10,13 +10,14 @@ import torch
 
 import lstmlab
 import lstmlab.torch as lt
+from lstmlab.families import FAMILIES
 from tests.conftest import assert_close
 
 NAMES = list(lstmlab.VARIANTS)
 LSTM_NAMES = [n for n, s in lstmlab.VARIANTS.items() if s.family == "lstm"]
 FAST_NAMES = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
-TORCH = {"lstm": lt.LSTM, "gru": lt.GRU, "rnn": lt.RNN}
-NUMPY = {"lstm": lstmlab.numpy.LSTM, "gru": lstmlab.numpy.GRU, "rnn": lstmlab.numpy.RNN}
+TORCH = {name: getattr(lt, f.class_name) for name, f in FAMILIES.items()}             # by family
+NUMPY = {name: getattr(lstmlab.numpy, f.class_name) for name, f in FAMILIES.items()}
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 GRAD_TOL = {np.float32: 1e-4, np.float64: 1e-10}
 TDTYPE = {np.float32: torch.float32, np.float64: torch.float64}

@@ -8,9 +8,10 @@ import torch
 
 import lstmlab
 import lstmlab.torch as lt
+from lstmlab.families import FAMILIES
 from tests.conftest import assert_close
 
-TORCH = {"lstm": lt.LSTM, "gru": lt.GRU, "rnn": lt.RNN}
+TORCH = {name: getattr(lt, f.class_name) for name, f in FAMILIES.items()}  # by family
 REGULARISERS = {"dropout": 0.3, "recurrent_dropout": 0.3, "zoneout": 0.3, "weight_drop": 0.3}
 
 

@@ -11,11 +11,11 @@
 
 import importlib
 
-__version__ = "0.1.0"
+from . import numpy
+from ._version import __version__
+from .io.files import load, save
+from .spec import VARIANTS, CellSpec, variant
 
-from . import numpy  # noqa: E402
-from .io.files import load, save  # noqa: E402
-from .spec import VARIANTS, CellSpec, variant  # noqa: E402
 __all__ = ["VARIANTS", "CellSpec", "variant", "numpy", "torch", "save", "load", "__version__"]
 
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .checks import check_bool, check_choice, check_int, check_memory, check_real, count_text, listed, shown
+from .families import family_of
 from .spec import variant as make_spec
 
 READOUTS = ("sequence", "last", "mean")
 ARCHITECTURES = ("sequence", "seq2seq")
+RECURRENT_INITS = ("uniform", "orthogonal", "identity")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -45,27 +49,54 @@ class ModelConfig:
                                      # output_size = target vocabulary, input_size = embedding width
 
     def __post_init__(self):
-        for name in ("input_size", "output_size", "hidden_size", "num_layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        # every field checked for type and range (a config may come from a file or the
+        # command line), numbers normalised to plain int and float for the saved JSON
+        for name, low in (("input_size", 1), ("output_size", 1), ("hidden_size", 1),
+                          ("num_layers", 1), ("proj_size", 0), ("vocab_size", 0)):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, low))
+        object.__setattr__(self, "bidirectional", check_bool(self.bidirectional, "bidirectional"))
+        for name, choices in (("readout", READOUTS), ("dtype", DTYPES), ("architecture", ARCHITECTURES),
+                              ("recurrent_init", RECURRENT_INITS)):
+            check_choice(getattr(self, name), name, choices)
         for name in ("dropout", "recurrent_dropout", "zoneout", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)!r}")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+            object.__setattr__(self, name, check_real(getattr(self, name), name, 0, 1))
+        if self.forget_bias is not None:
+            object.__setattr__(self, "forget_bias", check_real(self.forget_bias, "forget_bias"))
+        if not isinstance(self.variant, str):
+            raise ValueError(f"variant must be a variant's name (a string), got {shown(self.variant)}")
         if self.architecture == "seq2seq" and (not self.vocab_size or self.readout != "sequence"):
             raise ValueError("a seq2seq model reads token ids (vocab_size > 0) and reads out every "
                              f"step (readout 'sequence'); got vocab_size {self.vocab_size}, "
                              f"readout {self.readout!r}")
-        family = make_spec(self.variant).family                  # a clear error for a bad name
-        if family != "lstm" and (self.proj_size or self.forget_bias is not None):
+        family = family_of(make_spec(self.variant))              # a clear error for a bad name
+        if (self.proj_size and not family.projection) or \
+                (self.forget_bias is not None and not family.forget_bias):
             raise ValueError(f"proj_size and forget_bias apply to LSTM variants only, "
                              f"not {self.variant!r}")
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size must be 0 or below hidden_size ({self.hidden_size}), "
+                             f"got {self.proj_size}")
+        check_memory(f"the model's {count_text(self.min_params)} (or more) parameters",
+                     self.min_params * (4 if self.dtype == "float32" else 8),
+                     "choose smaller sizes (hidden_size, num_layers, vocab_size, input_size)")
+
+    @property
+    def min_params(self) -> int:
+        """At least how many numbers the model's parameters hold: every weight matrix and bias
+        each variant has (peepholes and layer-norm gains come on top). Cheap to compute from
+        the sizes alone, so absurd sizes are refused before anything is allocated."""
+        G, H, P = self.spec.num_gates, self.hidden_size, self.proj_size
+        D = 2 if self.bidirectional else 1
+        R = P or H                                               # the width of h
+        if self.architecture == "seq2seq":                       # decoder: one direction, D*H units
+            W = D * R
+            return (stack_params(G, self.input_size, H, P, self.num_layers, D)
+                    + stack_params(G, self.input_size, D * H, D * P, self.num_layers, 1)
+                    + (self.vocab_size + self.output_size) * self.input_size   # the embeddings
+                    + 3 * W * W + W + self.output_size * (W + 1))   # attention, combine, head
+        return (self.vocab_size * self.input_size + stack_params(G, self.input_size, H, P,
+                                                                  self.num_layers, D)
+                + self.output_size * (D * R + 1))
 
     @property
     def spec(self):
@@ -80,15 +111,18 @@ class ModelConfig:
         """Arguments for an engine's LSTM/GRU/RNN class (which class: `spec.family`)."""
         kw = dict(num_layers=self.num_layers, bidirectional=self.bidirectional,
                   variant=self.variant, recurrent_init=self.recurrent_init)
-        if self.spec.family == "lstm":
-            kw.update(proj_size=self.proj_size, forget_bias=self.forget_bias)
+        family = family_of(self.spec)
+        if family.projection:
+            kw["proj_size"] = self.proj_size
+        if family.forget_bias:
+            kw["forget_bias"] = self.forget_bias
         return kw
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         return _from_dict(cls, d, "model")
 
 
@@ -110,18 +144,13 @@ class TrainConfig:
     seed: int = 0                    # weights, data order and dropout all follow from it
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.clip < 0 or self.patience < 0 or self.plateau_patience < 1:
-            raise ValueError("clip and patience must be >= 0 and plateau_patience >= 1")
+        for name, low in (("steps", 1), ("batch_size", 1), ("eval_every", 1), ("patience", 0),
+                          ("plateau_patience", 1), ("seed", 0)):
+            object.__setattr__(self, name, check_int(getattr(self, name), name, low))
+        object.__setattr__(self, "lr", check_real(self.lr, "lr", 0, open_low=True))
+        object.__setattr__(self, "clip", check_real(self.clip, "clip", 0))
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
 
     def lr_at(self, step: int, plateau_factor: float = 1.0) -> float:
         """The learning rate of step `step` (1-based); pure, so a resumed run gets the same."""
@@ -140,13 +169,34 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         return _from_dict(cls, d, "training")
 
 
+def stack_params(G: int, I: int, H: int, P: int, L: int, D: int) -> int:
+    """The weights and biases of L layers x D directions of cells with G gate blocks of H
+    units, input I to the first layer, outputs projected to P (0: none): what every variant
+    of a recurrent stack holds at least (peepholes and layer-norm gains come on top)."""
+    R = P or H
+
+    def layer(inputs):                                           # W (G*H, in), R (G*H, R), 2 biases
+        return D * (G * H * (inputs + R + 2) + P * H)
+
+    return layer(I) + (L - 1) * layer(D * R)
+
+
 def _from_dict(cls, d: dict, what: str):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - known)
+    """`cls(**d)`, with one line for a `d` that is not a mapping, has unknown or lacks
+    required settings."""
+    if not isinstance(d, dict):
+        raise ValueError(f"the {what} settings must be a mapping of names to values, "
+                         f"got a {type(d).__name__}")
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
+    unknown = sorted((k for k in d if k not in known), key=str)
     if unknown:
-        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise ValueError(f"unknown {what} setting(s) {listed(unknown)}; known: {', '.join(sorted(known))}")
+    missing = [f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{what} setting(s) {', '.join(missing)} missing")
     return cls(**d)

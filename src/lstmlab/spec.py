@@ -11,17 +11,15 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
-FAMILIES = ("lstm", "gru", "rnn")
+from .checks import check_bool, check_choice, listed, shown
+from .families import FAMILIES as _DESCRIPTIONS
+
+FAMILIES = tuple(_DESCRIPTIONS)                                 # each described in families.py
 # g = act_in(a_g) and h = o * act_out(c); the two "sigmoid" forms are the squashing
 # functions of Hochreiter & Schmidhuber 1997: g(x) = 4 sigma(x) - 2, h(x) = 2 sigma(x) - 1.
 INPUT_ACTIVATIONS = ("tanh", "identity", "sigmoid4")
 OUTPUT_ACTIVATIONS = ("tanh", "identity", "sigmoid2")
 NONLINEARITIES = ("tanh", "relu")
-
-# flags that only mean something for one family; variant() rejects them elsewhere
-_LSTM_FLAGS = ("input_gate", "forget_gate", "output_gate", "coupled_gates", "peepholes",
-               "gate_recurrence", "layer_norm", "input_activation", "output_activation")
-_FAMILY_FLAGS = {"lstm": _LSTM_FLAGS, "gru": ("linear_before_reset",), "rnn": ("nonlinearity",)}
 
 
 @dataclass(frozen=True)
@@ -44,16 +42,13 @@ class CellSpec:
     doc: str = field(default="", compare=False, repr=False)  # equations and source paper
 
     def __post_init__(self):
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if self.input_activation not in INPUT_ACTIVATIONS:
-            raise ValueError(f"input_activation must be one of {INPUT_ACTIVATIONS}, "
-                             f"got {self.input_activation!r}")
-        if self.output_activation not in OUTPUT_ACTIVATIONS:
-            raise ValueError(f"output_activation must be one of {OUTPUT_ACTIVATIONS}, "
-                             f"got {self.output_activation!r}")
-        if self.nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}, got {self.nonlinearity!r}")
+        check_choice(self.family, "family", FAMILIES)
+        for f in dataclasses.fields(self):                       # a flag is True or False, not "yes"
+            if f.type == "bool":
+                check_bool(getattr(self, f.name), f.name)
+        check_choice(self.input_activation, "input_activation", INPUT_ACTIVATIONS)
+        check_choice(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS)
+        check_choice(self.nonlinearity, "nonlinearity", NONLINEARITIES)
         if self.coupled_gates and not (self.input_gate and self.forget_gate):
             raise ValueError("coupled_gates (f = 1 - i) needs both an input gate and a forget gate; "
                              "drop coupled_gates or re-enable the gate")
@@ -66,19 +61,9 @@ class CellSpec:
     @property
     def gates(self) -> tuple[str, ...]:
         """The blocks of `weight_ih`/`weight_hh`, in storage order (i, f, g, o; GRU r, z, n)."""
-        if self.family == "gru":
-            return ("r", "z", "n")
-        if self.family == "rnn":
-            return ("h",)
-        out = []
-        if self.input_gate:
-            out.append("i")
-        if self.forget_gate and not self.coupled_gates:
-            out.append("f")
-        out.append("g")
-        if self.output_gate:
-            out.append("o")
-        return tuple(out)
+        absent = {"i": not self.input_gate, "f": not self.forget_gate or self.coupled_gates,
+                  "o": not self.output_gate}
+        return tuple(g for g in _DESCRIPTIONS[self.family].gates if not absent.get(g, False))
 
     @property
     def sigmoid_gates(self) -> tuple[str, ...]:
@@ -194,20 +179,21 @@ def variant(spec: str | CellSpec, **flags) -> CellSpec:
         base = spec
     elif isinstance(spec, str) and "+" in spec:                  # a composed name, as saved
         head, *extra = spec.split("+")
-        return variant(variant(head), **dict(_parse_flag(e) for e in extra), **flags)
+        return variant(variant(head), **{**dict(_parse_flag(e) for e in extra), **flags})
     elif isinstance(spec, str) and spec in VARIANTS:
         base = VARIANTS[spec]
     else:
-        close = difflib.get_close_matches(str(spec), VARIANTS, n=1)
+        close = difflib.get_close_matches(spec, VARIANTS, n=1) if isinstance(spec, str) and \
+            len(spec) < 100 else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown variant {spec!r}{hint}; choose one of: {', '.join(VARIANTS)}")
+        raise ValueError(f"unknown variant {shown(spec)}{hint}; choose one of: {', '.join(VARIANTS)}")
     if not flags:
         return base
     known = {f.name for f in dataclasses.fields(CellSpec)} - {"name", "doc", "family"}
     unknown = sorted(set(flags) - known)
     if unknown:
-        raise ValueError(f"unknown flag(s) {unknown}; flags are: {', '.join(sorted(known))}")
-    foreign = [k for k in flags if k not in _FAMILY_FLAGS[base.family]
+        raise ValueError(f"unknown flag(s) {listed(unknown)}; flags are: {', '.join(sorted(known))}")
+    foreign = [k for k in flags if k not in _DESCRIPTIONS[base.family].flags
                and flags[k] != getattr(base, k)]
     if foreign:
         raise ValueError(f"{', '.join(foreign)} do(es) not apply to {base.name or base.family!r}, "

@@ -1,8 +1,15 @@
-"""The cells: one time step forward, and the same step undone, for every variant.
+"""The fast cells: one time step forward, and the same step undone, for every variant.
 
-A cell holds no weights and no time loop. The layer (`recurrent.py`) owns the loop, the
-reverse direction, masks for variable lengths and the LSTM projection; it calls, per
-sequence and direction:
+To learn what a cell computes, read `reference.py` instead: the same steps written as the
+equations (`lstm_step`, `gru_step`, `rnn_step` and their backward), which these cells are
+tested equal to for every variant. The cells here compute the same numbers arranged for
+speed: fused products, gates squashed together through per-column constants, weights
+pre-scaled, scratch arrays reused. `LSTM(..., fast=False)` runs a model on the reference.
+
+A cell holds no weights and no time loop, and the layout is not its own: the parameters'
+names and shapes, the gate blocks and the state's sizes are its family's description
+(`lstmlab.families`). The layer (`recurrent.py`) owns the loop, the reverse direction,
+masks for variable lengths and the LSTM projection; it calls, per sequence and direction:
 
     xp, ctx = cell.project(w, x, empty)     # input part of every step at once (see project)
     cache = cell.alloc(T, B, dtype, empty)  # per-step storage, preallocated
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..families import family_of, gate_blocks, state_sizes
+from ..interfaces import RecurrentCell
 from ..spec import CellSpec
 from .ops import activate, activate_grad, layer_norm, layer_norm_backward, sigmoid, sigmoid_grad
 
@@ -35,17 +44,13 @@ class Cell:
         self.spec = spec
         self.input_size = input_size
         self.hidden_size = hidden_size
+        self.proj_size = proj_size
         self.out_size = proj_size or hidden_size   # width of h, the recurrent input R
-        H = hidden_size
-        self.G = spec.num_gates * H
-        self.blk = {g: slice(k * H, (k + 1) * H) for k, g in enumerate(spec.gates)}
-
-    def param_shapes(self) -> dict[str, tuple[int, ...]]:
-        G, I, R = self.G, self.input_size, self.out_size
-        return {"weight_ih": (G, I), "weight_hh": (G, R), "bias_ih": (G,), "bias_hh": (G,)}
+        self.G = spec.num_gates * hidden_size
+        self.blk = gate_blocks(spec, hidden_size)  # the columns of each gate in (B, G)
 
     def state_sizes(self) -> tuple[int, ...]:
-        return (self.out_size,)
+        return state_sizes(self.spec, self.hidden_size, self.proj_size)
 
     # The step's product. A "merged" cell (LSTM without layer norm, RNN) computes its
     # pre-activations a = W x + b + R h_prev in ONE product per step, [x, 1, h_prev] times
@@ -124,7 +129,8 @@ class Cell:
 
 
 class LSTMCell(Cell):
-    """Every LSTM variant, one set of equations with the spec's flags (see lstmlab.spec)::
+    """Every LSTM variant, one set of equations with the spec's flags (see lstmlab.spec);
+    the readable version is reference.lstm_step / lstm_step_backward::
 
         i = sigma(a_i + p_i * c_prev)      a = W x + R h_prev (+ W_gg gates_prev) + b
         f = sigma(a_f + p_f * c_prev)      (f = 1 - i with coupled gates; 1 without f)
@@ -136,10 +142,8 @@ class LSTMCell(Cell):
 
     def __init__(self, spec, input_size, hidden_size, proj_size=0):
         super().__init__(spec, input_size, hidden_size, proj_size)
-        H = hidden_size
         self.sig = spec.sigmoid_gates                           # gates with a sigmoid
         self.peep = {g: k for k, g in enumerate(self.sig)}      # row of each in weight_peephole
-        self.S = len(self.sig) * H                              # width of the gate state (FGR)
         # Every squashing function of the gates is one tanh: y = m tanh(s a) + b, with
         # sigma(a) = (1 + tanh(a / 2)) / 2, sigmoid4(a) = 2 tanh(a / 2). So the gates are
         # squashed together, per contiguous run of columns, by four whole-array operations
@@ -162,22 +166,6 @@ class LSTMCell(Cell):
         # merged (no layer norm): the scale s of the squashing is folded into the weights of
         # the step's product, exactly since s is 1 or 1/2
         self.merged = not spec.layer_norm
-
-    def param_shapes(self):
-        s = super().param_shapes()
-        H, spec = self.hidden_size, self.spec
-        if spec.peepholes:
-            s["weight_peephole"] = (len(self.sig), H)
-        if spec.gate_recurrence:
-            s["weight_gg"] = (self.S, self.S)
-        if spec.layer_norm:
-            s.update(ln_ih_weight=(self.G,), ln_hh_weight=(self.G,),
-                     ln_cell_weight=(H,), ln_cell_bias=(H,))
-        return s
-
-    def state_sizes(self):
-        # (h, c), plus the previous step's gates when the gates are recurrent
-        return (self.out_size, self.hidden_size) + ((self.S,) if self.spec.gate_recurrence else ())
 
     def prepare(self, p):
         w = super().prepare(p)
@@ -395,11 +383,11 @@ class LSTMCell(Cell):
         if self.spec.coupled_gates:
             out["f"] = 1.0 - out["i"]
         out["c"] = hist[1][1:]
-        return out
+        return {k: out[k] for k in family_of(self.spec).traced if k in out}   # i, f, g, o, c
 
 
 class GRUCell(Cell):
-    """Gated recurrent unit::
+    """Gated recurrent unit (readable version: reference.gru_step / gru_step_backward)::
 
         r = sigma(a_r),  z = sigma(a_z)            a = W x + b_i + R h_prev + b_h
         n = tanh(W_n x + b_in + r * (R_n h_prev + b_hn))       linear_before_reset (PyTorch)
@@ -499,7 +487,8 @@ class GRUCell(Cell):
 
 
 class RNNCell(Cell):
-    """Plain recurrent cell:  h = act(W x + b_ih + R h_prev + b_hh),  act tanh or ReLU."""
+    """Plain recurrent cell:  h = act(W x + b_ih + R h_prev + b_hh),  act tanh or ReLU.
+    (Readable version: reference.rnn_step / rnn_step_backward.)"""
 
     def step(self, w, xp_t, prev, new, cache, t):
         a = cache["gates"][t]
@@ -518,10 +507,11 @@ class RNNCell(Cell):
         return {}
 
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
+# the steps of each family; the type makes the checker verify each against RecurrentCell
+CELLS: dict[str, type[LSTMCell | GRUCell | RNNCell]] = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
 
 
-def make_cell(spec: CellSpec, input_size: int, hidden_size: int, proj_size: int = 0) -> Cell:
+def make_cell(spec: CellSpec, input_size: int, hidden_size: int, proj_size: int = 0) -> RecurrentCell:
     return CELLS[spec.family](spec, input_size, hidden_size, proj_size)
 
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..spec import CellSpec, variant as make_spec
-from .recurrent import GRU, LSTM, RNN
+from ..spec import CellSpec
+from ..spec import variant as make_spec
+from .recurrent import stack_class
 
 TOLERANCE = 1e-6  # worst relative error allowed in float64
-_CLASSES = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
 @dataclass
@@ -30,7 +30,7 @@ class GradcheckResult:
 
     @property
     def worst_tensor(self) -> str:
-        return max(self.errors, key=self.errors.get)
+        return max(self.errors, key=lambda name: self.errors[name])
 
     @property
     def passed(self) -> bool:
@@ -59,9 +59,9 @@ def gradcheck(spec: str | CellSpec, *, num_layers=2, bidirectional=True, proj_si
     spec = make_spec(spec)
     rng = np.random.default_rng(seed)
     kw = {"proj_size": proj_size} if proj_size else {}
-    model = _CLASSES[spec.family](input_size, hidden_size, num_layers=num_layers,
-                                  bidirectional=bidirectional, variant=spec,
-                                  dtype=np.float64, seed=seed, **kw)
+    model = stack_class(spec)(input_size, hidden_size, num_layers=num_layers,
+                              bidirectional=bidirectional, variant=spec,
+                              dtype=np.float64, seed=seed, **kw)
     for v in model.params.values():                    # weights larger than the init: a harder test
         v[...] = rng.uniform(-0.6, 0.6, v.shape)
     x = rng.standard_normal((steps, batch, input_size))
@@ -91,15 +91,20 @@ def gradcheck(spec: str | CellSpec, *, num_layers=2, bidirectional=True, proj_si
 
     result = GradcheckResult(spec.name)
     for name, tensor in checks.items():
-        numeric = np.empty_like(tensor)
-        flat, nflat = tensor.reshape(-1), numeric.reshape(-1)
-        for j in range(flat.size):
-            keep = flat[j]
-            flat[j] = keep + eps
-            up = loss()
-            flat[j] = keep - eps
-            down = loss()
-            flat[j] = keep
-            nflat[j] = (up - down) / (2 * eps)
-        result.errors[name] = relative_error(analytic[name], numeric)
+        result.errors[name] = relative_error(analytic[name], numeric_gradient(loss, tensor, eps))
     return result
+
+
+def numeric_gradient(loss, tensor: np.ndarray, eps: float) -> np.ndarray:
+    """d loss() / d tensor by central differences, nudging `tensor` in place (restored)."""
+    numeric = np.empty_like(tensor)
+    flat, nflat = tensor.reshape(-1), numeric.reshape(-1)
+    for j in range(flat.size):
+        keep = flat[j]
+        flat[j] = keep + eps
+        up = loss()
+        flat[j] = keep - eps
+        down = loss()
+        flat[j] = keep
+        nflat[j] = (up - down) / (2 * eps)
+    return numeric

@@ -1,24 +1,36 @@
-"""Initial weights: PyTorch's default, plus the forget-gate bias and orthogonal/identity R."""
+"""Initial weights, engine-neutral (both engines start from these arrays): PyTorch's default,
+plus the forget-gate bias and orthogonal/identity R."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_choice, check_memory, check_real, count_text
+from ..config import RECURRENT_INITS, stack_params
+from ..families import groups, layer_shapes
 from ..spec import CellSpec
-
-RECURRENT_INITS = ("uniform", "orthogonal", "identity")
 
 
 def check_init_options(spec: CellSpec, forget_bias, recurrent_init, hidden_size, out_size):
     """Reject options that cannot apply to this model, with what to do instead."""
-    if recurrent_init not in RECURRENT_INITS:
-        raise ValueError(f"recurrent_init must be one of {RECURRENT_INITS}, got {recurrent_init!r}")
+    check_choice(recurrent_init, "recurrent_init", RECURRENT_INITS)
+    if forget_bias is not None:
+        check_real(forget_bias, "forget_bias")                   # nan would poison every step
     if recurrent_init == "identity" and out_size != hidden_size:
         raise ValueError("recurrent_init='identity' needs square recurrent blocks; "
                          "use 'orthogonal' with proj_size")
     if forget_bias is not None and "f" not in spec.gates and not spec.coupled_gates:
         raise ValueError(f"variant {spec.name or spec.family!r} has no forget gate; "
                          "leave forget_bias unset")
+
+
+def check_stack_size(spec: CellSpec, input_size, hidden_size, num_layers, num_directions,
+                     proj_size, dtype) -> None:
+    """Refuse, before any allocation, a stack whose weights cannot fit in this machine's memory."""
+    n = stack_params(spec.num_gates, input_size, hidden_size, proj_size, num_layers, num_directions)
+    check_memory(f"the {count_text(n)} (or more) weights of {count_text(num_layers)} layer(s) of "
+                 f"{count_text(hidden_size)} units", n * np.dtype(dtype).itemsize,
+                 "choose a smaller hidden_size, num_layers or input_size")
 
 
 def init_params(shapes: dict[str, tuple], spec: CellSpec, hidden_size: int, rng,
@@ -51,6 +63,52 @@ def init_params(shapes: dict[str, tuple], spec: CellSpec, hidden_size: int, rng,
         p["bias_ih"][block] = value
         p["bias_hh"][block] = 0.0
     return {name: v.astype(dtype) for name, v in p.items()}
+
+
+def init_stack(spec: CellSpec, input_size: int, hidden_size: int, num_layers: int = 1,
+               bidirectional: bool = False, proj_size: int = 0, dtype=np.float32,
+               seed: int | None = 0, forget_bias=None, recurrent_init="uniform") -> dict[str, np.ndarray]:
+    """The initial weights of a recurrent stack, {state-dict name: array} in storage order.
+
+    Engine-neutral: lstmlab.numpy and lstmlab.torch both start from these arrays, so one seed
+    gives the same model in each. One random stream (seeded by `seed`) is drawn layer by
+    layer and direction by direction, in the order of families.stack_shapes; `init_params`
+    says what each tensor gets. Refuses options that cannot apply (check_init_options) and
+    a stack too large for this machine's memory (check_stack_size) before drawing anything.
+    """
+    D = 2 if bidirectional else 1
+    check_init_options(spec, forget_bias, recurrent_init, hidden_size, proj_size or hidden_size)
+    check_stack_size(spec, input_size, hidden_size, num_layers, D, proj_size, dtype)
+    rng = np.random.default_rng(seed)
+    first = layer_shapes(spec, input_size, hidden_size, proj_size)
+    rest = layer_shapes(spec, D * (proj_size or hidden_size), hidden_size, proj_size)
+    params: dict[str, np.ndarray] = {}
+    for k, _, sfx in groups(num_layers, D):
+        drawn = init_params(first if k == 0 else rest, spec, hidden_size, rng, dtype,
+                            forget_bias, recurrent_init)
+        params.update((base + sfx, v) for base, v in drawn.items())
+    return params
+
+
+def init_linear(in_features: int, out_features: int, bias: bool = True, dtype=np.float32,
+                seed: int | None = 0) -> dict[str, np.ndarray]:
+    """A linear layer's initial weights, as torch.nn.Linear's: `weight` (out, in) and `bias`
+    (out,), U(-1/sqrt(in), 1/sqrt(in)). Engine-neutral, as init_stack."""
+    rng, k = np.random.default_rng(seed), 1.0 / np.sqrt(in_features)
+    params = {"weight": rng.uniform(-k, k, (out_features, in_features)).astype(dtype)}
+    if bias:
+        params["bias"] = rng.uniform(-k, k, out_features).astype(dtype)
+    return params
+
+
+def init_embedding(num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
+                   dtype=np.float32, seed: int | None = 0) -> dict[str, np.ndarray]:
+    """An embedding table's initial `weight` (num_embeddings, embedding_dim), N(0, 1) as
+    torch.nn.Embedding's, the row `padding_idx` zero. Engine-neutral, as init_stack."""
+    w = np.random.default_rng(seed).standard_normal((num_embeddings, embedding_dim))
+    if padding_idx is not None:
+        w[padding_idx] = 0.0
+    return {"weight": w.astype(dtype)}
 
 
 def _orthogonal(rng, rows, cols):

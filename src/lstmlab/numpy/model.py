@@ -14,9 +14,7 @@ import numpy as np
 from ..config import ModelConfig
 from .module import Module
 from .nn import Embedding, Linear
-from .recurrent import GRU, LSTM, RNN
-
-RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+from .recurrent import stack_class
 
 
 def check_numpy_config(config: ModelConfig) -> None:
@@ -38,8 +36,8 @@ class SequenceModel(Module):
         c = config
         self.embedding = (Embedding(c.vocab_size, c.input_size, dtype=self.dtype, seed=seeds[0])
                           if c.vocab_size else None)
-        self.rnn = RECURRENT[c.spec.family](c.input_size, c.hidden_size, dtype=self.dtype,
-                                            seed=seeds[1], **c.rnn_kwargs())
+        self.rnn = stack_class(c.spec)(c.input_size, c.hidden_size, dtype=self.dtype,
+                                       seed=seeds[1], **c.rnn_kwargs())
         D = self.rnn.num_directions
         self.head = Linear(D * self.rnn.out_size, c.output_size, dtype=self.dtype, seed=seeds[2])
         self.params = {f"{name}.{k}": v for name, part in self._parts() for k, v in part.params.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_numbers
+from ..checks import check_numbers, shown
 
 
 class Module:
@@ -40,13 +40,17 @@ class Module:
             np.copyto(self.params[name], v)
 
     def _as_array(self, a, what):
-        """`a` as an array of the model's dtype; a clear error for non-numbers, NaN and inf."""
-        a = check_numbers(np.asarray(a), what)
+        """`a` as an array of the model's dtype; a clear error for non-numbers, NaN and inf, and
+        values beyond the model's dtype (float64 input to a float32 model)."""
+        a = check_numbers(np.asarray(a), what, self.dtype)
         return a.astype(self.dtype, copy=False)
 
 
 def check_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
+    try:
+        ok = np.dtype(dtype) in (np.dtype(np.float32), np.dtype(np.float64))
+    except TypeError:                                            # not a dtype at all: 3, "fp32"
+        ok = False
+    if not ok:
+        raise ValueError(f"dtype must be float32 or float64, got {shown(dtype)}")
+    return np.dtype(dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .init import init_embedding, init_linear
 from .module import Module, check_dtype
 
 
@@ -17,10 +18,7 @@ class Linear(Module):
                  dtype=np.float32, seed: int | None = 0):
         self.dtype = check_dtype(dtype)
         self.in_features, self.out_features = in_features, out_features
-        rng, k = np.random.default_rng(seed), 1.0 / np.sqrt(in_features)
-        self.params = {"weight": rng.uniform(-k, k, (out_features, in_features)).astype(self.dtype)}
-        if bias:
-            self.params["bias"] = rng.uniform(-k, k, out_features).astype(self.dtype)
+        self.params = init_linear(in_features, out_features, bias, self.dtype, seed)
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, bias={'bias' in self.params})"
@@ -60,10 +58,7 @@ class Embedding(Module):
         self.dtype = check_dtype(dtype)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.padding_idx = padding_idx
-        w = np.random.default_rng(seed).standard_normal((num_embeddings, embedding_dim))
-        if padding_idx is not None:
-            w[padding_idx] = 0.0
-        self.params = {"weight": w.astype(self.dtype)}
+        self.params = init_embedding(num_embeddings, embedding_dim, padding_idx, self.dtype, seed)
 
     def __repr__(self):
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"

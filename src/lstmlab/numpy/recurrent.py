@@ -2,7 +2,8 @@
 
 `LSTM`, `GRU` and `RNN` take the arguments of their torch.nn namesakes and keep their
 weights under PyTorch's state-dict names, so a converted `nn.LSTM` state dict loads as is.
-The cell equations live in `cells.py`; this module runs them over time:
+The cell equations live in `cells.py` (fast) and `reference.py` (readable, `fast=False`);
+this module runs them over time:
 
     forward:  per step one product [x_t, 1, h_prev] [W | b | R]^T (LSTM without layer norm,
               RNN); GRU and layer norm: xp = W x + b for all steps, then R h_prev per step
@@ -21,11 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checks import check_lengths, check_state_shape, state_parts
-from ..spec import CellSpec, variant as make_spec
-from .cells import Cell, make_cell
-from .init import check_init_options, init_params
+from ..families import check_stack, family_of, groups, state_names
+from ..interfaces import Empty, RecurrentCell
+from ..spec import CellSpec
+from ..spec import variant as make_spec
+from .cells import make_cell
+from .init import init_stack
 from .module import Module, check_dtype
+from .reference import ReferenceCell
 from .workspace import Workspace
+
 
 @dataclass
 class _DirectionCache:
@@ -56,7 +62,8 @@ def _reverse(a, rev):
     return np.take_along_axis(a, rev[:, :, None], axis=0)
 
 
-def _run(cell: Cell, w, x, state0, mask, empty, keep: bool) -> _DirectionCache:
+def _run(cell: RecurrentCell, w: dict, x: np.ndarray, state0: list, mask: np.ndarray | None,
+         empty: Empty, keep: bool) -> _DirectionCache:
     """One layer, one direction, forward over all steps.
 
     keep=False (inference) stores the per-step internals of one step only, reused each step.
@@ -69,8 +76,7 @@ def _run(cell: Cell, w, x, state0, mask, empty, keep: bool) -> _DirectionCache:
         hk[0] = s
     Tc = T if keep else 1
     cache = cell.alloc(Tc, B, x.dtype, empty)
-    W_hr_T = w.get("weight_hr_T")
-    hfull = None if W_hr_T is None else empty((Tc, B, cell.hidden_size), x.dtype)
+    hfull = empty((Tc, B, cell.hidden_size), x.dtype) if "weight_hr_T" in w else None
     for t in range(T):
         tc = t if keep else 0
         prev = tuple(hk[t] for hk in hist)
@@ -79,14 +85,15 @@ def _run(cell: Cell, w, x, state0, mask, empty, keep: bool) -> _DirectionCache:
             new = (hfull[tc],) + new[1:]
         cell.step(w, xp[t], prev, new, cache, tc)
         if hfull is not None:
-            np.matmul(hfull[tc], W_hr_T, out=hist[0][t + 1])     # h = W_hr h_cell: (B, P)
+            np.matmul(hfull[tc], w["weight_hr_T"], out=hist[0][t + 1])     # h = W_hr h_cell: (B, P)
         if mask is not None and not mask[t].all():               # past its end a sequence holds its state
             for hk in hist:
                 np.copyto(hk[t + 1], hk[t], where=~mask[t])
     return _DirectionCache(x, ctx, w, hist, cache, hfull, keep)
 
 
-def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask, empty):
+def _run_backward(cell: RecurrentCell, dc: _DirectionCache, dy: np.ndarray, dstate: list,
+                  mask: np.ndarray | None, empty: Empty) -> tuple[dict, np.ndarray, list]:
     """Backpropagation through time for one layer and direction.
 
     dy: (T, B, R) gradient of the outputs (zero past each end); dstate: gradient of the final
@@ -95,7 +102,8 @@ def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask, empty):
     T, B, _ = dy.shape
     w, hist, x = dc.w, dc.hist, dc.x
     da = empty((T, B, cell.G), x.dtype)                          # dL/d(pre-activations) = dL/dxp
-    dproj = None if dc.hfull is None else empty(dy.shape, dy.dtype)
+    hfull = dc.hfull
+    dproj = None if hfull is None else empty(dy.shape, dy.dtype)
     carry = list(dstate)
     for t in reversed(range(T)):
         dnew = [carry[0] + dy[t]] + carry[1:]
@@ -104,45 +112,46 @@ def _run_backward(cell: Cell, dc: _DirectionCache, dy, dstate, mask, empty):
             dnew = [np.where(mask[t], d, 0.0) for d in dnew]
         prev = tuple(hk[t] for hk in hist)
         new = tuple(hk[t + 1] for hk in hist)
-        if dproj is not None:                                    # undo h = W_hr h_cell
+        if dproj is not None and hfull is not None:              # undo h = W_hr h_cell
             dproj[t] = dnew[0]
             dnew[0] = dnew[0] @ w["weight_hr"]
-            new = (dc.hfull[t],) + new[1:]
+            new = (hfull[t],) + new[1:]
         carry = list(cell.step_backward(w, dnew, prev, new, dc.cache, t, da[t]))
         if mask is not None:
             carry = [a + b for a, b in zip(carry, passthrough)]
-    grads = {}
+    grads: dict[str, np.ndarray] = {}
     dx = cell.project_backward(w, x, dc.ctx, da, grads)
     cell.param_grads(w, da, hist, dc.cache, grads)
-    if dproj is not None:
-        grads["weight_hr"] = dproj.reshape(T * B, -1).T @ dc.hfull.reshape(T * B, -1)
+    if dproj is not None and hfull is not None:
+        grads["weight_hr"] = dproj.reshape(T * B, -1).T @ hfull.reshape(T * B, -1)
     return grads, dx, carry
+
+
+# family name -> the class that builds it (LSTM, GRU, RNN register themselves)
+STACKS: dict[str, type[Recurrent]] = {}
 
 
 class Recurrent(Module):
     """A stack of recurrent layers, one or two directions each. Use LSTM, GRU or RNN."""
 
-    family: str = ""
-    default_variant: str = ""
+    family: str = ""             # a families.Family's name: the variants this class builds
+    default_variant: str = ""    # the family's, set below: what it builds without variant=
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" in vars(cls) and cls.family:               # LSTM, GRU, RNN: one per family
+            cls.default_variant = family_of(cls.family).default_variant
+            STACKS[cls.family] = cls
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, proj_size: int = 0,
                  variant: str | CellSpec | None = None, batch_first: bool = False,
                  dtype=np.float32, seed: int | None = 0, forget_bias: float | None = None,
-                 recurrent_init: str = "uniform"):
-        for name, v, low in (("input_size", input_size, 1), ("hidden_size", hidden_size, 1),
-                             ("num_layers", num_layers, 1), ("proj_size", proj_size, 0)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+                 recurrent_init: str = "uniform", *, fast: bool = True):
+        if not isinstance(fast, (bool, np.bool_)):
+            raise ValueError(f"fast must be True or False, got {fast!r}")
         spec = make_spec(variant or self.default_variant)
-        if spec.family != self.family:
-            cls = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[spec.family]
-            raise ValueError(f"variant {spec.name!r} is a {spec.family.upper()} variant; "
-                             f"use lstmlab.numpy.{cls}")
-        if proj_size and (self.family != "lstm" or proj_size >= hidden_size):
-            raise ValueError(f"proj_size must be 0 or below hidden_size ({hidden_size}) "
-                             f"and only LSTMs have it, got {proj_size}")
-        check_init_options(spec, forget_bias, recurrent_init, hidden_size, proj_size or hidden_size)
+        check_stack(self.family, spec, input_size, hidden_size, num_layers, proj_size, "numpy")
 
         self.spec = spec
         self.input_size, self.hidden_size, self.proj_size = input_size, hidden_size, proj_size
@@ -152,39 +161,40 @@ class Recurrent(Module):
         self.num_directions = 2 if bidirectional else 1
         self.out_size = proj_size or hidden_size
         D = self.num_directions
-        self.cells = [make_cell(spec, input_size if k == 0 else D * self.out_size, hidden_size,
-                                proj_size) for k in range(num_layers)]
-        rng = np.random.default_rng(seed)
-        self.params: dict[str, np.ndarray] = {}
+        # the weights first: init_stack refuses a stack too large for memory before any allocation
+        self.params: dict[str, np.ndarray] = init_stack(
+            spec, input_size, hidden_size, num_layers, self.bidirectional, proj_size, self.dtype,
+            seed, forget_bias, recurrent_init)
+        self.cells: list[RecurrentCell] = [
+            make_cell(spec, input_size if k == 0 else D * self.out_size, hidden_size, proj_size)
+            for k in range(num_layers)]
+        # what runs the steps: the fast cells, or the readable equations of reference.py
+        # (the fast cells still describe the layout: parameter shapes, state sizes)
+        self.fast = bool(fast)
+        self._steppers: list[RecurrentCell] = (
+            self.cells if self.fast else [ReferenceCell(c) for c in self.cells])
         self._workspace = Workspace()
-        for k, d, sfx in self._groups():
-            shapes = self.cells[k].param_shapes()
-            if proj_size:
-                shapes["weight_hr"] = (proj_size, hidden_size)
-            for base, v in init_params(shapes, spec, hidden_size, rng, self.dtype,
-                                       forget_bias, recurrent_init).items():
-                self.params[base + sfx] = v
 
     # --- structure -----------------------------------------------------------------------
     def _groups(self):
         """(layer, direction, name suffix) for every layer and direction, in storage order."""
-        for k in range(self.num_layers):
-            for d in range(self.num_directions):
-                yield k, d, f"_l{k}" + ("_reverse" if d else "")
+        return groups(self.num_layers, self.num_directions)
 
     def _weights(self, k, sfx):
         p = {name[: -len(sfx)]: v for name, v in self.params.items() if name.endswith(sfx)}
-        w = self.cells[k].prepare(p)
+        w = self._steppers[k].prepare(p)
         if self.proj_size:
             w["weight_hr_T"] = np.ascontiguousarray(p["weight_hr"].T)
         return w
 
     def __repr__(self):
         extra = "".join(f", {k}={v!r}" for k, v in (
-            ("num_layers", self.num_layers if self.num_layers > 1 else 0), ("bidirectional", self.bidirectional),
-            ("proj_size", self.proj_size), ("batch_first", self.batch_first)) if v)
+            ("num_layers", self.num_layers if self.num_layers > 1 else 0),
+            ("bidirectional", self.bidirectional), ("proj_size", self.proj_size),
+            ("batch_first", self.batch_first)) if v)
         return (f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, "
-                f"variant={self.spec.name!r}, dtype={self.dtype.name})")
+                f"variant={self.spec.name!r}, dtype={self.dtype.name}"
+                + ("" if self.fast else ", fast=False") + ")")
 
     # --- the public calls ----------------------------------------------------------------
     def __call__(self, x, state=None, lengths=None):
@@ -223,7 +233,7 @@ class Recurrent(Module):
                 xin[...] = _reverse(inp, rev)
             else:
                 xin = inp
-            dc = _run(self.cells[k], self._weights(k, sfx), xin,
+            dc = _run(self._steppers[k], self._weights(k, sfx), xin,
                       [s[k * D + d] for s in state0], mask, lease, keep)
             layers[k].append(dc)
             y_d = dc.hist[0][1:] if mask is None else dc.hist[0][1:] * mask
@@ -265,21 +275,19 @@ class Recurrent(Module):
         dinp = dy_tm
         lease = self._workspace.lease()
         for k in reversed(range(self.num_layers)):
-            dsum = None
+            dxs = []                                             # dx of each direction
             for d in range(D):
                 sfx = f"_l{k}" + ("_reverse" if d else "")
                 dy_d = dinp[:, :, d * R:(d + 1) * R]
                 if d:
                     dy_d = _reverse(dy_d, cache.rev)
-                g, dx_d, ds0 = _run_backward(self.cells[k], cache.layers[k][d], dy_d,
+                g, dx_d, ds0 = _run_backward(self._steppers[k], cache.layers[k][d], dy_d,
                                              [s[k * D + d] for s in dst], cache.mask, lease)
                 grads.update({base + sfx: v for base, v in g.items()})
-                if d:
-                    dx_d = _reverse(dx_d, cache.rev)
-                dsum = dx_d if dsum is None else dsum + dx_d
+                dxs.append(_reverse(dx_d, cache.rev) if d else dx_d)
                 for comp, v in zip(dstate0, ds0):
                     comp[k * D + d] = v
-            dinp = dsum
+            dinp = sum(dxs[1:], dxs[0])                          # both directions read the input
         lease.end()
         dx, dstate0 = self._public(dinp, dstate0, cache.unbatched)
         return {name: grads[name] for name in self.params}, dx, dstate0
@@ -296,7 +304,7 @@ class Recurrent(Module):
         out = {}
         for k, d, sfx in self._groups():
             dc = cache.layers[k][d]
-            tr = dict(self.cells[k].trace(dc.cache, dc.hist), h=dc.hist[0][1:])
+            tr = dict(self._steppers[k].trace(dc.cache, dc.hist), h=dc.hist[0][1:])
             for name, v in tr.items():
                 v = v * cache.mask if cache.mask is not None else v.copy()
                 v = _reverse(v, cache.rev) if d else v
@@ -357,13 +365,11 @@ class Recurrent(Module):
             y = y[:, 0] if unbatched else (y.transpose(1, 0, 2) if self.batch_first else y)
         if unbatched:
             comps = [c[:, 0] for c in comps]
-        state = tuple(comps) if self.family == "lstm" else comps[0]
+        state = tuple(comps) if len(family_of(self.family).state) > 1 else comps[0]
         return y, state
 
     def _state_names(self):
-        if self.family != "lstm":
-            return ("h0",)
-        return ("h0", "c0", "gates0")[: len(self.cells[0].state_sizes())]
+        return tuple(n + "0" for n in state_names(self.spec))     # h0, c0, gates0
 
     def _check_state(self, state, B, unbatched, what):
         """The state (or its gradient) as time-major components (L*D, B, n), zeros if None."""
@@ -372,7 +378,7 @@ class Recurrent(Module):
         if state is None:
             return [np.zeros((LD, B, n), self.dtype) for n in sizes]
         out = []
-        for (name, s), n in zip(state_parts(state, self.family, sizes, what), sizes):
+        for (name, s), n in zip(state_parts(state, self.spec, what), sizes):
             s = self._as_array(s, f"{what} {name}")
             check_state_shape(s.shape, (LD, n) if unbatched else (LD, B, n), unbatched,
                               f"{what} {name}")
@@ -396,29 +402,37 @@ class LSTM(Recurrent):
     """A stack of LSTM layers, any LSTM variant of `lstmlab.VARIANTS` (default "lstm").
 
     Same arguments as torch.nn.LSTM, plus `variant`, `dtype`, `seed` and the initialisation
-    options `forget_bias` and `recurrent_init` (see lstmlab.numpy.init.init_params).
+    options `forget_bias` and `recurrent_init` (see lstmlab.numpy.init.init_params), and
+    `fast`: False runs every step on the readable equations of lstmlab.numpy.reference
+    instead of the fast cells (same results, to rounding; slower; for reading and checking).
     """
 
-    family, default_variant = "lstm", "lstm"
+    family = "lstm"
 
 
 class _Unprojected(Recurrent):
-    """GRU and RNN: torch's arguments, without an LSTM's projection or forget gate."""
+    """GRU and RNN: torch's arguments, without an LSTM's projection or forget gate; `fast`
+    as lstmlab.numpy.LSTM."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bidirectional=False,
                  variant=None, batch_first=False, dtype=np.float32, seed=0,
-                 recurrent_init="uniform"):
+                 recurrent_init="uniform", *, fast=True):
         super().__init__(input_size, hidden_size, num_layers, bidirectional, 0, variant,
-                         batch_first, dtype, seed, None, recurrent_init)
+                         batch_first, dtype, seed, None, recurrent_init, fast=fast)
 
 
 class GRU(_Unprojected):
     """A stack of GRU layers: variant "gru" (PyTorch's) or "gru_cho" (Cho et al. 2014)."""
 
-    family, default_variant = "gru", "gru"
+    family = "gru"
 
 
 class RNN(_Unprojected):
     """A stack of plain recurrent layers: variant "rnn_tanh" or "rnn_relu"."""
 
-    family, default_variant = "rnn", "rnn_tanh"
+    family = "rnn"
+
+
+def stack_class(spec: CellSpec) -> type[Recurrent]:
+    """The class that builds `spec`'s family: LSTM, GRU or RNN."""
+    return STACKS[spec.family]

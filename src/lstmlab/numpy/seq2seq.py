@@ -30,9 +30,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ModelConfig
-from .model import RECURRENT, check_numpy_config
+from ..families import family_of
+from .model import check_numpy_config
 from .module import Module
 from .nn import Embedding, Linear
+from .recurrent import stack_class
 
 PAD, BOS, EOS = 0, 1, 2
 PARTS = ("encoder.embedding", "encoder.rnn", "decoder.embedding", "decoder.rnn", "attention",
@@ -43,7 +45,7 @@ def decoder_kwargs(c: ModelConfig) -> dict:
     """The decoder stack's arguments: one direction, as wide as the encoder's two."""
     D = 2 if c.bidirectional else 1
     kw = dict(c.rnn_kwargs(), bidirectional=False)
-    if c.spec.family == "lstm":
+    if family_of(c.spec).projection:
         kw["proj_size"] = D * c.proj_size
     return dict(kw, hidden_size=D * c.hidden_size)
 
@@ -83,7 +85,7 @@ class Seq2Seq(Module):
         self.config = c = config
         self.dtype = np.dtype(c.dtype)
         seeds = np.random.default_rng(seed).integers(0, 2**31, size=len(PARTS))
-        cls = RECURRENT[c.spec.family]
+        cls = stack_class(c.spec)
         self.src_embedding = Embedding(c.vocab_size, c.input_size, dtype=self.dtype, seed=seeds[0])
         self.encoder = cls(c.input_size, c.hidden_size, dtype=self.dtype, seed=seeds[1],
                            **c.rnn_kwargs())

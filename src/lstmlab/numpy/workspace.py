@@ -42,7 +42,7 @@ class Workspace:
         while len(self._free) > _SIZES:
             del self._free[next(iter(self._free))]
 
-    def lease(self) -> "Lease":
+    def lease(self) -> Lease:
         return Lease(self)
 
 
@@ -51,7 +51,8 @@ class Lease:
     (or at once with `end()`). Nothing returned to the user may be a view of them."""
 
     def __init__(self, ws: Workspace):
-        self.ws, self.arrays = ws, []
+        self.ws = ws
+        self.arrays: list[np.ndarray] = []
 
     def __call__(self, shape, dtype) -> np.ndarray:
         a = self.ws.empty(shape, dtype)

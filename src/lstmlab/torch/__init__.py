@@ -13,8 +13,11 @@ generic cell -> layer -> stack implementation written like the papers.
 This package imports torch; `import lstmlab` does not import it.
 """
 
+from ..threads import apply_to_torch
 from .device import resolve_device
 from .model import SequenceModel
 from .recurrent import GRU, LSTM, RNN, Recurrent
 
 __all__ = ["LSTM", "GRU", "RNN", "Recurrent", "SequenceModel", "resolve_device"]
+
+apply_to_torch()     # a training that chose its thread count before torch was loaded

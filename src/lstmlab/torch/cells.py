@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..families import state_sizes
 from ..numpy.ops import LN_EPS
 from ..spec import CellSpec
 
@@ -37,12 +38,12 @@ class Cell:
 
     def __init__(self, spec: CellSpec, hidden_size: int, proj_size: int = 0):
         self.spec = spec
-        self.hidden_size = hidden_size
+        self.hidden_size, self.proj_size = hidden_size, proj_size
         self.out_size = proj_size or hidden_size        # width of h, the recurrent input
         self.G = spec.num_gates * hidden_size
 
     def state_sizes(self) -> tuple[int, ...]:
-        return (self.out_size,)
+        return state_sizes(self.spec, self.hidden_size, self.proj_size)
 
     def project(self, w, x):
         """W x + b_ih + b_hh for every step in one product: x (T, B, I) -> (T, B, G)."""
@@ -72,10 +73,6 @@ class LSTMCell(Cell):
     def __init__(self, spec, hidden_size, proj_size=0):
         super().__init__(spec, hidden_size, proj_size)
         self.sig = spec.sigmoid_gates                     # gates with their own weights
-
-    def state_sizes(self):
-        S = len(self.sig) * self.hidden_size
-        return (self.out_size, self.hidden_size) + ((S,) if self.spec.gate_recurrence else ())
 
     def project(self, w, x):
         if not self.spec.layer_norm:
@@ -170,8 +167,9 @@ class RNNCell(Cell):
         return (ACTIVATIONS[self.spec.nonlinearity](xp_t + hr @ w["weight_hh"].t()),)
 
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
+StepCell = LSTMCell | GRUCell | RNNCell                         # a cell that has `step`
+CELLS: dict[str, type[StepCell]] = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}  # each family's
 
 
-def make_cell(spec: CellSpec, hidden_size: int, proj_size: int = 0) -> Cell:
+def make_cell(spec: CellSpec, hidden_size: int, proj_size: int = 0) -> StepCell:
     return CELLS[spec.family](spec, hidden_size, proj_size)

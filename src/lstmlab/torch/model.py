@@ -10,13 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import numpy as lnp
 from ..checks import check_lengths
 from ..config import ModelConfig
+from ..numpy.init import init_embedding, init_linear
 from .device import resolve_device, torch_dtype
-from .recurrent import GRU, LSTM, RNN
-
-RECURRENT = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+from .recurrent import stack_class
 
 
 class SequenceModel(nn.Module):
@@ -31,14 +29,14 @@ class SequenceModel(nn.Module):
         self.embedding = None
         if c.vocab_size:
             self.embedding = nn.Embedding(c.vocab_size, c.input_size, device=dev, dtype=dtype)
-            _copy_in(self.embedding, lnp.Embedding(c.vocab_size, c.input_size, dtype=c.dtype,
-                                                   seed=seeds[0]))
-        self.rnn = RECURRENT[c.spec.family](c.input_size, c.hidden_size, seed=seeds[1],
-                                            **rnn_options(c, fast, dev, dtype), **c.rnn_kwargs())
+            _copy_in(self.embedding, init_embedding(c.vocab_size, c.input_size, dtype=c.dtype,
+                                                    seed=seeds[0]))
+        self.rnn = stack_class(c.spec)(c.input_size, c.hidden_size, seed=seeds[1],
+                                       **rnn_options(c, fast, dev, dtype), **c.rnn_kwargs())
         D = self.rnn.num_directions
         self.head = nn.Linear(D * self.rnn.out_size, c.output_size, device=dev, dtype=dtype)
-        _copy_in(self.head, lnp.Linear(D * self.rnn.out_size, c.output_size, dtype=c.dtype,
-                                       seed=seeds[2]))
+        _copy_in(self.head, init_linear(D * self.rnn.out_size, c.output_size, dtype=c.dtype,
+                                        seed=seeds[2]))
 
     def forward(self, x, state=None, lengths=None):
         """(outputs, final state of the recurrent stack); x features or token ids."""
@@ -101,8 +99,8 @@ def token_ids(ids, n: int, device) -> torch.Tensor:
     return ids.long()
 
 
-def _copy_in(module: nn.Module, reference) -> None:
-    """The NumPy part's initial weights into the torch part, by name."""
+def _copy_in(module: nn.Module, params: dict) -> None:
+    """Initial weights (lstmlab.numpy.init's, as the NumPy engine's) into `module`, by name."""
     with torch.no_grad():
-        for name, value in reference.params.items():
-            getattr(module, name).copy_(torch.from_numpy(np.asarray(value)))
+        for name, value in params.items():
+            getattr(module, name).copy_(torch.from_numpy(value))

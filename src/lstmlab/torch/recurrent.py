@@ -31,18 +31,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from .. import numpy as lnp
 from ..checks import check_lengths, check_numbers, check_state_shape, state_parts
-from ..spec import VARIANTS, CellSpec, variant as make_spec
-from .cells import Cell, make_cell
+from ..families import FAMILIES, check_stack, family_of, groups, layer_shapes
+from ..numpy.init import init_stack
+from ..spec import VARIANTS, CellSpec
+from ..spec import variant as make_spec
+from .cells import StepCell, make_cell
 from .device import numpy_dtype, resolve_device
-from .regularize import drop_weight, variational_mask, zoneout as zone
+from .regularize import drop_weight, variational_mask
+from .regularize import zoneout as zone
 
 # variants whose equations are exactly a torch kernel's, with the kernel's cuDNN mode name
-_KERNELS = {VARIANTS["lstm"]: "LSTM", VARIANTS["gru"]: "GRU",
-            VARIANTS["rnn_tanh"]: "RNN_TANH", VARIANTS["rnn_relu"]: "RNN_RELU"}
-_NUMPY_CLASSES = {"lstm": lnp.LSTM, "gru": lnp.GRU, "rnn": lnp.RNN}
-_CLASS_NAMES = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+_KERNELS = {VARIANTS[name]: mode for f in FAMILIES.values() for name, mode in f.kernels}
+# family name -> the class that builds it (LSTM, GRU, RNN register themselves)
+STACKS: dict[str, type[Recurrent]] = {}
 
 
 def _reverse(a, rev):
@@ -52,7 +54,7 @@ def _reverse(a, rev):
     return a.gather(0, rev[:, :, None].expand_as(a))
 
 
-def run_layer(cell: Cell, w, x, state, mask=None, *, rmask=None, zoneout=0.0, training=False,
+def run_layer(cell: StepCell, w, x, state, mask=None, *, rmask=None, zoneout=0.0, training=False,
               record=None):
     """One layer, one direction: x (T, B, F) in this direction's time order.
 
@@ -89,8 +91,15 @@ def run_layer(cell: Cell, w, x, state, mask=None, *, rmask=None, zoneout=0.0, tr
 class Recurrent(nn.Module):
     """A stack of recurrent layers, one or two directions each. Use LSTM, GRU or RNN."""
 
-    family: str = ""
-    default_variant: str = ""
+    family: str = ""             # a families.Family's name: the variants this class builds
+    default_variant: str = ""    # the family's, set below: what it builds without variant=
+    weight_ih_l0: nn.Parameter   # registered in __init__; declared for the type checker
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" in vars(cls) and cls.family:               # LSTM, GRU, RNN: one per family
+            cls.default_variant = family_of(cls.family).default_variant
+            STACKS[cls.family] = cls
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, proj_size: int = 0,
@@ -101,9 +110,7 @@ class Recurrent(nn.Module):
                  fast: bool = True, device=None):
         super().__init__()
         spec = make_spec(variant or self.default_variant)
-        if spec.family != self.family:
-            raise ValueError(f"variant {spec.name!r} is a {spec.family.upper()} variant; "
-                             f"use lstmlab.torch.{_CLASS_NAMES[spec.family]}")
+        check_stack(self.family, spec, input_size, hidden_size, num_layers, proj_size, "torch")
         for name, p in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout),
                         ("zoneout", zoneout), ("weight_drop", weight_drop)):
             if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0.0 <= p < 1.0:
@@ -111,13 +118,9 @@ class Recurrent(nn.Module):
         np_dtype = numpy_dtype(dtype)
         dev = None if device is None else resolve_device(device)
 
-        # the NumPy engine checks the remaining arguments and draws the initial weights, so
-        # that one seed gives the same model in both engines
-        kw = dict(num_layers=num_layers, bidirectional=bidirectional, variant=spec,
-                  batch_first=batch_first, dtype=np_dtype, seed=seed, recurrent_init=recurrent_init)
-        if self.family == "lstm":
-            kw.update(proj_size=proj_size, forget_bias=forget_bias)
-        reference = _NUMPY_CLASSES[self.family](input_size, hidden_size, **kw)
+        # the same engine-neutral draw as lstmlab.numpy's: one seed, the same model in both
+        initial = init_stack(spec, input_size, hidden_size, num_layers, bool(bidirectional),
+                             proj_size, np_dtype, seed, forget_bias, recurrent_init)
 
         self.spec = spec
         self.input_size, self.hidden_size, self.proj_size = input_size, hidden_size, proj_size
@@ -130,22 +133,18 @@ class Recurrent(nn.Module):
         self.fast = bool(fast)
         self.cell = make_cell(spec, hidden_size, proj_size)      # holds no weights: one for all layers
         self._kernel = _KERNELS.get(spec)
-        # (layer, direction) -> [(base name, parameter name)], in storage order
-        self._param_names = {}
-        for name, value in reference.params.items():
+        for name, value in initial.items():
             self.register_parameter(name, nn.Parameter(torch.tensor(value, device=dev)))
-        for k, d, sfx in self._groups():
-            bases = list(reference.cells[k].param_shapes()) + (["weight_hr"] if proj_size else [])
-            self._param_names[k, d] = [(base, base + sfx) for base in bases]
-        assert [n for names in self._param_names.values() for _, n in names] == list(reference.params)
+        # (layer, direction) -> [(base name, parameter name)], in storage order
+        bases = list(layer_shapes(spec, input_size, hidden_size, proj_size))   # alike in every layer
+        self._param_names = {(k, d): [(base, base + sfx) for base in bases]
+                             for k, d, sfx in self._groups()}
         self._flatten_parameters()
 
     # --- structure -----------------------------------------------------------------------
     def _groups(self):
         """(layer, direction, name suffix) for every layer and direction, in storage order."""
-        for k in range(self.num_layers):
-            for d in range(self.num_directions):
-                yield k, d, f"_l{k}" + ("_reverse" if d else "")
+        return groups(self.num_layers, self.num_directions)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -156,6 +155,11 @@ class Recurrent(nn.Module):
     def device(self) -> torch.device:
         """The parameters' device (follows .to() / .cuda())."""
         return self.weight_ih_l0.device
+
+    @property
+    def _tuple_state(self) -> bool:
+        """Whether the state is a tuple (h, c[, gates]), as an LSTM's, or h alone."""
+        return len(family_of(self.spec).state) > 1
 
     @property
     def fast_path(self) -> bool:
@@ -280,10 +284,10 @@ class Recurrent(nn.Module):
         return inp, [torch.stack(c) for c in finals], traces
 
     def _assemble_trace(self, rec, mask, rev, d):
-        names = list(self.spec.gates) + (["f"] if self.spec.coupled_gates else []) \
-            + (["c"] if self.family == "lstm" else []) + ["h"]
         out = {}
-        for name in names:
+        for name in [*family_of(self.spec).traced, "h"]:
+            if name not in rec:                                  # a gate the variant lacks
+                continue
             v = torch.stack(rec[name])                           # (T, B, H)
             v = v * mask if mask is not None else v
             out[name] = _reverse(v, rev) if d else v
@@ -294,7 +298,7 @@ class Recurrent(nn.Module):
         """As nn.LSTM/GRU/RNN.forward, with our parameters (weight_hh dropped if asked)."""
         flat = [t for layer in weights for w in layer for t in w.values()]
         kernel = getattr(torch._VF, self._kernel.lower())
-        hx = state0 if self.family == "lstm" else state0[0]
+        hx = state0 if self._tuple_state else state0[0]
         args = (flat, True, self.num_layers, self.dropout, self.training, self.bidirectional)
         # dropped weights are fresh tensors that cuDNN must copy into its layout: expected
         quiet = _quiet_weight_copy() if self.training and self.weight_drop else nullcontext()
@@ -304,7 +308,7 @@ class Recurrent(nn.Module):
                 return out[0], list(out[1:])
             packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
             order, unorder = packed.sorted_indices, packed.unsorted_indices
-            hx = [s.index_select(1, order) for s in hx] if self.family == "lstm" \
+            hx = [s.index_select(1, order) for s in hx] if self._tuple_state \
                 else hx.index_select(1, order)
             out = kernel(packed.data, packed.batch_sizes, hx, *args)
         y, _ = pad_packed_sequence(PackedSequence(out[0], packed.batch_sizes, order, unorder),
@@ -344,7 +348,7 @@ class Recurrent(nn.Module):
             if a.dtype.is_complex or a.dtype == torch.bool:
                 raise ValueError(f"{what} must hold real numbers, got dtype {a.dtype}")
             return a.to(device=self.device, dtype=self.dtype)
-        arr = check_numbers(np.asarray(a), what)
+        arr = check_numbers(np.asarray(a), what, numpy_dtype(self.dtype))
         return torch.as_tensor(arr, dtype=self.dtype, device=self.device)
 
     def _check_x(self, x):
@@ -370,7 +374,7 @@ class Recurrent(nn.Module):
             y = y[:, 0] if unbatched else (y.transpose(0, 1) if self.batch_first else y)
         if unbatched:
             comps = [c[:, 0] for c in comps]
-        return y, (tuple(comps) if self.family == "lstm" else comps[0])
+        return y, (tuple(comps) if self._tuple_state else comps[0])
 
     def _check_state(self, state, B, unbatched, what):
         """The state as time-major components (L*D, B, n), zeros if None."""
@@ -379,7 +383,7 @@ class Recurrent(nn.Module):
         if state is None:
             return [torch.zeros(LD, B, n, dtype=self.dtype, device=self.device) for n in sizes]
         out = []
-        for (name, s), n in zip(state_parts(state, self.family, sizes, what), sizes):
+        for (name, s), n in zip(state_parts(state, self.spec, what), sizes):
             s = self._as_tensor(s, f"{what} {name}")
             check_state_shape(s.shape, (LD, n) if unbatched else (LD, B, n), unbatched,
                               f"{what} {name}")
@@ -428,7 +432,7 @@ class LSTM(Recurrent):
       device             "cpu", "cuda", "cuda:N", "auto" or a torch.device (None: torch's default)
     """
 
-    family, default_variant = "lstm", "lstm"
+    family = "lstm"
 
 
 class _Unprojected(Recurrent):
@@ -448,11 +452,16 @@ class GRU(_Unprojected):
     """A stack of GRU layers: variant "gru" (PyTorch's, fast path) or "gru_cho" (Cho et al.
     2014). Regularisers and device as lstmlab.torch.LSTM."""
 
-    family, default_variant = "gru", "gru"
+    family = "gru"
 
 
 class RNN(_Unprojected):
     """A stack of plain recurrent layers: variant "rnn_tanh" or "rnn_relu" (both fast path).
     Regularisers and device as lstmlab.torch.LSTM."""
 
-    family, default_variant = "rnn", "rnn_tanh"
+    family = "rnn"
+
+
+def stack_class(spec: CellSpec) -> type[Recurrent]:
+    """The class that builds `spec`'s family: LSTM, GRU or RNN."""
+    return STACKS[spec.family]

@@ -8,11 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import numpy as lnp
 from ..config import ModelConfig
+from ..numpy.init import init_embedding, init_linear
 from ..numpy.seq2seq import BOS, EOS, PAD, PARTS, bridge, decoder_kwargs
 from .device import resolve_device, torch_dtype
-from .model import RECURRENT, _copy_in, rnn_options, token_ids
+from .model import _copy_in, rnn_options, token_ids
+from .recurrent import stack_class
 
 
 class Seq2Seq(nn.Module):
@@ -26,27 +27,27 @@ class Seq2Seq(nn.Module):
         dev = None if device is None else resolve_device(device)
         dtype = torch_dtype(c.dtype)
         seeds = np.random.default_rng(seed).integers(0, 2**31, size=len(PARTS))  # as numpy
-        cls = RECURRENT[c.spec.family]
+        cls = stack_class(c.spec)
         reg = rnn_options(c, fast, dev, dtype)
 
         def embedding(n, seed_):
             e = nn.Embedding(n, c.input_size, device=dev, dtype=dtype)
-            _copy_in(e, lnp.Embedding(n, c.input_size, dtype=c.dtype, seed=seed_))
+            _copy_in(e, init_embedding(n, c.input_size, dtype=c.dtype, seed=seed_))
             return e
 
         def linear(i, o, seed_, bias=True):
             lin = nn.Linear(i, o, bias=bias, device=dev, dtype=dtype)
-            _copy_in(lin, lnp.Linear(i, o, bias=bias, dtype=c.dtype, seed=seed_))
+            _copy_in(lin, init_linear(i, o, bias=bias, dtype=c.dtype, seed=seed_))
             return lin
 
-        self.encoder = nn.ModuleDict({
-            "embedding": embedding(c.vocab_size, seeds[0]),
-            "rnn": cls(c.input_size, c.hidden_size, seed=seeds[1], **reg, **c.rnn_kwargs())})
+        encoder_embedding = embedding(c.vocab_size, seeds[0])
+        encoder_rnn = cls(c.input_size, c.hidden_size, seed=seeds[1], **reg, **c.rnn_kwargs())
+        self.encoder = nn.ModuleDict({"embedding": encoder_embedding, "rnn": encoder_rnn})
         self.decoder = nn.ModuleDict({
             "embedding": embedding(c.output_size, seeds[2]),
             "rnn": cls(c.input_size, seed=seeds[3], **reg, **decoder_kwargs(c))})
-        self.D = self.encoder["rnn"].num_directions
-        W = self.width = self.D * self.encoder["rnn"].out_size
+        self.D = encoder_rnn.num_directions
+        W = self.width = self.D * encoder_rnn.out_size
         self.attention = linear(W, W, seeds[4], bias=False)
         self.combine = linear(2 * W, W, seeds[5])
         self.head = linear(W, c.output_size, seeds[6])
