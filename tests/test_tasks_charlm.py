@@ -56,8 +56,9 @@ def test_king_james_text_is_verses_without_numbers(kjv):
 def test_contiguous_splits_and_vocabulary(kjv):
     task = get_task("charlm")
     n, (a, b) = len(kjv), (int(0.9 * len(kjv)), int(0.95 * len(kjv)))
-    assert task.text["train"] == kjv[:a] and task.text["test"] == kjv[b:]
-    assert task.text["valid"] == kjv[a:a + 50_000]             # capped for quick validation
+    assert task.decode(task.ids["train"]) == kjv[:a] and task.text["test"] == kjv[b:]
+    assert task.decode(task.ids["valid"]) == kjv[a:a + 50_000]   # capped for quick validation
+    assert task.ids["train"].dtype == np.uint8                 # 64 symbols: a byte each
     assert task.vocab_size == 64 and task.alphabet == "".join(sorted(set(kjv[:a])))
     assert task.decode(task.ids["test"]) == kjv[b:]            # nothing unknown in the test
     assert n - b == len(task.ids["test"])
@@ -72,7 +73,7 @@ def test_unseen_characters_share_the_reserved_id(tmp_path):
     assert task.decode([1, 0, 2]) == "a\ufffdb"
     assert set(task.ids["test"].tolist()) == {0}
     # the unigram baseline gives the reserved id its add-one count: 1 / (N_train + 3)
-    n = len(task.text["train"])
+    n = len(task.ids["train"])
     assert task.baselines()["unigram"]["nll"] == pytest.approx(math.log(n + 3))
 
 
@@ -137,10 +138,10 @@ def test_a_short_text_still_fills_a_batch(tmp_path):
     task = get_task("charlm", text=str(path), seq_len=20)
     b = task.train_batch(1, 16)                                # more streams than text: overlap
     assert b.x.shape == (20, 16) and not b.carry and not task.train_batch(2, 16).carry
-    starts, n = task.stream_starts(0, 16), len(task.text["train"])
+    starts, n = task.stream_starts(0, 16), len(task.ids["train"])
     assert starts.min() >= 0 and starts.max() + 21 <= n       # every window inside the text
     for j in (0, 15):
-        assert task.decode(b.x[:, j]) == task.text["train"][starts[j]:starts[j] + 20]
+        assert task.decode(b.x[:, j]) == task.decode(task.ids["train"][starts[j]:starts[j] + 20])
     pred = _small_model(task)                                  # figures of an 8-character test
     paths = task.figures(pred, tmp_path, task.evaluate(pred, "test"), task.baselines())
     assert [p.name for p in paths] == ["surprisal.png", "cells.png"]
@@ -181,7 +182,7 @@ def test_baselines_by_hand(small_text):
     V = task.vocab_size
     assert base["uniform"] == pytest.approx({"bits_per_char": math.log2(V), "nll": math.log(V),
                                              "accuracy": 1 / V}, rel=1e-12)
-    counts = Counter(task.text["train"])
+    counts = Counter(task.decode(task.ids["train"]))
     total = sum(counts.values()) + V
     target = task.text["test"][1:]
     nll = -np.mean([math.log((counts[ch] + 1) / total) for ch in target])

@@ -3,6 +3,7 @@ see the order of the steps beats the order-blind baseline, and the user's files 
 through train and predict."""
 
 import json
+
 import matplotlib.image
 import numpy as np
 import pytest
@@ -11,8 +12,7 @@ import lstmlab
 from lstmlab.config import TrainConfig
 from lstmlab.tasks import TASKS, get_task
 from lstmlab.tasks import classify as K
-from lstmlab.tasks.datasets import (japanese_vowels, mnist_rows, read_labelled_sequences,
-                                    read_ts)
+from lstmlab.tasks.datasets import japanese_vowels, mnist_rows, read_labelled_sequences, read_ts
 from lstmlab.train import fit
 from lstmlab.train.runs import RunFolder
 
@@ -173,8 +173,9 @@ def test_noise_augments_the_training_batches_only():
     assert np.array_equal(a.y, b.y) and 0.45 < np.std(b.x - a.x) < 0.55
     assert np.array_equal(noisy.split["valid"][0], clean.split["valid"][0])
     np.testing.assert_array_equal(noisy.train_batch(3, 32).x, b.x)     # the same each time
-    for bad in (-1, "loud", float("nan")):
-        with pytest.raises(ValueError, match="noise must be a number >= 0"):
+    for bad, why in ((-1, "noise must be a number >= 0"), ("loud", "noise must be a number"),
+                     (float("nan"), "noise must be a finite number")):
+        with pytest.raises(ValueError, match=why):
             get_task("classify", noise=bad)
 
 

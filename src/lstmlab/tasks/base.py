@@ -7,19 +7,28 @@ engine trained the model and speaks NumPy.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import numbers
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_memory
 from ..config import ModelConfig
+from ..interfaces import RunFn, TraceFn
 
 
 @dataclass
 class Batch:
     """One training batch, time-major."""
     x: np.ndarray                      # (T, B, F) features, or (T, B) token ids
-    y: np.ndarray                      # targets: (T, B, O) for mse, (T, B) ids for xent; no T with readout "last"
+    y: np.ndarray                      # targets: (T, B, O) for mse, (T, B) ids for xent;
+                                       # no T with readout "last"
     mask: np.ndarray | None = None     # (T, B): 1 where a target counts (padding is 0)
     lengths: np.ndarray | None = None  # (B,) steps per sequence, None when all are T
     carry: bool = False                # True: continue from the previous batch's final state (TBPTT)
@@ -38,8 +47,8 @@ class Predictor:
     the encoder; decode(x, lengths, max_len) -> (ids (T, B), attention (B, T, S)), greedy,
     ids PAD (0) after each sequence's EOS. Token ids: x (S, B) source, target_in (T, B).
     """
-    run: Callable
-    trace: Callable
+    run: RunFn
+    trace: TraceFn
     config: ModelConfig
     decode: Callable | None = None     # seq2seq only: greedy decoding, see above
 
@@ -49,11 +58,83 @@ class Predictor:
 TRAIN, VALID, TEST = 0, 1, 2
 
 
-def held_out(seed: int, make: Callable, n_valid: int, n_test: int) -> dict:
+def held_out(seed: int, make: Callable, n_valid: int, n_test: int, item_bytes: float) -> dict:
     """{"valid": make(rng, n_valid), "test": make(rng, n_test)}, each from its own stream of
-    `seed`, so held-out data is the same for every run with this seed and never training data."""
+    `seed`, so held-out data is the same for every run with this seed and never training data.
+
+    item_bytes: about what one held-out example takes, to refuse sizes that cannot fit."""
+    check_memory(f"{n_valid} validation and {n_test} test examples", (n_valid + n_test) * item_bytes,
+                 "lower test_size or the sequence length")
     return {name: make(np.random.default_rng([seed, k]), n)
             for k, name, n in ((VALID, "valid", n_valid), (TEST, "test", n_test))}
+
+
+def check_option(name: str, value, default):
+    """A task option's value, checked against the type of its default (int, float, str or
+    bool), so every task refuses `-o test_size=[1]`, `-o test_size=2.7` or `-o jitter=lots`
+    with the option's name; a whole float (1e6) counts as an integer. The task checks the
+    range."""
+    def bad(what):
+        return ValueError(f"task option {name} must be {what}, got {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if isinstance(default, numbers.Integral):
+        if isinstance(value, numbers.Integral) and number:
+            return operator.index(value)
+        if number and math.isfinite(float(value)) and float(value).is_integer():
+            return int(float(value))
+        raise bad("an integer")
+    if isinstance(default, numbers.Real):
+        if not number:
+            raise bad("a number")
+        if not math.isfinite(float(value)):
+            raise bad("a finite number")
+        return float(value)
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        # `-o column=2019` arrives as the number 2019 (the CLI reads values as JSON)
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return str(value)
+        raise bad("a text")
+    return value
+
+
+def content_hash(path) -> str:
+    """sha256 (hex) of a file's bytes, or of a folder's files (their names and hashes, sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for p in sorted(q for q in path.iterdir() if q.is_file()):
+            h.update(f"{p.name}\0{content_hash(p)}\n".encode())
+        return h.hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Stored:
+    """What a run keeps of its task (RUN/preprocessing.json and RUN/data.safetensors), to
+    rebuild the task without the user's file: `state` as Task.state() returned it, and the
+    arrays of Task.stored_arrays()."""
+    state: dict
+    arrays: dict
+
+
+def json_array(obj) -> np.ndarray:
+    """A JSON-able object as a uint8 array (UTF-8 JSON), so safetensors can keep it."""
+    return np.frombuffer(json.dumps(obj).encode("utf-8"), dtype=np.uint8)
+
+
+def from_json_array(a: np.ndarray):
+    return json.loads(np.asarray(a, dtype=np.uint8).tobytes().decode("utf-8"))
 
 
 def check_int(name, value, low, high=None) -> int:
@@ -74,23 +155,60 @@ class TaskDefaults:
 
 
 class Task:
-    """Base class. A task instance is built from its options (e.g. noise=0.1) and a seed."""
+    """Base class. A task instance is built from its options (e.g. noise=0.1) and a seed, or,
+    for a trained run, from what the run stored of it (`stored`: see Stored, state())."""
 
     name: str = ""
     summary: str = ""
     loss: str = "mse"                  # "mse", "xent" or "gaussian" (mean and log-variance head)
     metric: str = "mse"                # the test metric that ranks models (compare)
     lower_is_better: bool = True
+    loss_note: str = ""                # under loss.png: why training and validation losses differ
     defaults = TaskDefaults()
     options: dict = {}                 # option name -> (default, help), for the CLI
+    sources: tuple = ()                # options that name the user's data (a file or folder)
 
-    def __init__(self, seed: int = 0, **options):
+    def __init__(self, seed: int = 0, *, stored: Stored | None = None, **options):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             raise ValueError(f"task {self.name!r} has no option(s) {unknown}; "
                              f"it has: {', '.join(self.options) or 'none'}")
         self.seed = seed
-        self.opts = {k: options.get(k, d) for k, (d, _) in self.options.items()}
+        self.stored = stored
+        self.opts = {k: check_option(k, options[k], d) if k in options else d
+                     for k, (d, _) in self.options.items()}
+        given = [k for k in self.sources if self.opts[k]]
+        if given and self.opts.get("data"):
+            if "data" in options:
+                raise ValueError(f"--data {self.opts['data']} and --{given[0]} "
+                                 f"{self.opts[given[0]]} name two data sources; give one")
+            self.opts["data"] = ""                               # the user's file is the data
+        # the user's files by their absolute path and content: a run reads the same bytes
+        # again or refuses (see tasks.rundata)
+        self.source_files = {}
+        for k in given:
+            path = Path(self.opts[k]).expanduser().resolve()
+            self.opts[k] = str(path)
+            if stored is not None:
+                self.source_files[k] = stored.state["sources"][k]
+            elif path.exists():                                  # else the task's reader says so
+                self.source_files[k] = {"path": str(path), "sha256": content_hash(path)}
+
+    def state(self) -> dict:
+        """What turns the user's input into model input and back, JSON-able: the options, the
+        user's files (absolute path and sha256) and what the task adds in preprocessing().
+        A run keeps it in RUN/preprocessing.json."""
+        return {"task": self.name, "seed": self.seed, "options": dict(self.opts),
+                "sources": self.source_files, **self.preprocessing()}
+
+    def preprocessing(self) -> dict:
+        """The task's vocabularies, scalers, label names, ...: JSON-able (see state())."""
+        return {}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        """The data a run keeps when the task reads the user's files, so that evaluate,
+        predict and generate work after the file is moved: given back as `stored.arrays`."""
+        return {}
 
     def model_config(self, **settings) -> ModelConfig:
         """The network for this task: its input/output sizes plus the user's settings."""
@@ -122,8 +240,20 @@ class Task:
         Returns a JSON-able dict: what was generated and the paths of files written."""
         raise ValueError(f"task {self.name!r} does not generate; tasks that do: charlm, music")
 
-    def predict(self, predictor: Predictor, path=None, **kw) -> dict:
-        """Run the model on the user's file (`lstmlab predict RUN --input PATH`); a JSON-able
-        result. Tasks that take one text (`--text TEXT`) get it as predict(predictor, text=TEXT).
-        A "lines" entry (a list of str), if any, is what the CLI prints without --json."""
+    def predict(self, predictor: Predictor, path=None, text: str | None = None) -> dict:
+        """Run the model on the user's file (`lstmlab predict RUN --input PATH`) or on one
+        text (`--text TEXT`); a JSON-able result. A "lines" entry (a list of str), if any, is
+        what the CLI prints without --json. Tasks implement predict_file and predict_text."""
+        if (path is None) == (text is None):
+            raise ValueError("give exactly one of --input FILE and --text TEXT")
+        return self.predict_file(predictor, path) if text is None \
+            else self.predict_text(predictor, text)
+
+    def predict_file(self, predictor: Predictor, path) -> dict:
         raise ValueError(f"task {self.name!r} does not take --input files yet")
+
+    def predict_text(self, predictor: Predictor, text: str) -> dict:
+        if type(self).predict_file is not Task.predict_file:
+            raise ValueError(f"task {self.name!r} reads a file, not one text: give "
+                             "--input FILE instead of --text")
+        raise ValueError(f"task {self.name!r} does not take --text")

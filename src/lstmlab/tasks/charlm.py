@@ -12,6 +12,15 @@ next 5% validates, the last 5% tests. For the King James text that puts validati
 22 to Romans and the test from Colossians 1 to Revelation: mostly epistles, while training
 is mostly Old Testament, so held-out bits run ~0.4 above the training loss.
 
+Memory: the text is read once and encoded in chunks of ENCODE_CHUNK characters through a
+lookup table into ids of the smallest integer type that holds V (one byte for most texts),
+so a text takes about 3 times its size at the peak (the file's bytes and the decoded text
+while reading, then the text and its ids), not the 34 times of encoding it whole as int64.
+
+A run keeps what generation and evaluation need (RUN/preprocessing.json, data.safetensors):
+the vocabulary, the training split's character counts (the unigram baseline) and the test
+text; the 90% that trains is read again only to resume training.
+
 Vocabulary: the characters of the training split, sorted, as ids 1..V-1; id 0 is reserved
 for every character that never occurs in training. Such a character is read as id 0 and,
 as a target, scored as id 0: training never shows that id as a target, so the model gives it
@@ -56,7 +65,8 @@ from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from .base import TRAIN, Batch, Task, TaskDefaults, check_int
 from .datasets import king_james
-from .sampling import autoregress, check_sampling
+from .kit import Vocabulary, with_loss
+from .sampling import autoregress
 
 SPLITS = (0.90, 0.95)          # train up to 90%, valid up to 95%, test the rest
 UNKNOWN = 0                    # the id of every character the training split lacks
@@ -65,6 +75,8 @@ TEST_STREAMS = 64              # parallel streams the test split is cut into
 CHUNK = 256                    # steps per predictor call when scoring a stream
 WIDTH = 96                     # characters per line in the passage figures
 LN2 = math.log(2.0)
+ENCODE_CHUNK = 1 << 20         # characters encoded at a time: 4 MB of code points
+CODE_POINTS = 0x110000         # every Unicode code point: the lookup table's length
 
 
 def read_text(path) -> str:
@@ -83,7 +95,15 @@ def read_text(path) -> str:
         raise ValueError(f"text file {path} is not UTF-8: byte 0x{data[e.start]:02x} at "
                          f"offset {e.start} cannot be decoded; convert the file to UTF-8 "
                          "(e.g. iconv -f latin1 -t utf-8)") from None
-    return text.replace("\r\n", "\n").replace("\r", "\n")     # CRLF: one character, not two
+    del data                                                     # the text alone from here
+    if "\r" in text:                                             # CRLF: one character, not two
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def code_points(text: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """(n,) uint32 code points of text[start:stop]."""
+    return np.frombuffer(text[start:stop].encode("utf-32-le"), dtype=np.uint32)
 
 
 def min_chars(seq_len: int) -> int:
@@ -118,16 +138,22 @@ class CharLM(Task):
                "valid_chars": (50_000, "validation characters scored at each evaluation (the "
                                        "first ones of the split)")}
 
+    sources = ("text",)
+
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
         self.seq_len = check_int("seq_len", self.opts["seq_len"], 1)
         valid_chars = check_int("valid_chars", self.opts["valid_chars"], 2)
         path = self.opts["text"]
-        if not isinstance(path, str):
-            raise ValueError(f"text must be the path of a UTF-8 file, got {path!r}")
+        if self.stored is not None:                              # a run's vocabulary and test
+            st, arrays = self.stored.state, self.stored.arrays
+            self._set_vocabulary(np.array(st["codes"], dtype=np.uint32), arrays["train_counts"])
+            self.first = st["first"]
+            test = arrays["test_text"].tobytes().decode("utf-8")
+            self.text, self.ids = {"test": test}, {"test": self.encode(test)}
+            return
         if path:
             text, what = read_text(path), f"text file {path}"
-            self.opts["text"] = str(Path(path).resolve())   # the run's config must find it
         else:
             text, what = king_james(), "the King James text"
         n = len(text)
@@ -138,28 +164,59 @@ class CharLM(Task):
                 f"{self.seq_len + 1} characters, 5% validates, 5% tests); give a longer text "
                 "or a smaller --seq-len")
         a, b = int(SPLITS[0] * n), int(SPLITS[1] * n)
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)   # (n,) code points
-        self.codes = np.unique(codes[:a])                        # sorted; id k + 1 is codes[k]
-        self.alphabet = "".join(map(chr, self.codes.tolist()))
-        ids = self.encode_codes(codes)                           # (n,) int64
-        self.ids = {"train": ids[:a], "valid": ids[a:b][:valid_chars], "test": ids[b:]}
-        self.text = {"train": text[:a], "valid": text[a:b][:valid_chars], "test": text[b:]}
+        counts = np.zeros(CODE_POINTS, dtype=np.int64)           # per code point, in training
+        for i in range(0, a, ENCODE_CHUNK):
+            counts += np.bincount(code_points(text, i, min(i + ENCODE_CHUNK, a)),
+                                  minlength=CODE_POINTS)
+        codes = np.flatnonzero(counts).astype(np.uint32)         # sorted; id k + 1 is codes[k]
+        self._set_vocabulary(codes, np.r_[0, counts[codes]])    # UNKNOWN: never in training
+        self.first = text[0]
+        self.ids = {"train": self.encode(text, 0, a),
+                    "valid": self.encode(text, a, min(b, a + valid_chars)),
+                    "test": self.encode(text, b)}
+        self.text = {"test": text[b:]}
+
+    def _set_vocabulary(self, codes: np.ndarray, train_counts: np.ndarray) -> None:
+        """The characters (code points, sorted) and each id's count in the training split
+        (V,); ids are stored in the smallest unsigned type that holds V."""
+        self.codes, self.train_counts = codes, np.asarray(train_counts, dtype=np.int64)
+        self.alphabet = "".join(map(chr, codes.tolist()))
+        self.vocab = Vocabulary(self.alphabet, reserved=("<unknown>",))   # id k + 1: codes[k]
+        V = len(self.vocab)
+        dtype = np.uint8 if V <= 1 << 8 else np.uint16 if V <= 1 << 16 else np.uint32
+        self._lookup = np.zeros(CODE_POINTS, dtype=dtype)        # code point -> id (0: unknown)
+        self._lookup[codes] = np.arange(1, V)
+
+    def preprocessing(self) -> dict:
+        return {"input": "one character a step, as its id: id k + 1 is the character with code "
+                         "point codes[k]; id 0 (unknown_id) every character training lacked",
+                "output": "logits over the ids, for the next character",
+                "codes": self.codes.tolist(), "alphabet": self.alphabet, "unknown_id": UNKNOWN,
+                "vocab_size": self.vocab_size, "first": self.first,
+                "splits": {"train": "the first 90% of the characters", "valid": "the next 5%",
+                           "test": "the last 5%"}}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        return {"train_counts": self.train_counts,
+                "test_text": np.frombuffer(self.text["test"].encode("utf-8"), dtype=np.uint8)}
 
     @property
     def vocab_size(self) -> int:
-        return len(self.codes) + 1                               # + the reserved UNKNOWN
+        return len(self.vocab)                                   # + the reserved UNKNOWN
 
     # --- text <-> ids ------------------------------------------------------------------------
-    def encode_codes(self, codes: np.ndarray) -> np.ndarray:
-        k = np.minimum(np.searchsorted(self.codes, codes), len(self.codes) - 1)
-        return np.where(self.codes[k] == codes, k + 1, UNKNOWN).astype(np.int64)
-
-    def encode(self, text: str) -> np.ndarray:
-        return self.encode_codes(np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32))
+    def encode(self, text: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """(n,) ids of the characters text[start:stop], in chunks (no int64 copy of a long
+        text); UNKNOWN for characters training lacks."""
+        stop = len(text) if stop is None else stop
+        out = np.empty(max(0, stop - start), dtype=self._lookup.dtype)
+        for i in range(start, stop, ENCODE_CHUNK):
+            j = min(i + ENCODE_CHUNK, stop)
+            out[i - start:j - start] = self._lookup[code_points(text, i, j)]
+        return out
 
     def decode(self, ids) -> str:
-        return "".join("\ufffd" if i == UNKNOWN else self.alphabet[i - 1]
-                       for i in np.asarray(ids).tolist())
+        return "".join(self.vocab.decode(ids, reserved_as="\ufffd"))
 
     def model_config(self, **settings) -> ModelConfig:
         V = self.vocab_size
@@ -185,12 +242,15 @@ class CharLM(Task):
         return shift + np.round(np.linspace(0, free - J, batch_size)).astype(np.int64)
 
     def train_batch(self, step, batch_size):
+        if "train" not in self.ids:
+            raise ValueError("this charlm task was rebuilt from a run folder, which keeps the "
+                             "test text only; build it from the text to train")
         W, _, _ = self._layout(batch_size)
         epoch, k = divmod(step - 1, W)                           # window k of this epoch
         at = self.stream_starts(epoch, batch_size) + k * self.seq_len
         idx = at[None, :] + np.arange(self.seq_len)[:, None]     # (T, B) positions
         ids = self.ids["train"]
-        return Batch(x=ids[idx], y=ids[idx + 1], carry=k > 0)
+        return Batch(x=ids[idx].astype(np.int64), y=ids[idx + 1].astype(np.int64), carry=k > 0)
 
     # --- evaluation ---------------------------------------------------------------------------
     def score(self, predictor, split: str, streams: int = TEST_STREAMS):
@@ -203,10 +263,10 @@ class CharLM(Task):
         n = len(ids) - 1                                         # predictions
         S = max(1, min(streams, n // 64))                        # pieces of 64+ characters
         P = -(-n // S)                                           # steps per piece (ceil)
-        x = np.zeros(S * P, dtype=np.int64)
-        y = np.zeros(S * P, dtype=np.int64)
-        x[:n], y[:n] = ids[:-1], ids[1:]
-        x, y = x.reshape(S, P).T, y.reshape(S, P).T              # (P, S): piece j is column j
+        flat_x = np.zeros(S * P, dtype=np.int64)
+        flat_y = np.zeros(S * P, dtype=np.int64)
+        flat_x[:n], flat_y[:n] = ids[:-1], ids[1:]
+        x, y = flat_x.reshape(S, P).T, flat_y.reshape(S, P).T    # (P, S): piece j is column j
         nll, right, state = np.empty((P, S)), np.empty((P, S), dtype=bool), None
         for a in range(0, P, CHUNK):
             logits, state = predictor.run(x[a:a + CHUNK], state)
@@ -222,13 +282,12 @@ class CharLM(Task):
 
     def evaluate(self, predictor, split):
         nll, right = self.score(predictor, split)
-        m = self._metrics(float(nll.mean()), float(right.mean()))
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss(self._metrics(float(nll.mean()), float(right.mean())), split)
 
     def unigram_logp(self) -> np.ndarray:
         """(V,) ln p of each id from the training split's counts, plus one for every id
         (UNKNOWN included: it never occurs in training by construction)."""
-        counts = np.bincount(self.ids["train"], minlength=self.vocab_size) + 1.0
+        counts = self.train_counts + 1.0
         return np.log(counts / counts.sum())
 
     def baselines(self):
@@ -278,7 +337,7 @@ class CharLM(Task):
         counter no unit follows (|r| < 0.3) is left out of the picture."""
         text = self.text["test"]
         warm = max(0, start - 2000)
-        tr = predictor.trace(self.ids["test"][warm:end, None])   # {layer: {name: (T, 1, H)}}
+        tr = predictor.trace(self.ids["test"][warm:end, None].astype(np.int64))   # (T, 1, H)s
         kind = "tanh(c)" if all("c" in v for v in tr.values()) else "h"
         # tanh(c) is what the output gate lets out; a GRU or RNN has only h
         cells = {k: np.tanh(np.asarray(v["c"], dtype=np.float64)[:, 0]) if kind != "h"
@@ -307,15 +366,14 @@ class CharLM(Task):
         sample `length` characters one at a time, each fed back as the next input."""
         from ..io.atomic import write_text
 
-        check_sampling(length, temperature, top_k)
         prompt = prompt or ""
         unknown = sorted({ch for ch in prompt if ch not in self.alphabet})
         if unknown:
             shown = self.alphabet if len(self.alphabet) <= 120 else self.alphabet[:120] + "..."
             raise ValueError(f"the prompt has character(s) the model never saw in training: "
                              f"{' '.join(map(repr, unknown))}; use only these: {shown!r}")
-        primer = prompt or ("\n" if "\n" in self.alphabet else self.text["train"][0])
-        out = autoregress(predictor, self.encode(primer), length, temperature, top_k,
+        primer = prompt or ("\n" if "\n" in self.alphabet else self.first)
+        out = autoregress(predictor, self.encode(primer).astype(np.int64), length, temperature, top_k,
                           np.random.default_rng(seed),
                           banned=UNKNOWN)                        # it stands for no character
         generated = self.decode(out)
@@ -370,7 +428,9 @@ def _correlations(a: np.ndarray, feature: np.ndarray):
 def _layout_text(passage: str):
     """(row, column) of each character when the passage is wrapped at WIDTH columns, lines
     broken at line ends and, where a line is too long, after a space."""
-    rows, cols, r, i = [], [], 0, 0
+    rows: list[int] = []
+    cols: list[int] = []
+    r = i = 0
     while i < len(passage):                                      # one figure line per pass
         j = passage.find("\n", i)
         j = len(passage) if j < 0 else j
@@ -416,8 +476,7 @@ def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_b
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
 
-    from ..viz.figures import (LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure,
-                               style_axes)
+    from ..viz.figures import LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure, style_axes
 
     layout = _layout_text(passage)
     n_rows = int(layout[0].max()) + 1

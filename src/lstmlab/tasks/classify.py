@@ -48,16 +48,23 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import TRAIN, Batch, Task, TaskDefaults, check_int
-from .datasets import (SEQUENCE_LAYOUT, LabelledSequences, japanese_vowels, mnist_rows,
-                       read_labelled_sequences)
+from .base import TRAIN, Batch, Task, TaskDefaults, check_int, from_json_array, json_array
+from .datasets import SEQUENCE_LAYOUT, LabelledSequences, japanese_vowels, mnist_rows, read_labelled_sequences
+from .kit import (
+    classification_metrics,
+    majority_logp,
+    pad,
+    prefixes,
+    run_batched,
+    stratified_split,
+    with_loss,
+)
 
 BUILTIN = ("japanese-vowels", "mnist")
 SPLIT_SEED = 20260501         # the fixed seed of every data split (see the docstring)
 FRACTIONS = (0.1, 0.1)        # (valid, test) parts of a data set without a test split
 JV_VALID = 5                  # japanese-vowels: validation utterances per speaker
 CLIP = 10.0                   # standardised inputs are clipped to +-CLIP
-EVAL_BATCH = 256              # sequences per predictor call when evaluating
 MIN_SEQUENCES = 10            # fewer cannot make three splits
 
 
@@ -66,47 +73,15 @@ def natural_key(label: str):
     return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", label) if p]
 
 
-def stratified_split(labels: np.ndarray, fractions, rng) -> tuple[np.ndarray, ...]:
-    """Index arrays (train, then one per fraction) that keep each class's share.
-
-    Per class the counts are rounded, and at least one sequence stays in training."""
-    parts = [[] for _ in range(len(fractions) + 1)]
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n = idx.size
+def split_sizes(fractions):
+    """The part sizes (train, then one per fraction) of a class of n sequences, for
+    kit.stratified_split: each fraction's share rounded, at least one left for training."""
+    def sizes(n: int) -> list[int]:
         counts = [int(round(f * n)) for f in fractions]
         while sum(counts) > n - 1:                               # keep one for training
             counts[int(np.argmax(counts))] -= 1
-        start = n - sum(counts)
-        parts[0].append(idx[:start])
-        for k, m in enumerate(counts):
-            parts[k + 1].append(idx[start:start + m])
-            start += m
-    return tuple(np.sort(np.concatenate(p)).astype(np.int64) for p in parts)
-
-
-def pad(xs: list, dtype=np.float64) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences (T_i, ...) as one time-major array (max T_i, N, ...) of dtype, zeros past
-    each end, and their lengths (N,): (T_i, F) features or (T_i,) token ids alike."""
-    lengths = np.array([len(x) for x in xs], dtype=np.int64)
-    out = np.zeros((int(lengths.max()), len(xs), *np.shape(xs[0])[1:]), dtype=dtype)
-    for j, x in enumerate(xs):
-        out[:len(x), j] = x
-    return out, lengths
-
-
-def classification_metrics(logp: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """accuracy, macro F1 and nll of log probabilities logp (N, C) for classes y (N,).
-
-    F1 per class is 2 TP / (2 TP + FP + FN), averaged over the classes that occur in y or
-    in the predictions (scikit-learn's f1_score(average="macro") on the same labels)."""
-    pred = logp.argmax(-1)
-    seen = np.union1d(y, pred)
-    tp = np.array([np.sum((pred == c) & (y == c)) for c in seen])
-    wrong = np.array([np.sum(pred == c) + np.sum(y == c) for c in seen]) - 2 * tp  # FP + FN
-    return {"accuracy": float(np.mean(pred == y)),
-            "f1": float(np.mean(2 * tp / (2 * tp + wrong))),
-            "nll": float(-logp[np.arange(y.size), y].mean())}
+        return [n - sum(counts), *counts]
+    return sizes
 
 
 def summary_features(xs: list) -> np.ndarray:
@@ -132,19 +107,22 @@ class Classify(Task):
                "train_size": (0, "use only this many training sequences, stratified (0: all)"),
                "noise": (0.0, "training inputs get Gaussian noise of this standard deviation "
                               "(in standardised units), a regulariser for small data sets")}
+    sources = ("csv",)
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
         o = self.opts
         rng = np.random.default_rng(SPLIT_SEED)
         if o["csv"]:
-            data = read_labelled_sequences(o["csv"])
+            data = (read_labelled_sequences(o["csv"]) if self.stored is None
+                    else _unpack(self.stored.arrays))           # what the run kept of the file
+            self.user_data = data
             self.data_name = Path(o["csv"]).name
             parts = self._split(data, rng)
         elif o["data"] == "japanese-vowels":
             train, test = japanese_vowels()
             self.data_name = "japanese-vowels"
-            keep, valid = stratified_split(train.labels, (JV_VALID / 30,), rng)
+            keep, valid = stratified_split(train.labels, rng, split_sizes((JV_VALID / 30,)))
             parts = {"train": _subset(train, keep), "valid": _subset(train, valid),
                      "test": test}
         elif o["data"] == "mnist":
@@ -161,9 +139,8 @@ class Classify(Task):
                                  "or 0 for all")
             keep = _stratified_take(parts["train"].labels, n_train, rng)
             parts["train"] = _subset(parts["train"], np.sort(keep))
-        self.noise = o["noise"]
-        if isinstance(self.noise, bool) or not isinstance(self.noise, (int, float)) \
-                or not 0 <= self.noise < np.inf:
+        self.noise = o["noise"]                                  # a finite float (Task checks)
+        if self.noise < 0:
             raise ValueError(f"noise must be a number >= 0 (a standard deviation), got "
                              f"{self.noise!r}")
         self.features = parts["train"].features
@@ -188,12 +165,26 @@ class Classify(Task):
             self.split[s] = (x, lengths, y)
         self.raw = {s: p.xs for s, p in parts.items()}           # for the baselines and figures
 
+    def preprocessing(self) -> dict:
+        return {"input": "per step, the features standardised with the training split's mean "
+                         f"and sd, (x - mu) / sd, clipped to +-{CLIP}",
+                "output": "logits of the classes", "features": list(self.features),
+                "mu": self.mu.tolist(), "sd": self.sd.tolist(), "clip": CLIP,
+                "classes": self.classes, "data": self.data_name}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        d = self.user_data
+        return {"steps": np.concatenate(d.xs), "lengths": np.array([len(x) for x in d.xs]),
+                "meta": json_array({"labels": d.labels.tolist(), "ids": list(d.ids),
+                                    "features": list(d.features), "name": d.name,
+                                    "source": d.source})}
+
     def _split(self, data: LabelledSequences, rng) -> dict:
         n = len(data.xs)
         if n < MIN_SEQUENCES:
             raise ValueError(f"{data.source} holds {n} sequences; give at least "
                              f"{MIN_SEQUENCES} (they are split 80/10/10 into train, valid, test)")
-        train, valid, test = stratified_split(data.labels, FRACTIONS, rng)
+        train, valid, test = stratified_split(data.labels, rng, split_sizes(FRACTIONS))
         if not valid.size or not test.size:
             raise ValueError(f"{data.source}: {n} sequences are too few for a validation and a "
                              "test split; give more sequences per class")
@@ -233,21 +224,11 @@ class Classify(Task):
     # --- evaluation ---------------------------------------------------------------------------
     def _logp(self, predictor, x, lengths) -> np.ndarray:
         """(N, C) log probabilities; sequences of similar length are run together."""
-        dtype = np.dtype(predictor.config.dtype)
-        order = np.argsort(lengths, kind="stable")
-        out = np.empty((lengths.size, len(self.classes)))
-        for a in range(0, order.size, EVAL_BATCH):
-            idx = order[a:a + EVAL_BATCH]
-            T = int(lengths[idx].max())
-            lens = None if np.all(lengths[idx] == T) else lengths[idx]
-            logits, _ = predictor.run(x[:T, idx].astype(dtype), lengths=lens)
-            out[idx] = np.asarray(logits, dtype=np.float64)
-        return log_softmax(out)
+        return log_softmax(run_batched(predictor, x, lengths, by_length=True))
 
     def evaluate(self, predictor, split):
         x, lengths, y = self.split[split]
-        m = classification_metrics(self._logp(predictor, x, lengths), y)
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss(classification_metrics(self._logp(predictor, x, lengths), y), split)
 
     def baselines(self):
         return {name: classification_metrics(logp, self.split["test"][2])
@@ -257,21 +238,21 @@ class Classify(Task):
         from sklearn.linear_model import LogisticRegression
 
         y_train, y_test = self.split["train"][2], self.split["test"][2]
-        counts = np.bincount(y_train, minlength=len(self.classes)).astype(np.float64)
-        # majority: the training class shares for every sequence, so it predicts the most
-        # frequent class (ties: the first) and its nll is that of the shares (every class
-        # has a training sequence: the classes are the training split's)
-        prior = np.log(counts / counts.sum())
         # logistic: mean and std of each raw feature per sequence, standardised on training
         f_train, f_test = summary_features(self.raw["train"]), summary_features(self.raw["test"])
         mu, sd = f_train.mean(0), f_train.std(0)
         sd[sd == 0] = 1.0
         model = LogisticRegression(C=1.0, max_iter=5000).fit((f_train - mu) / sd, y_train)
         logistic = model.predict_log_proba((f_test - mu) / sd)  # (N, C): every class trains
-        return {"majority": np.tile(prior, (y_test.size, 1)), "logistic_mean_std": logistic}
+        # majority: its nll is that of the training shares (every class has a training
+        # sequence: the classes are the training split's)
+        return {"majority": majority_logp(y_train, len(self.classes), y_test.size),
+                "logistic_mean_std": logistic}
 
     # --- figures ------------------------------------------------------------------------------
     def figures(self, predictor, folder, test, baselines):
+        from ..viz.figures import confusion_figure
+
         folder = Path(folder)
         x, lengths, y = self.split["test"]
         logp = self._logp(predictor, x, lengths)
@@ -294,9 +275,7 @@ class Classify(Task):
         """(T, C): what the model says after reading the first 1, 2, ..., T steps of sequence j
         (all its prefixes as one batch)."""
         x, lengths, _ = self.split[split]
-        T = int(lengths[j])
-        prefixes = np.repeat(x[:T, j:j + 1], T, axis=1)          # (T, T prefixes, F)
-        return self._logp(predictor, prefixes, np.arange(1, T + 1))
+        return self._logp(predictor, *prefixes(x[:lengths[j], j]))   # (T, T prefixes, F)
 
     def _reading_figure(self, path, predictor, j):
         x, lengths, y = self.split["test"]
@@ -319,12 +298,9 @@ class Classify(Task):
                   f"{self.ids['test'][j]!r} ({label} {self.classes[y[j]]}){note}")
 
     # --- the user's files -----------------------------------------------------------------------
-    def predict(self, predictor, path=None, **kw):
+    def predict_file(self, predictor, path):
         """The class of each sequence in the user's CSV (SEQUENCE_LAYOUT; `label` optional:
         when given, the accuracy is reported too)."""
-        if path is None or kw:
-            raise ValueError("classify reads sequences from a CSV file: give --input PATH with "
-                             + SEQUENCE_LAYOUT + " (the label column may be left out)")
         data = read_labelled_sequences(path, need_labels=False)
         if len(data.features) != len(self.features):
             raise ValueError(f"{path} has {len(data.features)} feature columns "
@@ -347,6 +323,14 @@ class Classify(Task):
         return out
 
 
+def _unpack(arrays: dict) -> LabelledSequences:
+    """The user's sequences as Classify.stored_arrays kept them."""
+    meta = from_json_array(arrays["meta"])
+    xs = np.split(arrays["steps"], np.cumsum(arrays["lengths"])[:-1])
+    return LabelledSequences(meta["name"], xs, np.array(meta["labels"]), tuple(meta["features"]),
+                             tuple(meta["ids"]), meta["source"])
+
+
 def _subset(data: LabelledSequences, idx) -> LabelledSequences:
     return LabelledSequences(data.name, [data.xs[k] for k in idx], data.labels[idx],
                              data.features, tuple(data.ids[k] for k in idx), data.source)
@@ -362,63 +346,7 @@ def _stratified_take(labels, n, rng) -> np.ndarray:
                            for c, m in zip(classes, take)])
 
 
-
 # --- figures ---------------------------------------------------------------------------------
-def confusion_figure(path, truth, logp, names, *, label, title):
-    """The confusion matrix (counts, coloured by the share of the true class), and how much
-    probability the model gives the true class. label: what a class is called."""
-    from ..viz.figures import (LABEL_SIZE, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE,
-                               new_figure, save_figure, style_axes)
-
-    C = len(names)
-    counts = np.zeros((C, C), dtype=int)
-    np.add.at(counts, (truth, logp.argmax(-1)), 1)
-    with np.errstate(under="ignore"):
-        p_true = np.exp(logp[np.arange(truth.size), truth])
-    shown = [n if len(n) <= 12 else n[:11] + "…" for n in names]
-
-    with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
-        fig = new_figure(5.4 if C <= 12 else 7.5)
-        grid = fig.add_gridspec(1, 2, width_ratios=[1.25, 1.0])
-        left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
-        rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        im = left.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-        if C <= 20:
-            for i in range(C):
-                for j in range(C):
-                    if counts[i, j]:
-                        left.text(j, i, str(counts[i, j]), ha="center", va="center",
-                                  fontsize=TICK_SIZE if C <= 10 else TICK_SIZE - 2,
-                                  color="white" if rows[i, j] > 0.5 else "#111111")
-        step = max(1, C // 20)
-        ticks = np.arange(0, C, step)
-        left.set_xticks(ticks, [shown[k] for k in ticks],
-                        rotation=0 if max(map(len, shown)) <= 3 else 45,
-                        ha="center" if max(map(len, shown)) <= 3 else "right")
-        left.set_yticks(ticks, [shown[k] for k in ticks])
-        left.tick_params(labelsize=TICK_SIZE)
-        left.set_xlabel(f"predicted {label}", fontsize=LABEL_SIZE)
-        left.set_ylabel(f"true {label}", fontsize=LABEL_SIZE)
-        left.set_title(f"test sequences by true and predicted {label} (zeros left blank)",
-                       loc="left", fontsize=SUBTITLE_SIZE)
-        cb = fig.colorbar(im, ax=left, shrink=0.8)
-        cb.set_label(f"share of the true {label}'s sequences", fontsize=TICK_SIZE + 1)
-        cb.ax.tick_params(labelsize=TICK_SIZE)
-
-        right.hist(p_true, bins=np.linspace(0, 1, 41), color="#1f77b4")
-        right.axvline(1 / C, color="#d62728", linestyle="--", linewidth=1.4,
-                      label=f"a uniform guess: 1/{C}")
-        right.set_xlim(0, 1)
-        right.set_yscale("symlog", linthresh=10)                 # the few unsure ones show
-        right.set_xlabel(f"probability the model gives the true {label}")
-        right.set_ylabel("test sequences (symlog scale)")
-        right.set_title("how sure it is", loc="left", fontsize=SUBTITLE_SIZE)
-        right.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper center")
-        style_axes(right)
-        fig.suptitle(title, fontsize=SUBTITLE_SIZE + 1)
-        return save_figure(fig, path)
-
-
 def reading_figure(path, x, trace, probs, names, truth, *, features, label, values, layer,
                    title):
     """One sequence as the model reads it: its features over time (a heatmap), the input,
@@ -428,8 +356,18 @@ def reading_figure(path, x, trace, probs, names, truth, *, features, label, valu
     x (T, F) the features drawn, `values` says which; trace {gate: (T, H)} of the layer
     named by `layer`; probs (T, C) after 1..T steps; label: what a class is called
     ("speaker", "digit")."""
-    from ..viz.figures import (GATE_CMAP, GATE_NAMES, LABEL_SIZE, LEGEND_SIZE, LINE_COLORS,
-                               SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure, style_axes)
+    from ..viz.figures import (
+        GATE_CMAP,
+        GATE_NAMES,
+        LABEL_SIZE,
+        LEGEND_SIZE,
+        LINE_COLORS,
+        SUBTITLE_SIZE,
+        TICK_SIZE,
+        new_figure,
+        save_figure,
+        style_axes,
+    )
 
     T, F = x.shape
     gates = [g for g in ("i", "f", "o", "r", "z") if g in trace]   # all sigmoid: in [0, 1]

@@ -119,7 +119,7 @@ def read_series(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"input file {path} does not exist")
-    values = []
+    values: list[float] = []
     for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
         cell = line.split(",")[0].strip()
         if not cell:

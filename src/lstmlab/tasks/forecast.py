@@ -34,6 +34,12 @@ naive.
 
 Missing values (empty cells, NaN) in a CSV stop with an error that names the line, unless
 `-o missing=interpolate` fills interior gaps linearly (leading and trailing gaps are dropped).
+A run trained on a CSV keeps the column it read (RUN/data.safetensors) beside the scaling
+(RUN/preprocessing.json), so it evaluates and forecasts after the CSV is moved.
+
+`predict --input FILE` reads the recent past: a bare column of numbers, one a line, or a
+CSV with a header (the training column, or its only column); at least context + season
+values, of which the last context + season are used.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from .base import Batch, Predictor, Task, TaskDefaults
-from .datasets import Series, builtin_series, read_csv_column
+from .datasets import Series, builtin_series, read_csv_column, read_series
 
 SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
 CHUNK = 512                   # origins per inference call
@@ -73,6 +79,7 @@ class Forecast(Task):
                                           "gaussian (a mean and variance head)"),
                "folds": (5, "backtest folds: the test origins cut into this many blocks"),
                "missing": ("error", "CSV gaps: error (stop and say where) or interpolate")}
+    sources = ("csv",)
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
@@ -82,7 +89,8 @@ class Forecast(Task):
                 raise ValueError("-o csv=PATH needs -o column=NAME, the column to forecast")
             if o["missing"] not in ("error", "interpolate"):
                 raise ValueError(f"missing must be 'error' or 'interpolate', got {o['missing']!r}")
-            values = read_csv_column(o["csv"], o["column"], missing=o["missing"])
+            values = (self.stored.arrays["series"] if self.stored is not None
+                      else read_csv_column(o["csv"], o["column"], missing=o["missing"]))
             self.series = Series(Path(o["csv"]).name, values, "step", "", 1, 12, str(o["csv"]))
         else:
             self.series = builtin_series(o["data"])
@@ -139,6 +147,24 @@ class Forecast(Task):
                              f"fewer than {self.folds} folds; lower -o folds")
         r = self._residuals(self.origins["train"])[:, :self.steps_out]
         self.r_scale = float(r.std()) or 1.0
+
+    def preprocessing(self) -> dict:
+        m, n = self.season, self.steps_out
+        base = "the value a season before" if self.base == "seasonal" else "the last value"
+        output = (f"{n} value(s): for h = 1..{n} steps ahead, (y[t + h] - base) / r_scale, the "
+                  f"base being {base}" + (f"; then {n} log-variances of those" if
+                                          self.intervals == "gaussian" else ""))
+        return {"series": self.series.name, "column": self.opts["column"] or None,
+                "horizon": self.horizon, "season": m, "context": self.context,
+                "strategy": self.strategy, "intervals": self.intervals, "coverage": self.coverage,
+                "base": self.base, "mu": self.mu, "sd": self.sd, "r_scale": self.r_scale,
+                "mase_scale": self.mase_scale,
+                "input": {"steps": self.context, "features": ["(y[t] - mu) / sd"]
+                          + (["(y[t] - y[t - season]) / sd"] if m > 1 else [])},
+                "output": output}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        return {"series": self.series.values}
 
     # --- data ---------------------------------------------------------------------------
     def _baseline(self, origins, kind, y=None):
@@ -359,14 +385,36 @@ class Forecast(Task):
                                 xlabel=f"{s.step}s from the forecast origin",
                                 ylabel=s.unit or "value")]
 
-    def predict(self, predictor, path):
-        """Forecast the next `horizon` values after the end of the user's CSV column."""
+    def read_input(self, path) -> np.ndarray:
+        """The recent past from the user's file: a bare column of numbers (one a line), or a
+        CSV with a header: the training column (-o column), else its only column."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"input file {path} does not exist")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+        cells = [c.strip() for c in first.split(",")]
+        try:
+            float(cells[0])
+        except ValueError:                                       # a header row
+            column = self.opts["column"] if self.opts["column"] in cells else \
+                (cells[0] if len(cells) == 1 else self.opts["column"] or "value")
+            return read_csv_column(path, column, missing=self.opts["missing"])
+        if len(cells) > 1:
+            raise ValueError(f"{path} has {len(cells)} columns and no header row; give one number "
+                             f"a line, or a header row that names the column "
+                             f"{self.opts['column'] or 'value'!r}")
+        return read_series(path)
+
+    def predict_file(self, predictor, path):
+        """Forecast the next `horizon` values after the end of the user's series."""
+        values = self.read_input(path)
         column = self.opts["column"] or "value"
-        values = read_csv_column(path, column, missing=self.opts["missing"])
         L, m = self.context, self.season
         if len(values) < L + m:
-            raise ValueError(f"{path} has {len(values)} values; this model needs at least "
-                             f"{L + m} (context {L} + season {m})")
+            raise ValueError(f"{path} has {len(values)} values; this model needs the last "
+                             f"{L + m} (context {L} + season {m}): give at least {L + m} "
+                             "numbers, one a line")
         t = np.array([len(values) - 1])
         forecast, sigma = self._forecast_and_sigma(predictor, t, values)
         forecast = forecast[0]

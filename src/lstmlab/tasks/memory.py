@@ -25,25 +25,9 @@ from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from ..spec import variant as make_spec
 from .base import TRAIN, Batch, Task, TaskDefaults, check_int, held_out
+from .kit import accuracy, nll, run_batched, with_loss
 
-EVAL_BATCH = 256              # sequences per predictor call when evaluating
 FORGET_BIAS = 3.0             # copy and temporal-order: see with_forget_bias
-
-
-# --- helpers shared by the memory tasks (and reber.py) ------------------------------------
-def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH) -> np.ndarray:
-    """The predictor's outputs for many sequences, `size` at a time (bounded memory).
-
-    x (T, N, F) or (T, N) ids; returns (T, N, O) with readout "sequence", (N, O) with "last".
-    """
-    if x.dtype.kind == "f":
-        x = x.astype(np.dtype(predictor.config.dtype))
-    outs = []
-    for a in range(0, x.shape[1], size):
-        lens = None if lengths is None else lengths[a:a + size]
-        out, _ = predictor.run(x[:, a:a + size], lengths=lens)
-        outs.append(np.asarray(out, dtype=np.float64))
-    return np.concatenate(outs, axis=0 if predictor.config.readout == "last" else 1)
 
 
 def with_forget_bias(settings: dict, value: float) -> dict:
@@ -98,7 +82,8 @@ class Adding(Task):
         super().__init__(seed, **options)
         self.T = check_int("seq_len", self.opts["seq_len"], 2)
         n_test = check_int("test_size", self.opts["test_size"], 1)
-        self.split = held_out(seed, lambda rng, n: adding_sequences(rng, n, self.T), 500, n_test)
+        self.split = held_out(seed, lambda rng, n: adding_sequences(rng, n, self.T), 500, n_test,
+                              item_bytes=40 * self.T)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=2, output_size=1, readout="last", **settings)
@@ -114,8 +99,7 @@ class Adding(Task):
 
     def evaluate(self, predictor, split):
         pred, y = self._predict(predictor, split)
-        mse = float(np.mean((pred - y) ** 2))
-        return {"mse": mse, **({"loss": mse} if split == "valid" else {})}
+        return with_loss({"mse": float(np.mean((pred - y) ** 2))}, split, "mse")
 
     def baselines(self):
         x, y, _, second = self.split["test"]
@@ -146,8 +130,7 @@ class Adding(Task):
 
 
 def _adding_figure(path, pred, y, *, lag, T, baselines, variant):
-    from ..viz.figures import (LEGEND_SIZE, SUBTITLE_SIZE, log_y, new_figure, save_figure,
-                               style_axes)
+    from ..viz.figures import LEGEND_SIZE, SUBTITLE_SIZE, log_y, new_figure, save_figure, style_axes
 
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
         fig = new_figure(5.2)
@@ -235,7 +218,8 @@ class Copy(Task):
         super().__init__(seed, **options)
         self.T = check_int("delay", self.opts["delay"], 1)
         n_test = check_int("test_size", self.opts["test_size"], 1)
-        self.split = held_out(seed, lambda rng, n: copy_sequences(rng, n, self.T), 500, n_test)
+        self.split = held_out(seed, lambda rng, n: copy_sequences(rng, n, self.T), 500, n_test,
+                              item_bytes=32 * (self.T + 2 * COPY_LEN))
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=COPY_SYMBOLS, output_size=COPY_SYMBOLS,
@@ -253,20 +237,17 @@ class Copy(Task):
 
     def evaluate(self, predictor, split):
         logp, y = self._logp(predictor, split)
-        return self._metrics(logp, y, split == "valid")
+        return with_loss(self._metrics(logp, y), split)
 
     @staticmethod
-    def _metrics(logp, y, with_loss=False):
+    def _metrics(logp, y):
         nll = -np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]   # (L, N)
         recall = slice(-COPY_LEN, None)
         right = logp[recall].argmax(-1) == y[recall]                     # (k, N)
-        m = {"nll": float(nll.mean()),                  # per symbol, whole sequence: the paper's
-             "recall_nll": float(nll[recall].mean()),   # the k recalled symbols only
-             "accuracy": float(right.mean()),           # recalled symbols right
-             "exact_match": float(right.all(0).mean())}  # sequences with all k right
-        if with_loss:
-            m["loss"] = m["nll"]
-        return m
+        return {"nll": float(nll.mean()),                    # per symbol, whole sequence: the paper's
+                "recall_nll": float(nll[recall].mean()),     # the k recalled symbols only
+                "accuracy": float(right.mean()),             # recalled symbols right
+                "exact_match": float(right.all(0).mean())}   # sequences with all k right
 
     def baselines(self):
         # memoryless (Arjovsky et al.): blanks with certainty until the recall, then each of
@@ -285,8 +266,15 @@ class Copy(Task):
 
 def _copy_figure(path, probs, x, y, *, T, variant):
     """probs (k + 1, N, 10): the delimiter step and the k recall steps."""
-    from ..viz.figures import (GATE_CMAP, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE,
-                               new_figure, save_figure, style_axes)
+    from ..viz.figures import (
+        GATE_CMAP,
+        LEGEND_SIZE,
+        SUBTITLE_SIZE,
+        TICK_SIZE,
+        new_figure,
+        save_figure,
+        style_axes,
+    )
 
     names = ["blank"] + [str(s) for s in range(1, 9)] + ["delim"]
 
@@ -389,7 +377,7 @@ class TemporalOrder(Task):
         self.classes = CLASS_NAMES[self.relevant]
         n_test = check_int("test_size", self.opts["test_size"], 1)
         self.split = held_out(seed, lambda rng, n: order_sequences(rng, n, self.L, self.relevant),
-                              500, n_test)
+                              500, n_test, item_bytes=24 * self.L)
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=len(ORDER_SYMBOLS), output_size=len(self.classes),
@@ -407,9 +395,7 @@ class TemporalOrder(Task):
 
     def evaluate(self, predictor, split):
         logp, classes = self._logp(predictor, split)
-        nll = float(-logp[np.arange(classes.size), classes].mean())
-        m = {"accuracy": float(np.mean(logp.argmax(-1) == classes)), "nll": nll}
-        return {**m, "loss": nll} if split == "valid" else m
+        return with_loss({"accuracy": accuracy(logp, classes), "nll": nll(logp, classes)}, split)
 
     def baselines(self):
         # every class is equally frequent by construction: the majority predictor picks the
@@ -419,13 +405,18 @@ class TemporalOrder(Task):
                              "nll": float(np.log(len(self.classes)))}}
 
     def figures(self, predictor, folder, test, baselines):
-        from ..viz.figures import gate_heatmap
+        from ..viz.figures import confusion_figure, gate_heatmap
 
         folder = Path(folder)
         logp, classes = self._logp(predictor, "test")
-        paths = [_confusion_figure(folder / "confusion.png", classes, logp, self.classes,
-                                   relevant=self.relevant,
-                                   variant=predictor.config.variant)]
+        C, variant = len(self.classes), predictor.config.variant
+        # each class with the order it stands for: "Q XX" ... "U YY"
+        names = [n + " " + "".join("XY"[(c >> b) & 1] for b in range(self.relevant - 1, -1, -1))
+                 for c, n in enumerate(self.classes)]
+        paths = [confusion_figure(
+            folder / "confusion.png", classes, logp, names, chance="majority baseline",
+            title=f"temporal order ({C} classes): {classes.size} test sequences, accuracy "
+                  f"{test['accuracy']:.1%} (chance {1 / C:.1%}), {variant}")]
         x, lengths, _, _ = self.split["test"]
         seq = x[:lengths[0], :1]                                 # (T, 1) ids of test sequence 0
         trace = predictor.trace(seq)
@@ -437,54 +428,3 @@ class TemporalOrder(Task):
                   f"{self.classes[classes[0]]}; x[0] marks the X, x[1] the Y"))
         return paths
 
-
-def _confusion_figure(path, truth, logp, names, *, relevant, variant):
-    """The confusion matrix, and how much probability the model gives the true class."""
-    from ..viz.figures import (LABEL_SIZE, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE,
-                               new_figure, save_figure, style_axes)
-
-    C = len(names)
-    pred = logp.argmax(-1)
-    counts = np.zeros((C, C), dtype=int)
-    np.add.at(counts, (truth, pred), 1)
-    with np.errstate(under="ignore"):
-        p_true = np.exp(logp[np.arange(truth.size), truth])
-
-    with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
-        fig = new_figure(5.0)
-        left, right = fig.subplots(1, 2)
-        rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-        im = left.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-        for i in range(C):
-            for j in range(C):
-                left.text(j, i, str(counts[i, j]), ha="center", va="center",
-                          fontsize=TICK_SIZE + (1 if C <= 4 else -1),
-                          color="white" if rows[i, j] > 0.5 else "#111111")
-        order = ["".join("XY"[(c >> b) & 1] for b in range(relevant - 1, -1, -1))
-                 for c in range(C)]
-        labels = [f"{n} {o}" for n, o in zip(names, order)]
-        left.set_xticks(range(C), [lab.replace(" ", "\n") for lab in labels])
-        left.set_yticks(range(C), labels)
-        left.tick_params(labelsize=TICK_SIZE)
-        left.set_xlabel("predicted class", fontsize=LABEL_SIZE)
-        left.set_ylabel("true class (the order of X and Y)", fontsize=LABEL_SIZE)
-        left.set_title("test sequences by true and predicted class", loc="left",
-                       fontsize=SUBTITLE_SIZE)
-        cb = fig.colorbar(im, ax=left, shrink=0.8)
-        cb.set_label("fraction of the true class", fontsize=TICK_SIZE + 1)
-        cb.ax.tick_params(labelsize=TICK_SIZE)
-
-        right.hist(p_true, bins=np.linspace(0, 1, 41), color="#1f77b4", label=variant)
-        right.axvline(1 / C, color="#d62728", linestyle="--", linewidth=1.4,
-                      label=f"majority baseline: 1/{C}")
-        right.set_xlim(0, 1)
-        right.set_xlabel("probability the model gives the true class")
-        right.set_ylabel("test sequences")
-        right.set_title("how sure it is", loc="left", fontsize=SUBTITLE_SIZE)
-        right.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper center",
-                     bbox_to_anchor=(0.6, 1.0))                 # clear of 1/C and of 1
-        style_axes(right)
-        acc = np.trace(counts) / counts.sum()
-        fig.suptitle(f"temporal order ({C} classes): {counts.sum()} test sequences, accuracy "
-                     f"{acc:.1%} (chance {1 / C:.1%}), {variant}", fontsize=SUBTITLE_SIZE + 2)
-        return save_figure(fig, path)

@@ -64,9 +64,9 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import TRAIN, Batch, Task, TaskDefaults, check_int
+from .base import TRAIN, Batch, Task, TaskDefaults, check_int, from_json_array, json_array
 from .datasets import package_file
-from .memory import run_batched
+from .kit import pad_next, run_batched, with_loss
 from .sampling import autoregress
 
 SUFFIXES = (".mxl", ".musicxml", ".xml")
@@ -85,9 +85,10 @@ def read_score(path) -> ET.Element:
         with zipfile.ZipFile(path) as z:
             container = ET.fromstring(z.read("META-INF/container.xml"))
             rootfile = container.find(".//rootfile")
-            if rootfile is None or not rootfile.get("full-path"):
+            full_path = None if rootfile is None else rootfile.get("full-path")
+            if not full_path:
                 raise ValueError("META-INF/container.xml names no rootfile")
-            root = ET.fromstring(z.read(rootfile.get("full-path")))
+            root = ET.fromstring(z.read(full_path))
     else:
         root = ET.parse(path).getroot()
     if root.tag != "score-partwise":
@@ -106,8 +107,16 @@ def melody_part(root: ET.Element, first_if_none: bool):
     return parts[0] if parts and first_if_none else None
 
 
+def _required_text(el: ET.Element, path: str) -> str:
+    """The text of `el`'s child at `path`; refused when the child is missing."""
+    text = el.findtext(path)
+    if text is None:
+        raise ValueError(f"<{el.tag}> has no <{path}>")
+    return text
+
+
 def midi_pitch(note: ET.Element) -> int:
-    step, octave = note.findtext("pitch/step"), note.findtext("pitch/octave")
+    step, octave = _required_text(note, "pitch/step"), _required_text(note, "pitch/octave")
     alter = float(note.findtext("pitch/alter") or 0)              # microtones round
     return 12 * (int(octave) + 1) + STEPS[step.strip()] + int(round(alter))
 
@@ -119,7 +128,7 @@ def part_events(part: ET.Element) -> list[tuple[int | None, Fraction]]:
     for measure in part.findall("measure"):
         for el in measure:
             if el.tag == "attributes" and el.find("divisions") is not None:
-                divisions = int(el.findtext("divisions"))
+                divisions = int(_required_text(el, "divisions"))
                 continue
             is_forward = el.tag == "forward" and el.findtext("voice") is not None
             if el.tag != "note" and not is_forward:
@@ -136,7 +145,7 @@ def part_events(part: ET.Element) -> list[tuple[int | None, Fraction]]:
                 if last_new and el.find("pitch") is not None and events[-1][0] is not None:
                     events[-1][0] = max(events[-1][0], midi_pitch(el))
                 continue
-            d = Fraction(int(el.findtext("duration")), divisions)
+            d = Fraction(int(_required_text(el, "duration")), divisions)
             pitch = None if is_forward or el.find("rest") is not None else midi_pitch(el)
             ties = {t.get("type") for t in el.findall("tie")}
             tied = tie_open and "stop" in ties and events and events[-1][0] == pitch
@@ -211,6 +220,13 @@ def read_corpus(folder: str, builtin: bool) -> Corpus:
                   "Bach chorales (music21 corpus)" if builtin else str(folder))
 
 
+def _unpack_corpus(d: dict) -> Corpus:
+    """The corpus as Music.stored_arrays kept it."""
+    melodies = tuple(tuple((p, Fraction(n, m)) for p, n, m in events) for events in d["melodies"])
+    return Corpus(tuple(d["names"]), melodies, d["files"], d["unreadable"], d["no_melody"],
+                  d["duplicates"], d["source"])
+
+
 def split_names(names) -> dict[str, list[int]]:
     """Indices of the test, valid and train chorales: sorted by the MD5 of the name, the
     first 10% test, the next 10% valid, the rest train (at least one in each)."""
@@ -275,8 +291,10 @@ class Vocabulary:
         for k, (p, d) in enumerate(events):
             pi = 0 if p is None else p + shift - self.low + 1
             di = self._dur.get(d)
-            ok = di is not None and (p is None or self.low <= p + shift <= self.high)
-            out[k] = pi * self.n_durations + di if ok else self.unknown
+            if di is not None and (p is None or self.low <= p + shift <= self.high):
+                out[k] = pi * self.n_durations + di
+            else:
+                out[k] = self.unknown
         return out
 
     def decode(self, ids) -> list[tuple[int | None, Fraction]]:
@@ -329,24 +347,6 @@ def score_events(logp: np.ndarray, y: np.ndarray, vocab: Vocabulary) -> dict[str
             "unknown_rate": float(np.mean(~known))}
 
 
-def pad(sequences, bos: int):
-    """Whole chorales (token ids without BOS): x, y (T, n) ids (BOS then the events; the
-    events), mask (T, n), lengths (n,)."""
-    return pad_windows([np.r_[bos, s] for s in sequences])
-
-
-def pad_windows(windows):
-    """Windows of ids (each at least 2 long): x (T, n) all but the last id, y (T, n) all but
-    the first, mask (T, n), lengths (n,)."""
-    lengths = np.array([len(w) - 1 for w in windows])
-    T, n = int(lengths.max()), len(windows)
-    x = np.zeros((T, n), dtype=np.int64)
-    y = np.zeros((T, n), dtype=np.int64)
-    for j, w in enumerate(windows):
-        x[:lengths[j], j], y[:lengths[j], j] = w[:-1], w[1:]
-    return x, y, np.arange(T)[:, None] < lengths, lengths
-
-
 class Music(Task):
     name = "music"
     summary = ("next-note prediction on the soprano lines of Bach's chorales (pitch and "
@@ -364,6 +364,7 @@ class Music(Task):
                "window": (64, "training: events per sequence at most (a random window of a "
                               "longer chorale, which then starts mid-way, not from BOS)"),
                "embedding": (32, "width of the token embedding")}
+    sources = ("folder",)
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
@@ -373,7 +374,8 @@ class Music(Task):
         self.embedding = check_int("embedding", o["embedding"], 1)
         self.window = check_int("window", o["window"], 1)
         folder = str(o["folder"]) if o["folder"] else str(builtin_folder())
-        self.corpus = read_corpus(folder, builtin=not o["folder"])
+        self.corpus = (read_corpus(folder, builtin=not o["folder"]) if self.stored is None
+                       else _unpack_corpus(from_json_array(self.stored.arrays["corpus"])))
         self.index = split_names(self.corpus.names)
         train = [self.corpus.melodies[k] for k in self.index["train"]]
         pitches = [p for m in train for p, _ in m if p is not None]
@@ -386,11 +388,30 @@ class Music(Task):
                                 min(127, max(pitches) + self.transpose), durations)
         self.tokens = {s: [self.vocab.encode(self.corpus.melodies[k]) for k in idx]
                        for s, idx in self.index.items()}
-        self.split = {s: pad(self.tokens[s], self.vocab.bos) for s in ("valid", "test")}
+        # whole chorales: x (T, n) BOS then the events, y (T, n) the events, mask, lengths
+        self.split = {s: pad_next([np.r_[self.vocab.bos, t] for t in self.tokens[s]])
+                      for s in ("valid", "test")}
         # training ids (BOS, then the events) of every chorale at every shift, encoded once
         self.shifted = {s: [np.r_[self.vocab.bos, self.vocab.encode(m, s)] for m in train]
                         for s in range(-self.transpose, self.transpose + 1)}
         self.log_counts = add_one_counts(self.tokens["train"], self.vocab)
+
+    def preprocessing(self) -> dict:
+        V = self.vocab
+        return {"input": "token ids: a (pitch, duration) event is pitch index * n_durations + "
+                         "duration index, pitch index 0 a rest and k > 0 the MIDI pitch low + "
+                         "k - 1; then unknown_id and bos_id",
+                "output": "logits of the next event (ids below bos_id)",
+                "low": V.low, "high": V.high, "durations": [str(d) for d in V.durations],
+                "n_durations": V.n_durations, "unknown_id": V.unknown, "bos_id": V.bos,
+                "source": self.corpus.source}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        c = self.corpus
+        return {"corpus": json_array({
+            "names": list(c.names), "files": c.files, "unreadable": c.unreadable,
+            "no_melody": c.no_melody, "duplicates": c.duplicates, "source": c.source,
+            "melodies": [[[p, d.numerator, d.denominator] for p, d in m] for m in c.melodies]})}
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=self.embedding, output_size=self.vocab.n_out,
@@ -407,7 +428,7 @@ class Music(Task):
             ids = self.shifted[int(s)][k]
             a = int(u * (max(0, len(ids) - 1 - self.window) + 1))   # a window of a long one
             seqs.append(ids[a:a + self.window + 1])              # inputs and targets
-        x, y, mask, lengths = pad_windows(seqs)
+        x, y, mask, lengths = pad_next(seqs)
         return Batch(x=x, y=y, mask=mask.astype(np.float64), lengths=lengths)
 
     # --- evaluation ------------------------------------------------------------------------
@@ -417,8 +438,8 @@ class Music(Task):
 
     def evaluate(self, predictor, split):
         _, y, mask, _ = self.split[split]
-        m = score_events(self._logp(predictor, split)[mask], y[mask], self.vocab)
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss(score_events(self._logp(predictor, split)[mask], y[mask], self.vocab),
+                         split)
 
     def _counts(self):
         """Add-one bigram (n_in, n_out) and unigram (n_out,) log probabilities from the
@@ -511,8 +532,15 @@ def piano_roll(path, events, *, title, probs=None, guesses=None, reference=None,
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    from ..viz.figures import (GATE_CMAP, LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure,
-                               save_figure, style_axes)
+    from ..viz.figures import (
+        GATE_CMAP,
+        LEGEND_SIZE,
+        SUBTITLE_SIZE,
+        TICK_SIZE,
+        new_figure,
+        save_figure,
+        style_axes,
+    )
 
     onsets = np.r_[0.0, np.cumsum([float(d) for _, d in events])]   # (n + 1,)
     pitches = [p for p, _ in events if p is not None]

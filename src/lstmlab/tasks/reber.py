@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import check_memory
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from .base import TEST, TRAIN, VALID, Batch, Task, TaskDefaults, check_int, held_out
-from .memory import run_batched
+from .kit import pad_next, run_batched, with_loss
 
 SYMBOLS = "BTPSXVE"                                   # ids 0..6
 ID = {s: k for k, s in enumerate(SYMBOLS)}
@@ -51,7 +52,7 @@ def _embedded_grammar():
     """
     edges = {0: ((ID["B"], 1),)}
     names = {0: "open", 1: "branch", 16: "close T", 17: "close P", 18: "end"}
-    for b, (sym, first, close) in enumerate((("T", 2, 16), ("P", 9, 17))):
+    for sym, first, close in (("T", 2, 16), ("P", 9, 17)):
         edges[1] = edges.get(1, ()) + ((ID[sym], first),)
         edges[first] = ((ID["B"], first + 1),)                   # the inner B
         names[first] = f"{sym}: inner B"
@@ -96,7 +97,8 @@ def walk(coins, state: int = 0):
 def embedded_strings(rng, n: int) -> list[np.ndarray]:
     """n embedded Reber strings (arrays of ids, B ... E), independent and identically drawn:
     one walk from state 0, cut after each final E."""
-    out, state, partial = [], 0, np.zeros(0, dtype=np.int64)
+    out: list[np.ndarray] = []
+    state, partial = 0, np.zeros(0, dtype=np.int64)
     while len(out) < n:
         symbols, states = walk(rng.integers(0, 2, size=16 * n + 64), state)
         ends = np.flatnonzero(states == 0) + 1                   # one past each final E
@@ -132,15 +134,10 @@ def string_batch(strings: list[np.ndarray]):
     """Pad strings into a batch: x, y (T, n) ids (input, next symbol), mask (T, n), lengths
     (n,), legal (T, n, 7) (the symbols allowed after each input) and close (T, n) (the step
     that must recall the branch symbol)."""
-    lengths = np.array([len(s) - 1 for s in strings])
-    T, n = int(lengths.max()), len(strings)
-    x = np.zeros((T, n), dtype=np.int64)
-    y = np.zeros((T, n), dtype=np.int64)
-    states = np.zeros((T, n), dtype=np.int64)
+    x, y, mask, lengths = pad_next(strings)
+    states = np.zeros_like(x)
     for j, s in enumerate(strings):
-        x[:lengths[j], j], y[:lengths[j], j] = s[:-1], s[1:]
         states[:lengths[j], j] = walk_states(s[:-1])
-    mask = np.arange(T)[:, None] < lengths
     legal = LEGAL[states] & mask[..., None]
     return x, y, mask, lengths, legal, np.isin(states, CLOSE_STATES) & mask
 
@@ -194,7 +191,7 @@ class Reber(Task):
         super().__init__(seed, **options)
         n_test = check_int("test_size", self.opts["test_size"], 1)
         self.split = held_out(seed, lambda rng, n: string_batch(embedded_strings(rng, n)),
-                              256, n_test)
+                              256, n_test, item_bytes=4000)   # ids, mask, legal: ~50 steps
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=N_SYMBOLS, output_size=N_SYMBOLS, vocab_size=N_SYMBOLS,
@@ -218,8 +215,7 @@ class Reber(Task):
                 "nll": float(nll.sum() / mask.sum())}
 
     def evaluate(self, predictor, split):
-        m = self._metrics(self._logp(predictor, split), split)
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss(self._metrics(self._logp(predictor, split), split), split)
 
     def _bigram(self):
         x, y = [], []
@@ -331,6 +327,10 @@ class ContinualReber(Task):
         self.reset_every = check_int("reset_every", self.opts["reset_every"], 1)
         self.lengths = {"valid": check_int("valid_symbols", self.opts["valid_symbols"], 2),
                         "test": check_int("test_symbols", self.opts["test_symbols"], 2)}
+        # symbols and states (int64) of the held-out streams and of one training stream
+        check_memory("the validation, test and training streams",
+                     32 * (sum(self.lengths.values()) + self.window * self.reset_every),
+                     "lower valid_symbols, test_symbols, window or reset_every")
         self._streams = {}                                       # split -> (symbols, states)
         self._segment = (None, None)                             # (key, training streams)
 
@@ -396,8 +396,7 @@ class ContinualReber(Task):
                 "nll": float(nll.mean())}
 
     def evaluate(self, predictor, split):
-        m = self._metrics(self._logp(predictor, split), split)
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss(self._metrics(self._logp(predictor, split), split), split)
 
     def baselines(self):
         s = self.training_streams(0, 32)                         # training data: 32 streams

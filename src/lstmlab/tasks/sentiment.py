@@ -50,16 +50,26 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults, check_int
-from .classify import pad
+from .base import Batch, Task, TaskDefaults, check_int, from_json_array, json_array
 from .datasets import package_file, read_text_file
+from .kit import (
+    Vocabulary,
+    accuracy,
+    confusion_matrix,
+    f1_of,
+    majority_logp,
+    nll,
+    pad,
+    prefixes,
+    with_loss,
+)
+from .kit import stratified_split as split_by_class
 
 PAD, UNK = 0, 1                  # token ids reserved before the vocabulary's words (pad: 0s)
 SPLIT_SEED = 20110601            # the stratified split is the same for every --seed
@@ -139,14 +149,12 @@ def _label_key(label: str):
 
 def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np.ndarray]:
     """Indices of train, valid and test (80/10/10 within each class), each sorted."""
-    rng = np.random.default_rng(seed)
-    parts = {"train": [], "valid": [], "test": []}
-    for c in (0, 1):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        a, b = (int(round(f * len(idx))) for f in FRACTIONS)
-        for name, piece in zip(parts, (idx[:a], idx[a:b], idx[b:])):
-            parts[name].append(piece)
-    return {k: np.sort(np.concatenate(v)) for k, v in parts.items()}
+    def sizes(n):
+        a, b = (int(round(f * n)) for f in FRACTIONS)
+        return a, b - a, n - b
+
+    return dict(zip(("train", "valid", "test"),
+                    split_by_class(labels, np.random.default_rng(seed), sizes)))
 
 
 class Sentiment(Task):
@@ -169,6 +177,7 @@ class Sentiment(Task):
                "embedding": (64, "width of the word embedding"),
                "word_dropout": (0.0, "training only: each token becomes UNK with this probability "
                                      "(Iyyer et al. 2015), a regulariser for small data")}
+    sources = ("csv",)
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
@@ -179,7 +188,10 @@ class Sentiment(Task):
         self.word_dropout = float(o["word_dropout"])
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must lie in [0, 1), got {o['word_dropout']!r}")
-        if o["csv"]:
+        if o["csv"] and self.stored is not None:                 # the texts the run kept
+            texts, labels = from_json_array(self.stored.arrays["texts"]), self.stored.arrays["labels"]
+            self.classes, self.source = self.stored.state["classes"], Path(o["csv"]).name
+        elif o["csv"]:
             texts, labels, self.classes = read_labelled_csv(o["csv"], o["text_column"],
                                                             o["label_column"])
             self.source = Path(o["csv"]).name
@@ -194,17 +206,28 @@ class Sentiment(Task):
         self.texts, self.labels = texts, labels
         self.split = stratified_split(labels)
         tokens = [tokenize(t) for t in texts]
-        freq = Counter(w for i in self.split["train"] for w in tokens[i])
-        words = sorted(freq, key=lambda w: (-freq[w], w))[:self.vocab_limit]
-        self.words = ["<pad>", "<unk>"] + words                  # id -> token
-        self.ids = {w: k for k, w in enumerate(self.words)}
+        self.vocab = Vocabulary.most_frequent((tokens[i] for i in self.split["train"]),
+                                              self.vocab_limit, reserved=("<pad>", "<unk>"))
+        self.words, self.ids = self.vocab.tokens, self.vocab.ids   # id -> token, token -> id
         self.encoded = [self.encode_tokens(t) for t in tokens]   # per text: (n,) int32 ids
         self._epoch = (None, None)                               # (key, that epoch's batches)
+
+    def preprocessing(self) -> dict:
+        return {"input": "token ids: tokenize() (lowercase words and punctuation marks), the "
+                         f"last max_tokens kept; id {PAD} pads, id {UNK} is every token not in "
+                         "words",
+                "output": "logits of the classes",
+                "classes": self.classes, "words": self.words, "pad_id": PAD, "unk_id": UNK,
+                "max_tokens": self.max_tokens, "source": self.source,
+                "text_column": self.opts["text_column"], "label_column": self.opts["label_column"]}
+
+    def stored_arrays(self) -> dict[str, np.ndarray]:
+        return {"texts": json_array(self.texts), "labels": self.labels}
 
     # --- text to ids ---------------------------------------------------------------------
     def encode_tokens(self, tokens: list[str]) -> np.ndarray:
         """(n,) ids of the last max_tokens tokens; an empty text becomes one UNK."""
-        ids = np.array([self.ids.get(w, UNK) for w in tokens[-self.max_tokens:]], dtype=np.int32)
+        ids = self.vocab.encode(tokens[-self.max_tokens:], unknown=UNK, dtype=np.int32)
         return ids if ids.size else np.array([UNK], dtype=np.int32)
 
     def encode(self, text: str) -> np.ndarray:
@@ -269,16 +292,11 @@ class Sentiment(Task):
     @staticmethod
     def scores(logp: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """accuracy, F1 of class 1 and NLL of (N, 2) log probabilities against labels y."""
-        pred = logp.argmax(1)
-        tp = float(np.sum((pred == 1) & (y == 1)))
-        fp, fn = float(np.sum((pred == 1) & (y == 0))), float(np.sum((pred == 0) & (y == 1)))
-        return {"accuracy": float(np.mean(pred == y)),
-                "f1": 2 * tp / (2 * tp + fp + fn) if tp else 0.0,
-                "nll": float(-np.mean(logp[np.arange(len(y)), y]))}
+        return {"accuracy": accuracy(logp, y), "f1": f1_of(y, logp.argmax(1)), "nll": nll(logp, y)}
 
     def evaluate(self, predictor, split):
-        m = self.scores(self._logp(predictor, split), self.labels[self.split[split]])
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss(self.scores(self._logp(predictor, split), self.labels[self.split[split]]),
+                         split)
 
     def bag_of_words(self, which: np.ndarray):
         """(N, V) sparse token counts of the texts `which`, over the task's vocabulary."""
@@ -299,12 +317,10 @@ class Sentiment(Task):
                              "pip install 'lstmlab[tasks]'") from None
         train, test = self.split["train"], self.split["test"]
         y, y_test = self.labels[train], self.labels[test]
-        prior = np.bincount(y, minlength=2) / len(y)
-        majority = np.log(np.repeat(prior[None], len(test), axis=0))
         X, X_test = self.bag_of_words(train), self.bag_of_words(test)
         X.data, X_test.data = np.log1p(X.data), np.log1p(X_test.data)   # damp repeated words
         lr = LogisticRegression(C=1.0, max_iter=2000).fit(X, y)
-        return {"majority": self.scores(majority, y_test),
+        return {"majority": self.scores(majority_logp(y, 2, len(test)), y_test),
                 "bow_logistic": self.scores(lr.predict_log_proba(X_test), y_test)}
 
     # --- figures -------------------------------------------------------------------------
@@ -343,16 +359,14 @@ class Sentiment(Task):
         return paths
 
     # --- predict -------------------------------------------------------------------------
-    def predict(self, predictor, path=None, text=None):
-        """Label and probability of `text`, or of each line of the UTF-8 file `path`."""
-        if (path is None) == (text is None):
-            raise ValueError("give exactly one of --input FILE (one text a line) and --text TEXT")
-        if text is not None:
-            texts = [text]
-        else:
-            text = read_text_file(path, "input file",
-                                  empty="{path} is empty; it needs one text a line")
-            texts = [t for t in text.splitlines() if t.strip()]
+    def predict_file(self, predictor, path):
+        """Label and probability of each line of the UTF-8 file `path`."""
+        text = read_text_file(path, "input file", empty="{path} is empty; it needs one text a line")
+        return self.predict_text(predictor, [t for t in text.splitlines() if t.strip()])
+
+    def predict_text(self, predictor, text):
+        """Label and probability of `text` (a str), or of each of a list of texts."""
+        texts = [text] if isinstance(text, str) else text
         logp = self.log_probs(predictor, [self.encode(t) for t in texts])
         k = logp.argmax(1)
         prob = np.exp(logp[np.arange(len(texts)), k])
@@ -364,9 +378,8 @@ class Sentiment(Task):
 
 def prefix_log_odds(predictor, ids: np.ndarray) -> np.ndarray:
     """(n,) log p(class 1) / p(class 0) after each prefix ids[:1], ids[:2], ..., in one batch."""
-    n = len(ids)
-    x = np.repeat(ids[:, None].astype(np.int64), n, axis=1)     # (n, n): column j = prefix j+1
-    logits, _ = predictor.run(x, lengths=np.arange(1, n + 1))
+    x, lengths = prefixes(ids.astype(np.int64))                  # (n, n): column j = prefix j+1
+    logits, _ = predictor.run(x, lengths=lengths)
     logp = log_softmax(np.asarray(logits, dtype=np.float64))
     return logp[:, 1] - logp[:, 0]
 
@@ -408,9 +421,7 @@ def summary_figure(path, p, y, classes, *, title):
     a.set_title("calibration", loc="left", fontsize=SUBTITLE_SIZE)
     a.legend(fontsize=TICK_SIZE, loc="upper left", frameon=False)
     style_axes(a)
-    pred = (p > 0.5).astype(int)
-    cm = np.zeros((2, 2), dtype=int)
-    np.add.at(cm, (y, pred), 1)
+    cm = confusion_matrix(y, (p > 0.5).astype(int), 2)
     b.imshow(cm, cmap="Blues", vmin=0, vmax=cm.sum())
     for (r, c), v in np.ndenumerate(cm):
         b.text(c, r, f"{v}\n({v / cm.sum():.1%})", ha="center", va="center",

@@ -16,6 +16,7 @@ import numpy as np
 from ..config import ModelConfig
 from .base import Batch, Predictor, Task, TaskDefaults, held_out
 from .datasets import read_series
+from .kit import with_loss
 
 PERIODS = (12.0, 40.0)        # steps per cycle, drawn uniformly
 CONTEXT, FUTURE = 100, 50     # evaluation: steps seen, then steps generated
@@ -50,10 +51,16 @@ class Sine(Task):
             raise ValueError(f"noise must lie in [0, 10), got {noise}")
         if n_test < 1:
             raise ValueError(f"test_size must be at least 1, got {n_test}")
-        self.noise, self.jitter = noise, float(self.opts["jitter"])
+        self.noise, self.jitter = noise, self.opts["jitter"]
+        if not 0.0 <= self.jitter < 10.0:
+            raise ValueError(f"jitter must lie in [0, 10), got {self.jitter}")
+        jittered = f" with input noise (jitter {self.jitter:g})" if self.jitter else ""
+        self.loss_note = (f"training loss: every step of each wave{jittered}, from its first value "
+                          f"on (no context yet); validation: clean inputs, last {FUTURE} steps after "
+                          f"{CONTEXT} of context. Not on the same scale.")
         # held-out waves come from their own streams, never from the training stream
         self.split = held_out(seed, lambda rng, n: waves(rng, n, CONTEXT + FUTURE, noise),
-                              128, n_test)
+                              128, n_test, item_bytes=32 * (CONTEXT + FUTURE))
 
     def model_config(self, **settings) -> ModelConfig:
         return ModelConfig(input_size=1, output_size=1, readout="sequence", **settings)
@@ -83,11 +90,8 @@ class Sine(Task):
     def evaluate(self, predictor, split):
         clean = self.split[split][0][CONTEXT:]
         next_step, free = self._forecasts(predictor, split)
-        mse = float(np.mean((next_step - clean) ** 2))
-        metrics = {"mse": mse, "free_run_mse": float(np.mean((free - clean) ** 2))}
-        if split == "valid":
-            metrics["loss"] = mse
-        return metrics
+        return with_loss({"mse": float(np.mean((next_step - clean) ** 2)),
+                          "free_run_mse": float(np.mean((free - clean) ** 2))}, split, "mse")
 
     def baselines(self):
         clean, obs = self.split["test"]
@@ -118,7 +122,7 @@ class Sine(Task):
                                   title=f"sine: gates and states of layer 0 ({predictor.config.variant})"))
         return paths
 
-    def predict(self, predictor, path, horizon: int = FUTURE):
+    def predict_file(self, predictor, path, horizon: int = FUTURE):
         """Continue the user's series (one number per line, or a one-column CSV)."""
         values = read_series(path)
         x = values[:, None, None].astype(np.dtype(predictor.config.dtype))

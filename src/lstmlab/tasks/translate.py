@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,7 @@ from ..numpy.losses import log_softmax
 from ..numpy.seq2seq import BOS, EOS, PAD  # noqa: F401  (PAD: this module's conventions too)
 from .base import TEST, TRAIN, VALID, Batch, Task, TaskDefaults, check_int
 from .datasets import read_text_file
+from .kit import Vocabulary, pad, with_loss
 
 FIRST, LAST = datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)
 TEST_SHARE, VALID_SHARE = 0.10, 0.05
@@ -58,15 +60,14 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "September", "October", "November", "December")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 CASES = (("as is", 0.6), ("lower", 0.2), ("upper", 0.2))
-CASE_FN = {"as is": str, "lower": str.lower, "upper": str.upper}
+CASE_FN: dict[str, Callable[[str], str]] = {"as is": str, "lower": str.lower, "upper": str.upper}
 
 SOURCE_CHARS = " ',-./0123456789" + "abcdefghijklmnopqrstuvwxyz" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-SRC_ID = {ch: k + 1 for k, ch in enumerate(SOURCE_CHARS)}        # 0 is PAD
-SRC_VOCAB = len(SOURCE_CHARS) + 1
+SOURCE = Vocabulary(SOURCE_CHARS, reserved=("<pad>",))           # 0 is PAD
+SRC_VOCAB = len(SOURCE)
 TARGET_CHARS = "0123456789-"
-TGT_ID = {ch: k + 3 for k, ch in enumerate(TARGET_CHARS)}        # 0, 1, 2: PAD, BOS, EOS
-TGT_CHAR = {v: k for k, v in TGT_ID.items()}
-TGT_VOCAB = len(TARGET_CHARS) + 3
+TARGET = Vocabulary(TARGET_CHARS, reserved=("<pad>", "<bos>", "<eos>"))   # PAD, BOS, EOS
+TGT_VOCAB = len(TARGET)
 TGT_LEN = 11                                                     # "YYYY-MM-DD" and EOS
 MAX_SOURCE = 48                                                  # longest line predict takes
 EVAL_BATCH = 512                                                 # sequences per predictor call
@@ -135,31 +136,19 @@ def draw(rng, dates: list, n: int | None = None):
 
 def encode_sources(sources: list[str]):
     """x (S, N) ids, PAD after each end, and lengths (N,). Characters must be in SOURCE_CHARS."""
-    lengths = np.array([len(s) for s in sources])
-    x = np.zeros((int(lengths.max()), len(sources)), dtype=np.int64)
-    for j, s in enumerate(sources):
-        x[:len(s), j] = [SRC_ID[ch] for ch in s]
-    return x, lengths
+    return pad([SOURCE.encode(s) for s in sources], np.int64)
 
 
 def encode_targets(targets: list[str]):
     """y (11, N) ids ("YYYY-MM-DD" then EOS) and the decoder inputs BOS + y[:-1]."""
-    y = np.array([[TGT_ID[ch] for ch in t] + [EOS] for t in targets], dtype=np.int64).T
+    y = np.array([[*TARGET.encode(t), EOS] for t in targets], dtype=np.int64).T
     y_in = np.concatenate([np.full((1, y.shape[1]), BOS), y[:-1]])
     return y, y_in
 
 
 def decode_ids(ids) -> list[str]:
     """(T, N) target ids -> N strings, each cut at its first EOS (PAD and BOS dropped)."""
-    out = []
-    for col in np.asarray(ids).T.tolist():
-        s = []
-        for i in col:
-            if i == EOS:
-                break
-            s.append(TGT_CHAR.get(i, ""))
-        out.append("".join(s))
-    return out
+    return ["".join(TARGET.decode(col, stop=EOS)) for col in np.asarray(ids).T]
 
 
 def copy_digits(source: str, fallback: str) -> str:
@@ -203,7 +192,7 @@ def read_lines(path) -> list[str]:
     # not all blank (read_text_file checked): at least one line
     lines = [(n, s.strip()) for n, s in enumerate(text.splitlines(), 1) if s.strip()]
     for n, s in lines:
-        bad = sorted({ch for ch in s if ch not in SRC_ID})
+        bad = sorted({ch for ch in s if ch not in SOURCE_CHARS})
         if bad or len(s) > MAX_SOURCE:
             what = (f"characters {''.join(bad)!r} the model never saw" if bad
                     else f"{len(s)} characters, more than {MAX_SOURCE}")
@@ -289,9 +278,8 @@ class Translate(Task):
             logits, _ = predictor.run(x, y_in, lengths)
             logp = log_softmax(np.asarray(logits, dtype=np.float64))
             nll.append(-np.take_along_axis(logp, y[..., None], axis=-1)[..., 0])   # (11, n)
-        m = {**self._scores(outputs, self.split[split][1]),
-             "nll": float(np.concatenate(nll, axis=1).mean())}
-        return {**m, "loss": m["nll"]} if split == "valid" else m
+        return with_loss({**self._scores(outputs, self.split[split][1]),
+                          "nll": float(np.concatenate(nll, axis=1).mean())}, split)
 
     def _majority(self):
         """Per position of the target: log-frequencies (11, V) over the training dates."""
@@ -340,7 +328,7 @@ class Translate(Task):
                                  [(sources[j], outputs[j], targets[j]) for j in listed],
                                  title=title)]
 
-    def predict(self, predictor, path, **kw):
+    def predict_file(self, predictor, path):
         """Translate each non-blank line of a UTF-8 text file."""
         lines = read_lines(path)
         outputs, _ = self.translate(predictor, lines)
@@ -351,7 +339,7 @@ class Translate(Task):
 def attention_figure(path, panels, examples, *, title):
     """Attention heatmaps (source characters across, output characters down), two a row,
     and a list of greedy translations below them (mistakes first)."""
-    from ..viz.figures import (GATE_CMAP, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure)
+    from ..viz.figures import GATE_CMAP, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
 
     rows = (len(panels) + 1) // 2
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture

@@ -1,4 +1,5 @@
-"""Static figures: forecasts, the gates inside a cell, loss curves and cell-state norms.
+"""Static figures: forecasts, the gates inside a cell, loss curves, cell-state norms and
+the confusion matrix of a classifier (two tasks draw it).
 
 Every function draws on its own `matplotlib.figure.Figure` with the Agg canvas (never
 pyplot: no global state, no GUI, safe in a server thread), saves a PNG atomically (a
@@ -10,18 +11,23 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from ..io.atomic import atomic_path
 
-__all__ = ["forecast_figure", "gate_heatmap", "loss_curve", "cell_state_norm"]
+__all__ = ["forecast_figure", "gate_heatmap", "loss_curve", "cell_state_norm", "confusion_figure"]
 
 DPI = 110            # ~1100 px for a 10-inch figure: sharp on screen, small on disk
 WIDTH = 10.0         # inches; every figure has this width so they line up in a report
@@ -70,9 +76,9 @@ def new_figure(height: float) -> Figure:
 
     new_figure, style_axes, log_y and save_figure are the building blocks a task's own
     figures use, so every picture lstmlab draws looks alike."""
-    fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
+    layout = ConstrainedLayoutEngine(h_pad=0.06, w_pad=0.06, hspace=0.04, wspace=0.02)
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
-    fig.get_layout_engine().set(h_pad=0.06, w_pad=0.06, hspace=0.04, wspace=0.02)
     return fig
 
 
@@ -113,9 +119,13 @@ def log_y(ax) -> None:
 
 
 def save_figure(fig: Figure, path) -> Path:
-    """Write `fig` as PNG to `path`, atomically."""
+    """Write `fig` as PNG to `path`, atomically.
+
+    Characters the font lacks (a user's text: emoji, CJK, control characters) are drawn as
+    empty boxes without matplotlib's warning per glyph, which would flood stderr."""
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font")
         fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
@@ -201,8 +211,8 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
             raise ValueError(f"series[{k}] has unknown keys {sorted(unknown)}")
         if ("lower" in s) != ("upper" in s):
             raise ValueError(f"series[{k}] needs both 'lower' and 'upper', or neither")
-        p = {"history": _vector(s["history"], f"series[{k}]['history']"),
-             "truth": _vector(s["truth"], f"series[{k}]['truth']")}
+        p: dict[str, Any] = {"history": _vector(s["history"], f"series[{k}]['history']"),
+                             "truth": _vector(s["truth"], f"series[{k}]['truth']")}
         n = p["truth"].size
         for key in ("free_run", "next_step", "lower", "upper", "baseline"):
             if key in s and s[key] is not None:
@@ -243,7 +253,7 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
     _time_axis(axes[-1])
 
     # One legend for all panels: the union of what was drawn, in drawing order.
-    seen = {}
+    seen: dict[str, Artist] = {}
     for ax in axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(lab, h)
@@ -310,16 +320,38 @@ def _input_features(x, T, sequence):
     return x
 
 
+# Units are sorted by the mean of the first of these gates a layer has, highest on top: the
+# units that keep their memory longest (forget gate f, GRU update gate z) come first.
+SORT_GATES = ("f", "z", "i")
+
+
+def _unit_order(arrays: dict, sort_units: bool):
+    """(order of the units, what they are sorted by or "") for gate_heatmap."""
+    H = next(iter(arrays.values())).shape[1]
+    if not sort_units:
+        return np.arange(H), ""
+    key = next((n for n in SORT_GATES if n in arrays), None)
+    if key is None:                                        # a plain RNN: by activity
+        name = "h" if "h" in arrays else next(reversed(arrays))
+        score, by = np.nanmean(np.abs(arrays[name]), axis=0), f"mean |{name}|"
+    else:
+        score, by = np.nanmean(arrays[key], axis=0), f"mean {key}"
+    return np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable"), by
+
+
 @_drawing
 def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 0,
-                 max_units: int = 32) -> Path:
+                 max_units: int = 32, sort_units: bool = True) -> Path:
     """The inside of one recurrent layer over time: one heatmap per gate, then c and h.
 
     trace_layer: one entry of `model.trace(x)`, e.g. trace["l0"]: {name: (T, B, H) or
     (T, H) array}; the gates present are drawn in the order i, f, g, o (LSTM) or r, z, n
     (GRU), then the cell state c and the hidden state h; a gate a variant lacks is absent.
     x: optional input, (T,), (T, I) or (T, B, I); its first 3 features are drawn on top.
-    sequence: which batch element to draw. max_units: at most this many units (the first).
+    sequence: which batch element to draw. sort_units: rows sorted by each unit's mean
+    forget gate f over the sequence (GRU: update gate z; no f or z: input gate i; a plain
+    RNN: mean |h|), highest on top, the unit numbers on the axis; False: in unit order.
+    max_units: at most this many units (the first in the order drawn).
     Gates (sigmoids) share the fixed range 0..1; g, n, c and h use a diverging map centred
     at 0 with symmetric limits. Returns `path`.
     """
@@ -330,6 +362,10 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
     arrays, (T, H) = _trace_arrays(trace_layer, sequence)
     xs = _input_features(x, T, sequence) if x is not None else None
     shown = min(H, int(max_units))
+    order, sorted_by = _unit_order(arrays, bool(sort_units))
+    order = order[:shown]
+    unit_ticks = FuncFormatter(lambda v, pos=None: str(order[int(round(v))])
+                               if 0 <= round(v) < shown and abs(v - round(v)) < 1e-6 else "")
 
     rows = len(arrays) + (xs is not None)
     row_h = 1.05 if shown <= 16 else 1.35
@@ -361,7 +397,7 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
     for name, a in arrays.items():
         ax = fig.add_subplot(grid[r, 0], sharex=first)
         first = first or ax
-        data = a[:, :shown].T                              # (units, T)
+        data = a[:, order].T                               # (units, T), in the order drawn
         if name in SIGMOID_GATES:
             im = ax.imshow(data, aspect="auto", interpolation="nearest", extent=extent,
                            cmap=GATE_CMAP, vmin=0.0, vmax=1.0)
@@ -374,35 +410,43 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
         if name in GATE_ROLES:
             ax.set_title(GATE_ROLES[name], loc="right", fontsize=TICK_SIZE + 0.5,
                          color="#555555", style="italic")
-        ax.set_ylabel("unit")
+        ax.set_ylabel(f"unit, by {sorted_by}" if sorted_by else "unit")
         ax.tick_params(labelsize=TICK_SIZE)
-        ax.yaxis.label.set_size(LABEL_SIZE)
-        ax.yaxis.get_major_locator().set_params(integer=True, nbins=4)
+        ax.yaxis.label.set_fontsize(LABEL_SIZE)
+        # the stubs' Locator.set_params takes no options; the default AutoLocator's does
+        ax.yaxis.get_major_locator().set_params(integer=True, nbins=4)  # type: ignore[call-arg]
+        ax.yaxis.set_major_formatter(unit_ticks)           # the unit's own number
         cax = fig.add_subplot(grid[r, 1])
         cb = fig.colorbar(im, cax=cax)
         cb.ax.tick_params(labelsize=TICK_SIZE)
         if name in SIGMOID_GATES:
             cb.set_ticks([0, 0.5, 1], labels=["0 shut", "0.5", "1 open"])
         else:
-            cb.ax.yaxis.get_major_locator().set_params(nbins=4)
+            cb.ax.yaxis.get_major_locator().set_params(nbins=4)  # type: ignore[call-arg]  # as above
             cb.ax.yaxis.set_major_formatter(_SHORT)
         axes.append(ax)
         r += 1
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
     axes[-1].set_xlabel("time step")
-    axes[-1].xaxis.label.set_size(LABEL_SIZE)
+    axes[-1].xaxis.label.set_fontsize(LABEL_SIZE)
     _time_axis(axes[-1])
     axes[0].set_xlim(-0.5, T - 0.5)
 
-    units = f"units 0-{shown - 1} of {H}" if shown < H else f"{H} units"
+    if sorted_by:
+        units = f"the {shown} of {H} units with the highest {sorted_by}" if shown < H \
+            else f"{H} units"
+    else:
+        units = f"units 0-{shown - 1} of {H}" if shown < H else f"{H} units"
     seq = f"sequence {sequence}, " if any(np.ndim(v) == 3 for v in trace_layer.values()) else ""
     heading = f"{title or 'Inside the recurrent layer'}  ({seq}{units})"
+    if sorted_by:
+        heading += f"\nunits sorted by their {sorted_by} over the sequence, highest on top"
     missing = [n for n in ("i", "f", "o") if "c" in arrays and n not in arrays]
     if missing:                   # an LSTM ablation: the gate it lacks is constant 1
         heading += (f"\nthis variant has no {' and no '.join(GATE_NAMES[n] for n in missing)}"
                     f": {' = '.join(missing)} = 1 at every step")
-    fig.suptitle(heading, fontsize=TITLE_SIZE if not missing else SUBTITLE_SIZE + 1)
+    fig.suptitle(heading, fontsize=TITLE_SIZE if "\n" not in heading else SUBTITLE_SIZE + 1)
     return save_figure(fig, path)
 
 
@@ -415,15 +459,18 @@ def _smooth(y, window):
 
 
 @_drawing
-def loss_curve(path, rows, *, title: str = "") -> Path:
+def loss_curve(path, rows, *, title: str = "", note: str = "") -> Path:
     """Loss against training step, one line per split, from the rows of a metrics.jsonl.
 
     rows: dicts with "step" (int), "split" ("train", "valid", ...) and "loss" (float);
     rows without a loss (e.g. task metrics only) are skipped, as are non-finite losses.
     The y axis is logarithmic when every loss is positive; the lowest validation loss is
-    marked. A long noisy curve is drawn faint with its moving average on top. Returns `path`.
+    marked. A long noisy curve is drawn faint with its moving average on top. note: a line
+    under the plot, e.g. why the training and validation losses differ in scale (a task's
+    `loss_note`). Returns `path`.
     """
     title = _text(title, "title")
+    note = _text(note, "note")
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
         raise ValueError("rows must be a list of dicts with 'step', 'split' and 'loss'")
     by_split: dict[str, list[tuple[float, float]]] = {}
@@ -477,6 +524,9 @@ def loss_curve(path, rows, *, title: str = "") -> Path:
     ax.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper right")
     style_axes(ax)
     fig.suptitle(title or "Training loss", fontsize=TITLE_SIZE)
+    if note:
+        fig.supxlabel(textwrap.fill(note, 130), fontsize=TICK_SIZE + 0.5, color="#555555",
+                      style="italic")
     return save_figure(fig, path)
 
 
@@ -548,14 +598,16 @@ def compare_bars(path, rows, *, metric: str, lower_is_better: bool = True,
     stds = np.array([v.std() for v in values])
     log = bool(np.all(np.concatenate(values) > 0)) and \
         np.nanmax(means) / max(np.nanmin(means), 1e-300) > 30
-    best = int(np.nanargmin(means) if lower_is_better else np.nanargmax(means))
+    scored = np.where(np.isnan(means), np.inf if lower_is_better else -np.inf, means)
+    best = int(np.argmin(scored) if lower_is_better else np.argmax(scored))   # NaN: never best
 
     fig = new_figure(4.8)
     ax = fig.add_subplot()
     x = np.arange(len(names))
     bars = ax.bar(x, means, color="#4c78a8", alpha=0.8, width=0.6)
-    bars[best].set_edgecolor("black")
-    bars[best].set_linewidth(2.0)
+    if not np.isnan(means[best]):
+        bars[best].set_edgecolor("black")
+        bars[best].set_linewidth(2.0)
     ax.errorbar(x, means, yerr=stds, fmt="none", ecolor="black", capsize=4, linewidth=1.2)
     for k, v in enumerate(values):
         ax.plot(np.full(v.size, x[k]) + np.linspace(-0.12, 0.12, v.size), v, "o",
@@ -602,4 +654,64 @@ def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Pa
     style_axes(ax)
     ax.grid(False, axis="x")
     fig.suptitle(title or f"{metric} per backtest fold", fontsize=TITLE_SIZE)
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- classifiers
+
+@_drawing
+def confusion_figure(path, truth, logp, names, *, title: str, label: str = "class",
+                     chance: str = "a uniform guess") -> Path:
+    """A classifier on its test sequences: the confusion matrix (counts, coloured by the
+    share of the true class, zeros left blank) beside a histogram of the probability it
+    gives the true class.
+
+    truth (N,) class ids; logp (N, C) log probabilities; names (C,) the class names;
+    label: what a class is called ("speaker", "digit"); chance: what the 1/C line is.
+    Returns `path`."""
+    from ..tasks.kit import confusion_matrix
+
+    C = len(names)
+    counts = confusion_matrix(truth, logp.argmax(-1), C)
+    p_true = np.exp(logp[np.arange(truth.size), truth])
+    shown = [n if len(n) <= 12 else n[:11] + "…" for n in names]
+
+    fig = new_figure(5.4 if C <= 12 else 7.5)
+    grid = fig.add_gridspec(1, 2, width_ratios=[1.25, 1.0])
+    left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
+    rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    im = left.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if C <= 20:
+        for i in range(C):
+            for j in range(C):
+                if counts[i, j]:
+                    left.text(j, i, str(counts[i, j]), ha="center", va="center",
+                              fontsize=TICK_SIZE if C <= 10 else TICK_SIZE - 2,
+                              color="white" if rows[i, j] > 0.5 else "#111111")
+    step = max(1, C // 20)
+    ticks = np.arange(0, C, step)
+    wide = max(map(len, shown)) > 3
+    left.set_xticks(ticks, [shown[k] for k in ticks], rotation=45 if wide else 0,
+                    ha="right" if wide else "center")
+    left.set_yticks(ticks, [shown[k] for k in ticks])
+    left.tick_params(labelsize=TICK_SIZE)
+    left.set_xlabel(f"predicted {label}", fontsize=LABEL_SIZE)
+    left.set_ylabel(f"true {label}", fontsize=LABEL_SIZE)
+    left.set_title(f"test sequences by true and predicted {label} (zeros left blank)",
+                   loc="left", fontsize=SUBTITLE_SIZE)
+    cb = fig.colorbar(im, ax=left, shrink=0.8)
+    cb.set_label(f"share of the true {label}'s sequences", fontsize=TICK_SIZE + 1)
+    cb.ax.tick_params(labelsize=TICK_SIZE)
+
+    right.hist(p_true, bins=40, range=(0, 1), color="#1f77b4")
+    right.axvline(1 / C, color="#d62728", linestyle="--", linewidth=1.4,
+                  label=f"{chance}: 1/{C}")
+    right.set_xlim(0, 1)
+    right.set_yscale("symlog", linthresh=10)                     # the few unsure ones show
+    right.set_xlabel(f"probability the model gives the true {label}")
+    right.set_ylabel("test sequences (symlog scale)")
+    right.set_title("how sure it is", loc="left", fontsize=SUBTITLE_SIZE)
+    right.legend(fontsize=LEGEND_SIZE, frameon=False, loc="upper center")
+    style_axes(right)
+    fig.suptitle(title, fontsize=SUBTITLE_SIZE + 1)
     return save_figure(fig, path)
