@@ -58,6 +58,7 @@ def _blas_threads():
 
 def worker_numpy(T, B, I, H, repeats, threads):  # threads: set by the parent's OPENBLAS_NUM_THREADS
     import numpy as np
+
     import lstmlab.numpy
 
     rng = np.random.default_rng(0)

@@ -1,8 +1,11 @@
 """Static figures: each writes a real PNG that depends on its data, checks its arguments
 and replaces an old file only when the new one is complete."""
 
+import warnings
+
 import matplotlib.figure
 import matplotlib.image
+import matplotlib.text
 import numpy as np
 import pytest
 
@@ -250,3 +253,64 @@ def test_compare_bars_draws_and_checks(tmp_path):
     assert a.shape == b.shape and np.abs(a - b).sum() > 0
     with pytest.raises(ValueError, match="nothing to compare"):
         compare_bars(tmp_path / "c.png", [], metric="mse")
+
+
+def _drawn(monkeypatch):
+    """Capture the figures the figure functions save: a list filled as they draw."""
+    saved = []
+    real = figures.save_figure
+
+    def keep(fig, path):
+        saved.append(fig)
+        return real(fig, path)
+
+    monkeypatch.setattr(figures, "save_figure", keep)
+    return saved
+
+
+def _texts(fig):
+    return " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+
+def test_gate_heatmap_sorts_units_by_their_mean_forget_gate(tmp_path, monkeypatch):
+    saved = _drawn(monkeypatch)
+    T, H = 30, 6
+    f = np.linspace(0.1, 0.9, H)[[3, 0, 5, 1, 4, 2]] * np.ones((T, H))   # units 2, 4, 0, 5 highest
+    trace = {name: np.full((T, H), 0.5) for name in ("i", "g", "o", "c", "h")} | {"f": f}
+    gate_heatmap(tmp_path / "g.png", trace, max_units=4)
+    fig = saved[-1]
+    f_ax = next(ax for ax in fig.axes if ax.get_title(loc="left") == "forget gate f")
+    rows = f_ax.images[0].get_array()[:, 0]
+    assert np.allclose(rows, np.sort(f[0])[::-1][:4])                 # highest on top, 4 shown
+    assert f_ax.get_ylabel() == "unit, by mean f"
+    labels = [f_ax.yaxis.get_major_formatter()(k) for k in range(4)]
+    assert labels == ["2", "4", "0", "5"]                              # the units' own numbers
+    assert "sorted by their mean f" in fig._suptitle.get_text()
+    gate_heatmap(tmp_path / "u.png", trace, sort_units=False)
+    assert np.allclose(next(ax for ax in saved[-1].axes if ax.get_title(loc="left")
+                            == "forget gate f").images[0].get_array()[:, 0], f[0])
+    gru = {"r": np.full((T, 3), 0.5), "z": np.array([0.2, 0.9, 0.5]) * np.ones((T, 3)),
+           "n": np.zeros((T, 3)), "h": np.zeros((T, 3))}
+    gate_heatmap(tmp_path / "gru.png", gru)
+    assert "unit, by mean z" in _texts(saved[-1])
+
+
+def test_loss_curve_says_why_train_and_valid_differ(tmp_path, monkeypatch):
+    saved = _drawn(monkeypatch)
+    from lstmlab.config import TrainConfig
+    from lstmlab.tasks import get_task
+    from lstmlab.train import fit
+
+    task = get_task("sine", seed=0, test_size=16)
+    fit(task, task.model_config(hidden_size=8), TrainConfig(steps=10, batch_size=8, eval_every=10),
+        tmp_path / "run")
+    text = _texts(saved[-1])                                           # loss.png comes last
+    assert "input noise (jitter 0.02)" in text and "Not on the same scale" in text
+
+
+def test_characters_the_font_lacks_do_not_warn(tmp_path):
+    rows = [{"step": 1, "split": "train", "loss": 1.0}, {"step": 2, "split": "train", "loss": 0.5}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss_curve(tmp_path / "l.png", rows, title="\U0001F600 \u4e2d\u6587 \u0007 \U00013000")
+    _image(tmp_path / "l.png")

@@ -1,7 +1,8 @@
 """The `lstmlab` command: thin wrappers that call the package and print (or --json).
 
-Exit codes: 0 success, 2 a user's mistake (bad argument, bad file), 1 anything else.
-With --json a command prints exactly one JSON object on stdout.
+Exit codes: 0 success, 2 a user's mistake (bad argument, bad file), 130 interrupted
+(Ctrl-C), 1 anything else. With --json a command prints exactly one JSON object on stdout,
+strict JSON (no NaN or Infinity), errors included: {"error": "..."}.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 
 import click
@@ -18,7 +20,9 @@ from rich.table import Table
 
 from . import __version__
 from .spec import VARIANTS, variant
+from .train import TrainingInterrupted
 from .train.callbacks import progress_bar
+from .train.runs import strict_json
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -45,48 +49,122 @@ def command(fn):
                 raise
             _fail(f"this needs {e.name}, which is not installed: pip install 'lstmlab[{extra}]'",
                   2, as_json)
-        except (KeyboardInterrupt, click.exceptions.Exit):
+        except TrainingInterrupted as e:
+            saved = str(e.run.checkpoint) if e.checkpoint_step is not None else None
+            _fail(str(e), 130, as_json, label="interrupted", step=e.step, checkpoint=saved,
+                  resume=e.command)
+        except KeyboardInterrupt:
+            _fail("interrupted (Ctrl-C)", 130, as_json, label="interrupted")
+        except click.exceptions.Exit:
             raise
         except Exception as e:  # noqa: BLE001 - the last line of defence, one line not a traceback
             if os.environ.get("LSTMLAB_DEBUG"):
                 raise
+            if isinstance(e, OSError) and e.filename is not None:
+                # a path the user gave that cannot be read or written: theirs to fix
+                _fail(f"cannot use {e.filename}: {(e.strerror or str(e)).lower()}", 2, as_json)
             _fail(f"internal error: {type(e).__name__}: {e} (set LSTMLAB_DEBUG=1 for a traceback)",
                   1, as_json)
     return wrapper
 
 
-def _fail(msg, code, as_json):
+def _fail(msg, code, as_json, label="error", **fields):
+    """Exit with `code` after one line on stderr, or {"error": msg, **fields} on stdout."""
+    msg = " ".join(str(msg).split())                             # one line, whatever it held
     if as_json:
-        click.echo(json.dumps({"error": msg}))
+        _print_json({"error": msg if label == "error" else f"{label}: {msg}", **fields})
     else:
-        err.print(f"[bold red]error:[/] {escape(msg)}", soft_wrap=True)
+        err.print(f"[bold red]{label}:[/] {escape(msg)}", soft_wrap=True)
     sys.exit(code)
+
+
+def _print_json(result: dict) -> None:
+    """One strict JSON object on stdout. JSON has no NaN or infinity (a diverged metric, an
+    empty split): such values are written as null and a "notes" entry says which."""
+    notes: list[str] = []
+    clean = strict_json(result, notes)
+    if notes:
+        clean["notes"] = [*clean.get("notes", []), *notes]
+    click.echo(json.dumps(clean, allow_nan=False))
 
 
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """click's own usage errors (an unknown option, a missing argument, a bad choice or
+    number) answered like every other user mistake: exit 2 with one line on stderr, or a
+    JSON error object on stdout when --json is among the arguments."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        args = sys.argv[1:] if args is None else list(args)
+        try:
+            rv = super().main(args, prog_name, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as e:           # plain `lstmlab`: the help
+            e.show()
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            own = args[:args.index("--")] if "--" in args else args
+            ctx = getattr(e, "ctx", None)
+            hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            _fail(e.format_message() + hint, e.exit_code, "--json" in own)
+        except click.Abort:                                      # Ctrl-C outside a command
+            _fail("interrupted (Ctrl-C)", 130, False, label="interrupted")
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lstmlab")
 def main():
     """lstmlab: a laboratory for Long Short-Term Memory networks."""
 
 
 @main.command("variants")
+@click.argument("name", required=False, metavar="[NAME]")
 @json_option
 @command
-def variants_cmd(as_json):
-    """List the cell variants: name, family, gates, what it is."""
-    rows = [{"variant": name, "family": s.family, "gates": list(s.gates),
-             "summary": s.doc.splitlines()[0], "doc": s.doc} for name, s in VARIANTS.items()]
-    if as_json:
-        click.echo(json.dumps({"variants": rows}))
+def variants_cmd(name, as_json):
+    """List the cell variants: name, family, gates and the first sentence of what it is.
+
+    With NAME (e.g. cifg, or composed: cifg+peepholes), print that variant's whole
+    description: its equations and the paper it comes from.
+    """
+    def row(s):
+        return {"variant": s.name, "family": s.family, "gates": list(s.gates),
+                "summary": _first_sentence(s.doc), "doc": s.doc}
+
+    if name is not None:
+        s = variant(name)
+        if as_json:
+            _print_json(row(s))
+            return
+        out.print(f"[bold]{escape(s.name)}[/]  ({s.family} family, gates {','.join(s.gates)})\n")
+        click.echo(s.doc)                                        # plain: equations keep their [ ]
         return
-    table = Table("variant", "family", "gates", "what it is")
+    rows = [row(s) for s in VARIANTS.values()]
+    if as_json:
+        _print_json({"variants": rows})
+        return
+    table = Table("variant", "family", "gates", "what it is",
+                  caption="the equations of each: lstmlab variants NAME")
     for r in rows:
-        table.add_row(r["variant"], r["family"], ",".join(r["gates"]), r["summary"])
+        table.add_row(r["variant"], r["family"], ",".join(r["gates"]), escape(r["summary"]))
     out.print(table)
+
+
+def _first_sentence(doc: str) -> str:
+    """The first sentence of a variant's description, whole: its prose up to the first
+    sentence end, blank line or indented equation block ("et al." does not end one)."""
+    prose: list[str] = []
+    for line in doc.splitlines():
+        if not line.strip() or (prose and line[:1].isspace()):
+            break
+        prose.append(line.strip())
+    text = " ".join(" ".join(prose).split())
+    end = re.search(r"(?<!\bal)(?<!e\.g)(?<!i\.e)\.(?=\s|$)", text)
+    text = text[:end.end()] if end else text
+    return text[:-1] + "." if text.endswith(":") else text if text.endswith(".") else text + "."
 
 
 @main.command("gradcheck")
@@ -114,7 +192,7 @@ def gradcheck_cmd(name, as_json):
              "passed": r.passed} for r in results]
     ok = all(r.passed for r in results)
     if as_json:
-        click.echo(json.dumps({"tolerance": TOLERANCE, "passed": ok, "variants": rows}))
+        _print_json({"tolerance": TOLERANCE, "passed": ok, "variants": rows})
     else:
         table = Table("variant", "worst relative error", "in tensor", "pass",
                       title=f"finite differences vs backward (float64, tolerance {TOLERANCE:g})")
@@ -138,7 +216,7 @@ def tasks_cmd(as_json):
              "options": {k: {"default": d, "help": h} for k, (d, h) in t.options.items()}}
             for n, t in TASKS.items()]
     if as_json:
-        click.echo(json.dumps({"tasks": rows}))
+        _print_json({"tasks": rows})
         return
     table = Table("task", "loss", "what it is", "options (-o NAME=VALUE)")
     for r in rows:
@@ -174,14 +252,21 @@ _TRAIN_OPTS = {
 }
 
 
-def _settings_options(fn):
-    for name, (typ, help_) in reversed({**_MODEL_OPTS, **_TRAIN_OPTS}.items()):
-        flag = "--" + name.replace("_", "-")
-        if typ is bool:
-            fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_)(fn)
-        else:
-            fn = click.option(flag, name, type=typ, default=None, help=help_)(fn)
-    return fn
+def _settings_options(fn=None, *, helps=None, leave_out=()):
+    """The model and training settings as options; `helps` replaces some of their help
+    texts, `leave_out` names settings a command has no flag for (click then refuses them)."""
+    def add(fn):
+        for name, (typ, help_) in reversed({**_MODEL_OPTS, **_TRAIN_OPTS}.items()):
+            if name in leave_out:
+                continue
+            help_ = (helps or {}).get(name, help_)
+            flag = "--" + name.replace("_", "-")
+            if typ is bool:
+                fn = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_)(fn)
+            else:
+                fn = click.option(flag, name, type=typ, default=None, help=help_)(fn)
+        return fn
+    return add(fn) if fn is not None else add
 
 
 # common task options with flags of their own: --data sunspots is -o data=sunspots
@@ -227,6 +312,7 @@ def _resolve(task_name, engine, options, given: dict, out_dir, resume, device):
     and the user's options."""
     from .config import ModelConfig, TrainConfig
     from .tasks import TASKS, get_task
+    from .tasks.rundata import task_to_resume
     from .train.runs import RunFolder, default_run_dir
 
     if resume:
@@ -240,10 +326,13 @@ def _resolve(task_name, engine, options, given: dict, out_dir, resume, device):
                  if k in saved and saved[k] != v]
         if engine is not None and engine != cfg["engine"]:
             clash.append(f"--engine {engine} (the run has {cfg['engine']})")
+        kept = cfg.get("task_options", {})
+        clash += [f"-o {k}={v} (the run has {kept.get(k)})" for k, v in options.items()
+                  if kept.get(k) != v]
         if clash:
             raise ValueError("--resume continues a run with its own settings; drop "
                              + ", ".join(clash))
-        task = get_task(task_name, seed=cfg["seed"], **cfg.get("task_options", {}))
+        task = task_to_resume(cfg, out_dir)                      # refuses a changed data file
         return (task, ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["train"]),
                 cfg["engine"], device or cfg.get("device"), out_dir)
     if task_name not in TASKS:
@@ -283,9 +372,11 @@ def _result_table(result: dict) -> Table:
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default=None,
               help="torch engine: where to train  [default: cpu]")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads  [default: $LSTMLAB_THREADS, else the cores this process may use]")
 @json_option
 @command
-def train_cmd(task_name, engine, task_opts, out_dir, resume, device, as_json, **settings):
+def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, as_json, **settings):
     """Train TASK, evaluate it against its baselines, and keep it in a run folder."""
     from .train import ProgressBar, fit
 
@@ -296,11 +387,11 @@ def train_cmd(task_name, engine, task_opts, out_dir, resume, device, as_json, **
     bar = ProgressBar(f"{task.name} ({engine})", disable=as_json)
     try:
         result = fit(task, model, train, run_dir, engine=engine, device=device, resume=resume,
-                     callbacks=[bar])
+                     callbacks=[bar], threads=threads)
     finally:
         bar.close()
     if as_json:
-        click.echo(json.dumps(result))
+        _print_json(result)
         return
     out.print(_result_table(result))
     names = ", ".join(os.path.basename(f) for f in result["figures"])
@@ -320,7 +411,7 @@ def evaluate_cmd(run_dir, engine, as_json):
 
     result = evaluate_run(run_dir, engine=engine)
     if as_json:
-        click.echo(json.dumps(result))
+        _print_json(result)
     else:
         out.print(_result_table(result))
 
@@ -343,7 +434,7 @@ def predict_cmd(run_dir, input_path, text, as_json):
     result = (task.predict(predictor, input_path) if text is None
               else task.predict(predictor, text=text))
     if as_json:
-        click.echo(json.dumps(result))
+        _print_json(result)
         return
     if "lines" in result:                                        # the task's own lines
         for line in result["lines"]:
@@ -380,7 +471,7 @@ def generate_cmd(run_dir, length, temperature, top_k, prompt, seed, out_dir, as_
     result = task.generate(predictor, folder, length=length, temperature=temperature,
                            top_k=top_k, prompt=prompt, seed=seed)
     if as_json:
-        click.echo(json.dumps(result))
+        _print_json(result)
         return
     for k, v in result.items():
         out.print(f"[bold]{k}:[/]\n{escape(str(v))}" if k == "text" else f"{k}: {escape(str(v))}",
@@ -400,7 +491,7 @@ def export_cmd(run_dir, fmt, out_path, as_json):
 
     path = export_run(run_dir, fmt, out_path)
     if as_json:
-        click.echo(json.dumps({"run": str(run_dir), "format": fmt, "path": str(path)}))
+        _print_json({"run": str(run_dir), "format": fmt, "path": str(path)})
     else:
         out.print(f"wrote {path}")
 
@@ -417,7 +508,7 @@ def demo_cmd(out_dir, steps, as_json):
 
     result = run_demo(out_dir, steps=steps, quiet=as_json)
     if as_json:
-        click.echo(json.dumps(result))
+        _print_json(result)
         return
     table = Table("engine", "seconds", "next-step MSE", "free-run MSE (50 steps)",
                   "persistence next-step", "persistence free-run", title="lstmlab demo: sine")
@@ -438,10 +529,11 @@ def demo_cmd(out_dir, steps, as_json):
 @click.option("--variants", default="lstm,peephole,cifg,nfg,noaf,rnn_tanh,gru", show_default=True,
               help="comma-separated variants (see `lstmlab variants`)")
 @click.option("--seeds", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="runs per variant, with seeds 0..N-1")
+              help="runs per variant, with seeds S..S+N-1 (S: --seed)")
 @click.option("--engine", type=click.Choice(["numpy", "torch"]), default=None,
               help="engine for every run  [default: the task's]")
-@_settings_options
+@_settings_options(leave_out=("variant",),                     # --variants says which
+                   helps={"seed": "the first seed: --seeds N runs seeds S..S+N-1  [default: 0]"})
 @click.option("-o", "--task-option", "task_opts", multiple=True, metavar="NAME=VALUE",
               help="a task option (see `lstmlab tasks`)")
 @_task_flag_options
@@ -460,7 +552,8 @@ def compare_cmd(task_name, variants, seeds, engine, task_opts, out_dir, device, 
     from .train.compare import compare
 
     options = _task_options(task_opts, settings)
-    given = {k: v for k, v in settings.items() if v is not None and k not in ("variant", "seed")}
+    given = {k: v for k, v in settings.items() if v is not None}
+    first = given.get("seed", 0)
     task, model, train, engine, device, _ = _resolve(task_name, engine, options, given, None,
                                                      False, device)
     names = [v.strip() for v in variants.split(",") if v.strip()]
@@ -472,13 +565,18 @@ def compare_cmd(task_name, variants, seeds, engine, task_opts, out_dir, device, 
 
     try:
         result = compare(lambda seed: get_task(task_name, seed=seed, **options), model, train,
-                         names, list(range(seeds)), out_dir or f"runs/compare-{task_name}",
-                         engine=engine, device=device, callbacks_for=callbacks_for)
+                         names, list(range(first, first + seeds)),
+                         out_dir or f"runs/compare-{task_name}", engine=engine, device=device,
+                         callbacks_for=callbacks_for)
+    except TrainingInterrupted as e:
+        _fail(f"at step {e.step} of {e.run}; run the same `lstmlab compare` command again to "
+              "continue: finished runs are kept, this one resumes from its last checkpoint",
+              130, as_json, label="interrupted")
     finally:
         for bar in bars:
             bar.close()
     if as_json:
-        click.echo(json.dumps(result))
+        _print_json(result)
         return
     better = "lower" if result["lower_is_better"] else "higher"
     table = Table("variant", f"test {result['metric']} (mean ± std)", "seconds", "parameters",

@@ -27,7 +27,8 @@ def run_demo(root="runs", steps: int | None = None, quiet: bool = False) -> dict
     runs = []
     for engine in engines:
         task = get_task("sine", seed=0)
-        train = TrainConfig(**{**Sine.defaults.train, **({"steps": steps} if steps else {})})
+        # steps=0 is the user's (refused by TrainConfig), not "the default": only None is
+        train = TrainConfig(**{**Sine.defaults.train, **({} if steps is None else {"steps": steps})})
         model = task.model_config(**Sine.defaults.model)
         run_dir = default_run_dir(root, "demo-sine", engine, model.variant, train.seed)
         bar = ProgressBar(f"sine ({engine})", disable=quiet)

@@ -1,6 +1,7 @@
 """Training: one loop for both engines, run folders, checkpoints, evaluation."""
 
 from .callbacks import Callback, ProgressBar
-from .loop import TrainingDiverged, evaluate_run, fit, load_run
+from .loop import TrainingDiverged, TrainingInterrupted, evaluate_run, fit, load_run
 
-__all__ = ["fit", "evaluate_run", "load_run", "Callback", "ProgressBar", "TrainingDiverged"]
+__all__ = ["fit", "evaluate_run", "load_run", "Callback", "ProgressBar", "TrainingDiverged",
+           "TrainingInterrupted"]

@@ -3,9 +3,18 @@ user or the dashboard adds (subclass `Callback`)."""
 
 from __future__ import annotations
 
+import sys
+import time
+
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class Callback:
@@ -24,28 +33,58 @@ def progress_bar(disable: bool = False, console: Console | None = None) -> Progr
 
 
 class ProgressBar(Callback):
-    """Steps done, steps per second, ETA, the running training loss and the last validation."""
+    """Steps done, steps per second, ETA, the running training loss and the last validation.
 
-    def __init__(self, label: str, disable: bool = False):
-        self.label, self.disable = label, disable
+    On a terminal: a live bar on stderr. Otherwise (stderr piped or in a log file, where a
+    live bar shows nothing until the end): one plain line at every tenth of the run and at
+    least every `every_seconds`, so a long run shows it is alive."""
+
+    def __init__(self, label: str, disable: bool = False, every_seconds: float = 30.0):
+        self.label, self.disable, self.every = label, disable, every_seconds
         self.bar = self.task = None
         self.loss = None
-        self.valid = ""
+        self.valid = None
+        self.plain = False               # plain lines instead of a live bar
+        self.total = self.first = 0      # plain: steps in all, step at the start
+        self.started = self.last = 0.0   # plain: perf_counter at the start, at the last line
 
     def on_start(self, total_steps, start_step):
-        self.bar = progress_bar(self.disable)
+        console = Console(stderr=True)
+        if not self.disable and not console.is_terminal:
+            self.plain, self.total, self.first = True, total_steps, start_step
+            self.started = time.perf_counter()
+            self._line(start_step)
+            return
+        self.bar = progress_bar(self.disable, console)
         self.bar.start()
         self.task = self.bar.add_task(self.label, total=total_steps, completed=start_step, status="")
 
     def on_step(self, step, loss, lr):
         self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
+        if self.plain:
+            tenth = step * 10 // self.total > (step - 1) * 10 // self.total
+            if tenth or time.perf_counter() - self.last >= self.every:
+                self._line(step)
+            return
         speed = self.bar.tasks[0].speed
         rate = f"{speed:.0f} it/s " if speed else ""
-        self.bar.update(self.task, completed=step,
-                        status=f"{rate}loss {self.loss:.3g}{self.valid}")
+        valid = "" if self.valid is None else f" valid {self.valid:.3g}"
+        self.bar.update(self.task, completed=step, status=f"{rate}loss {self.loss:.3g}{valid}")
+
+    def _line(self, step):
+        self.last = time.perf_counter()
+        parts = [f"{self.label}: step {step}/{self.total} ({100 * step // self.total}%)"]
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.3g}")
+        if self.valid is not None:
+            parts.append(f"valid {self.valid:.3g}")
+        if step > self.first and self.last > self.started:
+            rate = (step - self.first) / (self.last - self.started)
+            parts.append(f"{rate:.3g} it/s, eta {_duration((self.total - step) / rate)}")
+        print(", ".join(parts), file=sys.stderr, flush=True)
 
     def on_eval(self, step, metrics):
-        self.valid = f" valid {metrics['loss']:.3g}"
+        self.valid = metrics["loss"]
 
     def on_end(self, result):
         self.close()
@@ -54,3 +93,13 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 3 min 05 s, 2 h 07 min."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

@@ -17,7 +17,7 @@ import numpy as np
 from ..io.atomic import write_text
 from ..spec import variant as make_spec
 from .loop import fit
-from .runs import RunFolder
+from .runs import RunFolder, strict_json
 
 
 def compare(task_factory, model, train, variants: list[str], seeds: list[int], out_dir,
@@ -40,7 +40,7 @@ def compare(task_factory, model, train, variants: list[str], seeds: list[int], o
             task = task_factory(seed)
             run = RunFolder(out / f"{name.replace('+', '_').replace('=', '-')}-s{seed}")
             done = [r for r in run.read_metrics() if r["split"] == "test"]
-            if done and run.model.is_file():
+            if done and run.existing(run.model) is not None:
                 results.append(_from_folder(run, done[-1], task))
                 continue
             m = dataclasses.replace(model, variant=name)
@@ -61,7 +61,7 @@ def compare(task_factory, model, train, variants: list[str], seeds: list[int], o
     result = {"task": task.name, "engine": engine, "metric": task.metric,
               "lower_is_better": task.lower_is_better, "seeds": list(seeds), "results": rows,
               "figure": str(figure)}
-    write_text(out / "compare.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "compare.json", json.dumps(strict_json(result), indent=2) + "\n")
     return result
 
 
@@ -71,5 +71,7 @@ def _from_folder(run: RunFolder, test_row: dict, task) -> dict:
 
     arrays, _ = read_tensors(run.model)
     times = [r["time"] for r in run.read_metrics() if r["split"] == "valid"]
-    return {"value": test_row[task.metric], "seconds": times[-1] if times else 0.0,
+    value = test_row.get(task.metric)
+    return {"value": float("nan") if value is None else value,     # null in the file: NaN
+            "seconds": times[-1] if times else 0.0,
             "num_params": int(sum(a.size for a in arrays.values())), "run": str(run.path)}

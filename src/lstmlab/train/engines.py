@@ -10,14 +10,19 @@ The loop in `loop.py` is the same for both; so are its callbacks.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from ..config import ModelConfig, TrainConfig
-from ..io.files import network_class, save
+from ..interfaces import Engine
+from ..io.files import save
+from ..models import network_class
 from ..tasks.base import Batch, Predictor
 
 
-def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, device=None):
+def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, device=None) -> Engine:
     if name == "numpy":
         if device not in (None, "cpu"):
             raise ValueError(f"the numpy engine runs on the CPU only, got --device {device}")
@@ -41,7 +46,7 @@ class NumpyEngine:
                "rmsprop": lambda p: RMSprop(p, lr=train.lr)}[train.optimizer]
         self.opt = opt(self.model.params)
 
-    def train_step(self, batch: Batch, lr: float, state, step: int):
+    def train_step(self, batch: Batch, lr: float, state, step: int) -> tuple[float, float, Any]:
         from ..numpy import clip_grad_norm, gaussian_nll_loss, mse_loss, softmax_cross_entropy
 
         x = batch.x.astype(self.dtype) if batch.x.dtype.kind == "f" else batch.x
@@ -84,7 +89,7 @@ class NumpyEngine:
     def load_weights(self, arrays: dict) -> None:
         self.model.load_state_dict(arrays)
 
-    def save_model(self, path):
+    def save_model(self, path) -> Path:
         return save(self.model, path)
 
     @property
@@ -118,7 +123,7 @@ class TorchEngine:
                     "rmsprop": lambda: torch.optim.RMSprop(params, lr=train.lr)}[train.optimizer]()
         self._like = next(self.model.parameters())               # inputs take its device, dtype
 
-    def train_step(self, batch: Batch, lr: float, state, step: int):
+    def train_step(self, batch: Batch, lr: float, state, step: int) -> tuple[float, float, Any]:
         torch = self.torch
         torch.manual_seed(self.train.seed * 1_000_003 + step)   # dropout masks: resumable
         self.model.train()
@@ -190,7 +195,7 @@ class TorchEngine:
     def load_weights(self, arrays: dict) -> None:
         self.model.load_state_dict({k: self.torch.from_numpy(np.array(v)) for k, v in arrays.items()})
 
-    def save_model(self, path):
+    def save_model(self, path) -> Path:
         return save(self.model, path)
 
     @property
@@ -206,12 +211,12 @@ def predictor_for(model) -> Predictor:
     if getattr(model.config, "architecture", "sequence") == "seq2seq":
         return _seq2seq_predictor(model)
     if hasattr(model, "params"):                                 # NumPy engine
-        def trace(x):
+        def numpy_trace(x):
             if model.embedding is not None:
                 x = model.embedding(x)
             return model.rnn.trace(x)
 
-        return Predictor(run=model, trace=trace, config=model.config)
+        return Predictor(run=model, trace=numpy_trace, config=model.config)
 
     import torch
 

@@ -13,14 +13,18 @@ one does.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..config import ModelConfig, TrainConfig
+from ..interfaces import Engine
 from ..io.files import read_tensors
-from ..tasks import get_task
+from ..tasks.rundata import check_sources, save_task_data, task_of_run
+from ..threads import configure as configure_threads
 from .callbacks import Callback
 from .engines import make_engine, predictor_for
 from .runs import RunFolder, versions
@@ -28,6 +32,20 @@ from .runs import RunFolder, versions
 
 class TrainingDiverged(ValueError):
     """The loss became NaN or inf; the run folder keeps its last good checkpoint."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: says the step reached and where the run can resume from.
+
+    step: the last step trained; checkpoint_step: the step of the last checkpoint, or None
+    before the first one; run: the run folder; command: the shell command that resumes it."""
+
+    def __init__(self, run: RunFolder, step: int, checkpoint_step: int | None, task: str):
+        self.run, self.step, self.checkpoint_step = run, step, checkpoint_step
+        self.command = f"lstmlab train {task} --resume --out {shlex.quote(str(run))}"
+        kept = (f"the last checkpoint (step {checkpoint_step}) is {run.checkpoint}"
+                if checkpoint_step is not None else "no checkpoint was written yet (it starts over)")
+        super().__init__(f"at step {step}; {kept}; continue with: {self.command}")
 
 
 @dataclasses.dataclass
@@ -44,23 +62,59 @@ class Progress:
 
 
 def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "numpy",
-        device: str | None = None, resume: bool = False, callbacks: list[Callback] = ()):
-    """Train `task` into `run_dir`; returns the result dict the CLI prints."""
+        device: str | None = None, resume: bool = False, callbacks: Sequence[Callback] = (),
+        threads: int | None = None):
+    """Train `task` into `run_dir`; returns the result dict the CLI prints.
+
+    The run folder is locked while this runs (a second writer gets a ValueError), and
+    Ctrl-C raises `TrainingInterrupted`, which says how to resume. `threads`: CPU threads
+    (see lstmlab.threads; None: $LSTMLAB_THREADS, else the cores this process may use)."""
+    used = configure_threads(threads)          # before the engine loads torch: see lstmlab.threads
     run = RunFolder(run_dir)
+    reached = _LastStep()
+    with run.lock():
+        try:
+            result = _fit(task, model, train, run, engine, device, resume, [*callbacks, reached])
+            return {**result, "threads": used}
+        except KeyboardInterrupt:
+            try:
+                saved = run.load_checkpoint()
+            except ValueError:                               # cut while the first one was made
+                saved = None
+            raise TrainingInterrupted(run, reached.step, saved[2]["step"] if saved else None,
+                                      task.name) from None
+
+
+class _LastStep(Callback):
+    step = 0
+
+    def on_start(self, total_steps, start_step):
+        self.step = start_step
+
+    def on_step(self, step, loss, lr):
+        self.step = step
+
+
+def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks):
     if run.exists() and not resume:
         raise ValueError(f"{run} already holds a run; pass --resume to continue it, "
                          "or choose another --out")
     if resume and not run.exists():
         raise ValueError(f"{run} holds no run to resume (no config.json)")
-    eng = make_engine(engine, model, train, task.loss, device)
+    eng: Engine = make_engine(engine, model, train, task.loss, device)
     prog, carry = Progress(), None
     if resume:
+        check_sources(task, run.path)                            # the same data, or refused
         run.remove_temporaries()
         saved = run.load_checkpoint()
         if saved is not None:                                    # else: from the beginning
             tensors, optim, counters = saved
-            eng.restore(tensors, optim)
-            prog = Progress(**counters)
+            try:                                             # a user's file: checked, one line
+                eng.restore(tensors, optim)
+                prog = Progress(**counters)
+            except (KeyError, TypeError, IndexError, ValueError) as e:
+                raise ValueError(f"{run.checkpoint} does not fit this run ({e}); delete it to "
+                                 "restart from step 0 with --resume") from None
             carry = eng.arrays_to_state([tensors[k] for k in sorted(tensors)
                                          if k.startswith("carry/")])
         run.truncate_metrics(prog.step)
@@ -68,6 +122,7 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
         run.write_config({"task": task.name, "task_options": task.opts, "engine": engine,
                           "device": device or "cpu", "model": model.to_dict(),
                           "train": train.to_dict(), "seed": train.seed, "versions": versions()})
+        save_task_data(task, run.path)                           # the run needs no file after
     for cb in callbacks:
         cb.on_start(train.steps, prog.step)
 
@@ -103,7 +158,8 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
     return result
 
 
-def _evaluate_and_checkpoint(task, eng, run, train, prog, window, lr, carry, callbacks):
+def _evaluate_and_checkpoint(task, eng: Engine, run: RunFolder, train: TrainConfig, prog: Progress,
+                             window: list, lr: float, carry, callbacks) -> None:
     valid = task.evaluate(eng.predictor(), "valid")
     losses, norms = np.array(window).T
     run.log({"step": prog.step, "split": "train", "loss": float(losses.mean()), "lr": lr,
@@ -134,7 +190,7 @@ def finish(task, predictor, run: RunFolder, step: int, engine: str, model: Model
     test, baselines = task.evaluate(predictor, "test"), task.baselines()
     run.log({"step": step, "split": "test", **test})
     task.figures(predictor, run.figures, test, baselines)
-    loss_curve(run.figures / "loss.png", run.read_metrics(),
+    loss_curve(run.figures / "loss.png", run.read_metrics(), note=task.loss_note,
                title=f"{task.name}: training and validation loss ({engine}, {model.variant})")
     return {"run": str(run.path), "task": task.name, "engine": engine, "variant": model.variant,
             "metrics": {"test": test}, "baselines": baselines,
@@ -147,9 +203,9 @@ def load_run(run_dir, engine: str | None = None, device: str | None = None):
 
     run = RunFolder(run_dir)
     cfg = run.read_config()
-    if not run.model.is_file():
+    if run.existing(run.model) is None:
         raise ValueError(f"{run} has no model.safetensors yet; train it until its first evaluation")
-    task = get_task(cfg["task"], seed=cfg["seed"], **cfg.get("task_options", {}))
+    task = task_of_run(cfg, run.path)                            # never the file at that path
     engine = engine or cfg["engine"]
     model = load(run.model, engine=engine, device=device)
     return task, predictor_for(model), cfg
