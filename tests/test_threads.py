@@ -122,3 +122,26 @@ def test_a_training_takes_its_count_from_threads_or_the_environment(tmp_path):
     assert not (tmp_path / "b").exists()
     r = lstmlab("train", "sine", "--steps", "2", "--out", str(tmp_path / "c"), "--threads", "0")
     assert r.returncode == 2 and "--threads" in r.stderr
+
+
+def test_a_small_model_gets_one_thread_unless_a_count_is_chosen(monkeypatch):
+    for var in THREAD_VARS:
+        monkeypatch.delenv(var, raising=False)
+    small, large = threads.SMALL_WORK / 2, threads.SMALL_WORK * 2
+    assert threads.decide(work=small) == (1, False)
+    assert threads.decide(work=large) == (threads.usable_cores(), False)
+    assert threads.decide(3, work=small) == (3, True)
+    monkeypatch.setenv("LSTMLAB_THREADS", "2")
+    assert threads.decide(work=small) == (2, True)
+
+
+def test_step_work_counts_the_recurrent_products():
+    from lstmlab.config import ModelConfig, TrainConfig
+    from lstmlab.train.loop import step_work
+
+    m = ModelConfig(input_size=1, output_size=1, hidden_size=32)
+    # forward and backward (3 products) of (32, 1 + 32) x (33, 4 * 32) per step
+    assert step_work(m, TrainConfig(batch_size=32)) == 3 * 32 * 33 * 4 * 32
+    gru2 = ModelConfig(input_size=1, output_size=1, hidden_size=32, variant="gru", num_layers=2,
+                       bidirectional=True)
+    assert step_work(gru2, TrainConfig(batch_size=32)) == 3 * 32 * 33 * 3 * 32 * 2 * 2

@@ -14,7 +14,11 @@ The count, the first of:
   2. the environment variable LSTMLAB_THREADS: a whole number >= 1, or `off` to leave
      PyTorch and the BLAS at their own defaults (lstmlab's behaviour before this module);
   3. OMP_NUM_THREADS, when it is a whole number: a launcher or the user has chosen already;
-  4. the cores this process may use (os.sched_getaffinity), the default.
+  4. the cores this process may use (os.sched_getaffinity), the default; but 1 for a
+     model too small to share out (`work`, its multiply-adds per training step, below
+     SMALL_WORK): sleeping threads wake at every product, and on the sine demo's model
+     (32 units, batch 32) two of them took 32.6 s where one took 22.3 s, while at 256 units
+     and batch 64 two took 28.0 s and one 36.2 s.
 
 The count goes to PyTorch (`torch.set_num_threads`: now if torch is loaded, else when
 `lstmlab.torch` is imported) and to the OpenMP pools loaded (threadpoolctl). OpenMP's idle
@@ -39,6 +43,10 @@ import sys
 ENV = "LSTMLAB_THREADS"
 
 _configured: int | None = None          # the count of the last configure(), for lstmlab.torch
+# multiply-adds per training step below which one thread beats several sleeping ones
+# (measured at 1.6 M, the sine demo, where one thread was 1.5x faster, and at 50 M, where it
+# was 1.3x slower; lstmlab.train.loop.step_work counts them)
+SMALL_WORK = 2_000_000
 
 
 def usable_cores() -> int:
@@ -50,7 +58,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def decide(threads: int | None = None) -> tuple[int | None, bool]:
+def decide(threads: int | None = None, work: float | None = None) -> tuple[int | None, bool]:
     """(count, explicit): the count `configure` applies (None for LSTMLAB_THREADS=off) and
     whether it was chosen (argument, LSTMLAB_THREADS, OMP_NUM_THREADS) rather than derived
     from the cores. Raises ValueError for a bad argument or LSTMLAB_THREADS."""
@@ -69,16 +77,19 @@ def decide(threads: int | None = None) -> tuple[int | None, bool]:
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) >= 1:
         return int(omp), True
+    if work is not None and work < SMALL_WORK:
+        return 1, False
     return usable_cores(), False
 
 
-def configure(threads: int | None = None) -> int:
+def configure(threads: int | None = None, work: float | None = None) -> int:
     """Decide this process's thread count (see the module docstring) and apply it: to torch
     and the OpenMP pools at that count, to the BLAS pools at that count when it was chosen and
     at 1 otherwise. Returns the count, 0 when LSTMLAB_THREADS=off left the libraries alone.
-    Call it again to change the count; calls after torch is loaded apply at once."""
+    Call it again to change the count; calls after torch is loaded apply at once. `work`:
+    the model's multiply-adds per training step, if known (see SMALL_WORK)."""
     global _configured
-    count, explicit = decide(threads)
+    count, explicit = decide(threads, work)
     if count is None:
         _configured = None
         return 0

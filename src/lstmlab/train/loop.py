@@ -23,6 +23,7 @@ import numpy as np
 from ..config import ModelConfig, TrainConfig
 from ..interfaces import Engine
 from ..io.files import read_tensors
+from ..spec import variant as make_spec
 from ..tasks.rundata import check_sources, save_task_data, task_of_run
 from ..threads import configure as configure_threads
 from .callbacks import Callback
@@ -69,7 +70,7 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
     The run folder is locked while this runs (a second writer gets a ValueError), and
     Ctrl-C raises `TrainingInterrupted`, which says how to resume. `threads`: CPU threads
     (see lstmlab.threads; None: $LSTMLAB_THREADS, else the cores this process may use)."""
-    used = configure_threads(threads)          # before the engine loads torch: see lstmlab.threads
+    used = configure_threads(threads, step_work(model, train))   # before the engine loads torch
     run = RunFolder(run_dir)
     reached = _LastStep()
     with run.lock():
@@ -83,6 +84,16 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
                 saved = None
             raise TrainingInterrupted(run, reached.step, saved[2]["step"] if saved else None,
                                       task.name) from None
+
+
+def step_work(model: ModelConfig, train: TrainConfig) -> float:
+    """Multiply-adds of one training step's recurrent products, roughly: forward and backward
+    of (B, I + R) x (I + R, G H) per layer and direction and step (sequence length left out:
+    the threads share out each product, not the steps)."""
+    H, R = model.hidden_size, model.proj_size or model.hidden_size
+    dirs = 2 if model.bidirectional else 1
+    gates = make_spec(model.variant).num_gates
+    return 3.0 * train.batch_size * (model.input_size + R) * gates * H * model.num_layers * dirs
 
 
 class _LastStep(Callback):
