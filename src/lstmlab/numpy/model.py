@@ -81,8 +81,12 @@ class SequenceModel(Module):
         D = self.rnn.num_directions
         return np.concatenate(list(h[-D:]), axis=-1)
 
-    def backward(self, cache, dout, dstate=None):
-        """Gradients for every name in `params` (and dx for feature inputs)."""
+    def backward(self, cache, dout, dstate=None, *, state_grads: dict | None = None):
+        """Gradients for every name in `params` (and dx for feature inputs).
+
+        state_grads: a dict that receives the recurrent stack's (see its backward) and, as
+        "input", the gradient of the stack's input (T, B, I): the embedded tokens' for a
+        token model, the features' otherwise."""
         emb_cache, rnn_cache, head_cache, y_shape, state, lengths, n = cache
         if rnn_cache is None:
             raise ValueError("this output came from model(x), which keeps nothing for backward; "
@@ -98,7 +102,9 @@ class SequenceModel(Module):
             dy = valid[..., None] * (dfeats / n)[None]           # (T, B, D*R), 0 past the end
         else:
             dy = dfeats
-        rg, dx, _ = self.rnn.backward(rnn_cache, dy, dstate)
+        rg, dx, _ = self.rnn.backward(rnn_cache, dy, dstate, state_grads=state_grads)
+        if state_grads is not None:
+            state_grads["input"] = dx
         grads.update({f"rnn.{k}": v for k, v in rg.items()})
         if self.embedding is not None:
             eg, dx = self.embedding.backward(emb_cache, dx)

@@ -53,6 +53,7 @@ class Cache:
     rev: np.ndarray | None     # (T, B) time index that reverses each sequence within its length
     unbatched: bool
     y_shape: tuple
+    edited: bool = False       # ran with the stack's `edit` set: no backward
 
 
 def _reverse(a, rev):
@@ -93,11 +94,14 @@ def _run(cell: RecurrentCell, w: dict, x: np.ndarray, state0: list, mask: np.nda
 
 
 def _run_backward(cell: RecurrentCell, dc: _DirectionCache, dy: np.ndarray, dstate: list,
-                  mask: np.ndarray | None, empty: Empty) -> tuple[dict, np.ndarray, list]:
+                  mask: np.ndarray | None, empty: Empty,
+                  seen: list | None = None) -> tuple[dict, np.ndarray, list]:
     """Backpropagation through time for one layer and direction.
 
     dy: (T, B, R) gradient of the outputs (zero past each end); dstate: gradient of the final
     state components. Returns (grads by base name, dx (T, B, F), gradient of the initial state).
+    seen: a list that receives, step by step from the last, the gradient of the state each
+    step made (its components, copied).
     """
     T, B, _ = dy.shape
     w, hist, x = dc.w, dc.hist, dc.x
@@ -110,6 +114,8 @@ def _run_backward(cell: RecurrentCell, dc: _DirectionCache, dy: np.ndarray, dsta
         if mask is not None:                                     # past the end: straight through
             passthrough = [np.where(mask[t], 0.0, d) for d in dnew]
             dnew = [np.where(mask[t], d, 0.0) for d in dnew]
+        if seen is not None:
+            seen.append([d.copy() for d in dnew])
         prev = tuple(hk[t] for hk in hist)
         new = tuple(hk[t + 1] for hk in hist)
         if dproj is not None and hfull is not None:              # undo h = W_hr h_cell
@@ -174,6 +180,12 @@ class Recurrent(Module):
         self._steppers: list[RecurrentCell] = (
             self.cells if self.fast else [ReferenceCell(c) for c in self.cells])
         self._workspace = Workspace()
+        # None, or edit(group, name, value, when) -> value: while set, every step runs on the
+        # reference equations and hands each gate and state it makes ("i", ..., "c", "h" of
+        # layer and direction `group`, e.g. "l0_reverse"; "h" before a projection) to `edit`;
+        # `when` is the step's index in the input's time order, an int or (B,) with lengths.
+        # lstmlab.inspect sets it to clamp units; backward refuses what it ran.
+        self.edit = None
 
     # --- structure -----------------------------------------------------------------------
     def _groups(self):
@@ -224,6 +236,8 @@ class Recurrent(Module):
         D, inp, layers = self.num_directions, x, []
         finals = [[] for _ in state0]
         lease = self._workspace.lease()                          # buffers live as long as the cache
+        edited = self.edit is not None
+        keep = keep or edited                                    # an edit needs each step's own t
         for k, d, sfx in self._groups():
             if d == 0:
                 layers.append([])
@@ -233,7 +247,8 @@ class Recurrent(Module):
                 xin[...] = _reverse(inp, rev)
             else:
                 xin = inp
-            dc = _run(self._steppers[k], self._weights(k, sfx), xin,
+            stepper = self._edited(k, d, sfx, rev, T) if edited else self._steppers[k]
+            dc = _run(stepper, self._weights(k, sfx), xin,
                       [s[k * D + d] for s in state0], mask, lease, keep)
             layers[k].append(dc)
             y_d = dc.hist[0][1:] if mask is None else dc.hist[0][1:] * mask
@@ -242,23 +257,30 @@ class Recurrent(Module):
                 comp.append(hk[T])
             if d == D - 1:
                 inp = np.concatenate(outs, axis=2)               # (T, B, D*R), a fresh array
-        cache = Cache(layers, mask, rev, unbatched, inp.shape)
+        cache = Cache(layers, mask, rev, unbatched, inp.shape, edited)
         lease.bind(cache)
         y, state = self._public(inp, [np.stack(c) for c in finals], unbatched)
         return y, state, cache
 
-    def backward(self, cache: Cache, dy, dstate=None):
+    def backward(self, cache: Cache, dy, dstate=None, *, state_grads: dict | None = None):
         """Backpropagation through time for the `forward` call that returned `cache`.
 
         dy: gradient of the loss with respect to y (None: zero); dstate: with respect to the
         final state, in the state's format (None: zero).
         Returns (grads, dx, dstate0): grads has the keys of `params`; dx the shape of x;
         dstate0 is the gradient with respect to the initial state, in the state's format.
+        state_grads: a dict that receives, per layer and direction ("l0", "l0_reverse", ...),
+        {"h": dL/dh_t, "c": dL/dc_t (LSTM)}, each (T, B, n) time-major in the input's time
+        order: the whole gradient that reaches the state each step made (through the outputs
+        and through every later step), as lstmlab.inspect's gradient flow draws it.
         """
         T, B, _ = cache.y_shape
         if not cache.layers[0][0].keep:
             raise ValueError("this cache comes from an inference call (model(x)); "
                              "use model.forward(x) to keep what backward needs")
+        if cache.edited:
+            raise ValueError("this cache comes from a forward pass with `edit` set, whose "
+                             "gradient is not computed; set model.edit = None and run it again")
         if dy is None:
             dy_tm = np.zeros(cache.y_shape, self.dtype)
         else:
@@ -281,8 +303,11 @@ class Recurrent(Module):
                 dy_d = dinp[:, :, d * R:(d + 1) * R]
                 if d:
                     dy_d = _reverse(dy_d, cache.rev)
+                seen: list | None = None if state_grads is None else []
                 g, dx_d, ds0 = _run_backward(self._steppers[k], cache.layers[k][d], dy_d,
-                                             [s[k * D + d] for s in dst], cache.mask, lease)
+                                             [s[k * D + d] for s in dst], cache.mask, lease, seen)
+                if state_grads is not None and seen is not None:
+                    state_grads[sfx[1:]] = self._state_grads(seen, cache, d)
                 grads.update({base + sfx: v for base, v in g.items()})
                 dxs.append(_reverse(dx_d, cache.rev) if d else dx_d)
                 for comp, v in zip(dstate0, ds0):
@@ -291,6 +316,25 @@ class Recurrent(Module):
         lease.end()
         dx, dstate0 = self._public(dinp, dstate0, cache.unbatched)
         return {name: grads[name] for name in self.params}, dx, dstate0
+
+    def _state_grads(self, seen, cache, d) -> dict[str, np.ndarray]:
+        """What _run_backward saw, last step first, as {"h": (T, B, R), "c": ...} in the input's
+        time order (h and c only: fgr's gates state is not shown)."""
+        out = {}
+        for j, name in enumerate(state_names(self.spec)[:2]):
+            v = np.stack([s[j] for s in seen[::-1]])            # (T, B, n), this direction's order
+            out[name] = _reverse(v, cache.rev) if d else v
+        return out
+
+    def _edited(self, k, d, sfx, rev, T) -> ReferenceCell:
+        """Layer k's reference cell for direction d, handing its steps to self.edit."""
+        edit, group = self.edit, sfx[1:]
+
+        def at(t, name, value):                                  # t: this direction's order
+            when = t if d == 0 else (T - 1 - t if rev is None else rev[t])
+            return edit(group, name, value, when)
+
+        return ReferenceCell(self.cells[k], at)
 
     def trace(self, x, state=None, lengths=None) -> dict[str, dict[str, np.ndarray]]:
         """The inside of every cell over a sequence, for plots and teaching.

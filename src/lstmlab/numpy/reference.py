@@ -31,6 +31,11 @@ from ..spec import CellSpec
 from .ops import layer_norm, layer_norm_backward
 
 
+def unchanged(name, value):
+    """The default `edit` of a step: every value as the equations made it."""
+    return value
+
+
 def sigmoid(a):
     """sigma(a) = 1 / (1 + e^-a), squashes into (0, 1): how open a gate is."""
     with np.errstate(over="ignore", under="ignore"):   # e^-a is inf for a < -709: sigma is 0
@@ -61,7 +66,7 @@ def _peepholes(spec: CellSpec, p):
 
 # --- LSTM ---------------------------------------------------------------------------------
 
-def lstm_step(spec: CellSpec, p: dict, x, state):
+def lstm_step(spec: CellSpec, p: dict, x, state, edit=unchanged):
     """One LSTM step, every variant::
 
         a = W x + R h_prev + b              the pre-activations of all gates, stacked [a_i, a_f, a_g, a_o]
@@ -81,6 +86,9 @@ def lstm_step(spec: CellSpec, p: dict, x, state):
     plus with fgr the previous step's gates (B, S), its i, f, o side by side.
     Returns h (B, H), the new state (h, c[, gates]) and `saved`, what lstm_step_backward
     needs. With a projection the layer then makes h = W_hr h, of width R = proj_size.
+    edit(name, value) -> value sees i, f, g, c, o and h as they are made (only those the
+    variant computes) and returns what the step goes on with: lstmlab.inspect clamps units
+    through it. The backward of an edited step is not the edited network's.
     """
     h_prev, c_prev = state[0], state[1]
     b = p["bias_ih"] + p["bias_hh"]                              # the two biases add alike
@@ -105,21 +113,21 @@ def lstm_step(spec: CellSpec, p: dict, x, state):
     act_in = ACTIVATIONS[spec.input_activation][0]
     act_out = ACTIVATIONS[spec.output_activation][0]
 
-    i = sigmoid(a["i"] + p_i * c_prev) if spec.input_gate else 1.0        # i = sigma(a_i + p_i c_prev)
+    i = edit("i", sigmoid(a["i"] + p_i * c_prev)) if spec.input_gate else 1.0    # i = sigma(a_i + p_i c_prev)
     if spec.coupled_gates:
-        f = 1.0 - i                                                       # f = 1 - i
+        f = edit("f", 1.0 - i)                                                   # f = 1 - i
     else:
-        f = sigmoid(a["f"] + p_f * c_prev) if spec.forget_gate else 1.0   # f = sigma(a_f + p_f c_prev)
-    g = act_in(a["g"])                                                    # g = act_in(a_g)
-    c = f * c_prev + i * g                                                # c = f * c_prev + i * g
-    o = sigmoid(a["o"] + p_o * c) if spec.output_gate else 1.0            # o = sigma(a_o + p_o c)
+        f = edit("f", sigmoid(a["f"] + p_f * c_prev)) if spec.forget_gate else 1.0   # sigma(a_f + p_f c_prev)
+    g = edit("g", act_in(a["g"]))                                                # g = act_in(a_g)
+    c = edit("c", f * c_prev + i * g)                                            # c = f * c_prev + i * g
+    o = edit("o", sigmoid(a["o"] + p_o * c)) if spec.output_gate else 1.0        # o = sigma(a_o + p_o c)
     if spec.layer_norm:
         c_hat, c_rstd = layer_norm(c)
         cn = c_hat * p["ln_cell_weight"] + p["ln_cell_bias"]              # cn = LN(c) gamma_c + beta_c
         saved.update(c_hat=c_hat, c_rstd=c_rstd)
     else:
         cn = c                                                            # cn: c as the output reads it
-    h = o * act_out(cn)                                                   # h = o * act_out(cn)
+    h = edit("h", o * act_out(cn))                                               # h = o * act_out(cn)
 
     state = (h, c)
     if spec.gate_recurrence:                                     # the next step sees these gates
@@ -197,7 +205,7 @@ def lstm_step_backward(spec: CellSpec, p: dict, saved: dict, dstate):
 
 # --- GRU ----------------------------------------------------------------------------------
 
-def gru_step(spec: CellSpec, p: dict, x, state):
+def gru_step(spec: CellSpec, p: dict, x, state, edit=unchanged):
     """One GRU step::
 
         r = sigma(W_r x + b_ir + R_r h_prev + b_hr)          reset gate
@@ -206,23 +214,24 @@ def gru_step(spec: CellSpec, p: dict, x, state):
         n = tanh(W_n x + b_in + R_n (r * h_prev) + b_hn)     candidate, Cho et al. 2014 (gru_cho)
         h = (1 - z) * n + z * h_prev
 
-    x (B, I); state (h_prev,) with h_prev (B, H). Returns h, the new state (h,) and `saved`.
+    x (B, I); state (h_prev,) with h_prev (B, H). Returns h, the new state (h,) and `saved`;
+    `edit` sees r, z, n and h, as in lstm_step.
     """
     h_prev = state[0]
     W, R = by_gate(p["weight_ih"], "rzn"), by_gate(p["weight_hh"], "rzn")   # (H, I), (H, H) each
     b_i, b_h = by_gate(p["bias_ih"], "rzn"), by_gate(p["bias_hh"], "rzn")   # (H,) each
-    r = sigmoid(x @ W["r"].T + b_i["r"] + h_prev @ R["r"].T + b_h["r"])      # r = sigma(a_r)
-    z = sigmoid(x @ W["z"].T + b_i["z"] + h_prev @ R["z"].T + b_h["z"])      # z = sigma(a_z)
+    r = edit("r", sigmoid(x @ W["r"].T + b_i["r"] + h_prev @ R["r"].T + b_h["r"]))   # r = sigma(a_r)
+    z = edit("z", sigmoid(x @ W["z"].T + b_i["z"] + h_prev @ R["z"].T + b_h["z"]))   # z = sigma(a_z)
     saved = dict(x=x, h_prev=h_prev, r=r, z=z)
     if spec.linear_before_reset:
         hn = h_prev @ R["n"].T + b_h["n"]                        # hn = R_n h_prev + b_hn
-        n = np.tanh(x @ W["n"].T + b_i["n"] + r * hn)            # n = tanh(W_n x + b_in + r * hn)
+        n = edit("n", np.tanh(x @ W["n"].T + b_i["n"] + r * hn))  # n = tanh(W_n x + b_in + r * hn)
         saved["hn"] = hn
     else:
         rh = r * h_prev                                          # rh = r * h_prev
-        n = np.tanh(x @ W["n"].T + b_i["n"] + rh @ R["n"].T + b_h["n"])   # n = tanh(... + R_n rh + b_hn)
+        n = edit("n", np.tanh(x @ W["n"].T + b_i["n"] + rh @ R["n"].T + b_h["n"]))   # n = tanh(.. + R_n rh)
         saved["rh"] = rh
-    h = (1.0 - z) * n + z * h_prev                               # h = (1 - z) * n + z * h_prev
+    h = edit("h", (1.0 - z) * n + z * h_prev)                    # h = (1 - z) * n + z * h_prev
     saved["n"] = n
     return h, (h,), saved
 
@@ -262,16 +271,17 @@ def gru_step_backward(spec: CellSpec, p: dict, saved: dict, dstate):
 
 # --- plain RNN ----------------------------------------------------------------------------
 
-def rnn_step(spec: CellSpec, p: dict, x, state):
+def rnn_step(spec: CellSpec, p: dict, x, state, edit=unchanged):
     """One plain (Elman) RNN step::
 
         h = act(W x + b_ih + R h_prev + b_hh)       act: tanh, or relu = max(0, .)
 
-    x (B, I); state (h_prev,) with h_prev (B, H). Returns h, the new state (h,) and `saved`.
+    x (B, I); state (h_prev,) with h_prev (B, H). Returns h, the new state (h,) and `saved`;
+    `edit` sees h, as in lstm_step.
     """
     h_prev = state[0]
     a = x @ p["weight_ih"].T + p["bias_ih"] + h_prev @ p["weight_hh"].T + p["bias_hh"]  # a
-    h = ACTIVATIONS[spec.nonlinearity][0](a)                     # h = act(a)
+    h = edit("h", ACTIVATIONS[spec.nonlinearity][0](a))          # h = act(a)
     return h, (h,), dict(x=x, h_prev=h_prev, a=a)
 
 
@@ -299,16 +309,20 @@ class ReferenceCell:
     state's come from the family's description). The step input is x itself (the step functions
     do their own products), so `da`, the gradient of the step input, is dx: G, the width
     of da, is the input's width here.
+
+    edit: None, or a function (t, name, value) -> value that each step `t` (in the layer's
+    time order) hands to the step function as its `edit` (lstmlab.inspect's clamps).
     """
 
     merged = False
 
-    def __init__(self, layout: RecurrentCell):
+    def __init__(self, layout: RecurrentCell, edit: Callable | None = None):
         self.spec, self.input_size = layout.spec, layout.input_size
         self.hidden_size, self.out_size = layout.hidden_size, layout.out_size
         self.G = layout.input_size                               # the width of da: dx
         self.state_sizes = layout.state_sizes
         self._step, self._step_backward = STEPS[self.spec.family]
+        self.edit = edit
 
     def prepare(self, p):
         return p                                                 # the parameters as they are
@@ -320,7 +334,11 @@ class ReferenceCell:
         return {"saved": [None] * T, "grads": {}}                # per step; gradients summed
 
     def step(self, w, xp_t, prev, new, cache, t):
-        _, state, saved = self._step(self.spec, w, xp_t, prev)
+        edit = self.edit
+        if edit is None:
+            _, state, saved = self._step(self.spec, w, xp_t, prev)
+        else:
+            _, state, saved = self._step(self.spec, w, xp_t, prev, lambda name, v: edit(t, name, v))
         cache["saved"][t] = saved
         for target, value in zip(new, state):                   # the layer keeps the state
             target[...] = value

@@ -9,7 +9,11 @@ calls, per layer and direction,
 
 `w` is the layer's weights by base name (`weight_ih`, `weight_hh`, ...). `rmask` (B, R),
 when given, multiplies h where it enters a recurrent product (variational dropout); h
-itself, as carried to the next step, is left alone. Autograd does the backward pass.
+itself, as carried to the next step, is left alone. `probe`, when given, is a function
+(name, value) -> value that sees each gate and state as the step makes it (LSTM i, f, g, c,
+o, h; GRU r, z, n, h; RNN h; h before a projection), as lstmlab.numpy.reference's `edit`:
+the layer records the trace and lstmlab.inspect clamps units through it. Autograd does the
+backward pass.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ ACTIVATIONS = {
     "sigmoid2": lambda a: 2.0 * torch.sigmoid(a) - 1.0,   # range -1..1
     "relu": torch.relu,
 }
+
+
+def _unchanged(name, value):
+    return value
 
 
 class Cell:
@@ -82,8 +90,9 @@ class LSTMCell(Cell):
         xp = F.layer_norm(wx, (self.G,), w["ln_ih_weight"], None, LN_EPS) + (w["bias_ih"] + w["bias_hh"])
         return xp.reshape(T, B, self.G)
 
-    def step(self, w, xp_t, state, rmask=None, record=None):
+    def step(self, w, xp_t, state, rmask=None, probe=None):
         spec, H = self.spec, self.hidden_size
+        at = probe or _unchanged
         h, c = state[0], state[1]
         hr = h if rmask is None else h * rmask
         rh = hr @ w["weight_hh"].t()                       # (B, G)
@@ -98,23 +107,18 @@ class LSTMCell(Cell):
         def gate(name, cell):                              # sigma(a + p * c), 1 if absent
             if name not in a:
                 return 1.0
-            return torch.sigmoid(a[name] + peep[name] * cell if name in peep else a[name])
+            return at(name, torch.sigmoid(a[name] + peep[name] * cell if name in peep else a[name]))
 
         i = gate("i", c)
-        f = 1.0 - i if spec.coupled_gates else gate("f", c)
-        g = ACTIVATIONS[spec.input_activation](a["g"])
-        c_new = f * c + i * g
+        f = at("f", 1.0 - i) if spec.coupled_gates else gate("f", c)
+        g = at("g", ACTIVATIONS[spec.input_activation](a["g"]))
+        c_new = at("c", f * c + i * g)
         o = gate("o", c_new)                               # o looks at the new c
         if spec.layer_norm:
             c_out = F.layer_norm(c_new, (H,), w["ln_cell_weight"], w["ln_cell_bias"], LN_EPS)
         else:
             c_out = c_new
-        h_new = o * ACTIVATIONS[spec.output_activation](c_out)
-
-        if record is not None:
-            for name, v in (("i", i), ("f", f), ("g", g), ("o", o)):
-                if name in a or (name == "f" and spec.coupled_gates):
-                    record[name].append(v)
+        h_new = at("h", o * ACTIVATIONS[spec.output_activation](c_out))
         if not spec.gate_recurrence:
             return h_new, c_new
         gates = {"i": i, "f": f, "o": o}
@@ -136,35 +140,33 @@ class GRUCell(Cell):
         xp = torch.addmm(w["bias_ih"], x.reshape(T * B, I), w["weight_ih"].t())
         return xp.reshape(T, B, self.G)
 
-    def step(self, w, xp_t, state, rmask=None, record=None):
+    def step(self, w, xp_t, state, rmask=None, probe=None):
         H, h = self.hidden_size, state[0]
+        at = probe or _unchanged
         hr = h if rmask is None else h * rmask
         x_r, x_z, x_n = xp_t.split(H, dim=1)
         R, b = w["weight_hh"], w["bias_hh"]
         if self.spec.linear_before_reset:
             h_r, h_z, h_n = torch.addmm(b, hr, R.t()).split(H, dim=1)   # R h + b_hh: (B, 3H)
-            r = torch.sigmoid(x_r + h_r)
-            z = torch.sigmoid(x_z + h_z)
-            n = torch.tanh(x_n + r * h_n)
+            r = at("r", torch.sigmoid(x_r + h_r))
+            z = at("z", torch.sigmoid(x_z + h_z))
+            n = at("n", torch.tanh(x_n + r * h_n))
         else:
             h_r, h_z = torch.addmm(b[:2 * H], hr, R[:2 * H].t()).split(H, dim=1)
-            r = torch.sigmoid(x_r + h_r)
-            z = torch.sigmoid(x_z + h_z)
-            n = torch.tanh(x_n + torch.addmm(b[2 * H:], r * hr, R[2 * H:].t()))
-        h_new = (1.0 - z) * n + z * h
-        if record is not None:
-            for name, v in (("r", r), ("z", z), ("n", n)):
-                record[name].append(v)
-        return (h_new,)
+            r = at("r", torch.sigmoid(x_r + h_r))
+            z = at("z", torch.sigmoid(x_z + h_z))
+            n = at("n", torch.tanh(x_n + torch.addmm(b[2 * H:], r * hr, R[2 * H:].t())))
+        return (at("h", (1.0 - z) * n + z * h),)
 
 
 class RNNCell(Cell):
     """Plain recurrent cell:  h = act(W x + b_ih + R h_prev + b_hh),  act tanh or ReLU."""
 
-    def step(self, w, xp_t, state, rmask=None, record=None):
+    def step(self, w, xp_t, state, rmask=None, probe=None):
         h = state[0]
         hr = h if rmask is None else h * rmask
-        return (ACTIVATIONS[self.spec.nonlinearity](xp_t + hr @ w["weight_hh"].t()),)
+        h_new = ACTIVATIONS[self.spec.nonlinearity](xp_t + hr @ w["weight_hh"].t())
+        return (h_new if probe is None else probe("h", h_new),)
 
 
 StepCell = LSTMCell | GRUCell | RNNCell                         # a cell that has `step`

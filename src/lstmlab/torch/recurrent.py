@@ -55,7 +55,7 @@ def _reverse(a, rev):
 
 
 def run_layer(cell: StepCell, w, x, state, mask=None, *, rmask=None, zoneout=0.0, training=False,
-              record=None):
+              record=None, edit=None):
     """One layer, one direction: x (T, B, F) in this direction's time order.
 
     state: the initial state components, each (B, n). mask: (T, B, 1) bool, True inside each
@@ -63,6 +63,8 @@ def run_layer(cell: StepCell, w, x, state, mask=None, *, rmask=None, zoneout=0.0
     (`weight_hr` in w) h = W_hr h_cell is both the output and the recurrent input.
     rmask: (B, R) variational dropout mask on the recurrent input; zoneout: its probability,
     on h and c. record: a dict of lists that receives the gates, c and h of every step.
+    edit: None, or a function (t, name, value) -> value that step t (this direction's order)
+    calls on each gate and state it makes (see cells.py's `probe`).
     Returns (y (T, B, R), final state).
     """
     xp = cell.project(w, x)                                      # (T, B, G)
@@ -70,7 +72,7 @@ def run_layer(cell: StepCell, w, x, state, mask=None, *, rmask=None, zoneout=0.0
     zoned = cell.zoned
     ys = []
     for t in range(x.shape[0]):
-        new = cell.step(w, xp[t], state, rmask, record)
+        new = cell.step(w, xp[t], state, rmask, _probe(t, record, edit))
         if W_hr is not None:
             new = (new[0] @ W_hr.t(),) + new[1:]                 # h = W_hr h_cell: (B, P)
         if zoneout:
@@ -86,6 +88,22 @@ def run_layer(cell: StepCell, w, x, state, mask=None, *, rmask=None, zoneout=0.0
             record["h"].append(state[0])
     y = torch.stack(ys)                                          # (T, B, R)
     return (y if mask is None else y * mask), state
+
+
+def _probe(t, record, edit):
+    """Step t's probe (see cells.py): edits, then records the gates (c and h are recorded by
+    run_layer, after the projection and the mask); None when there is nothing to do."""
+    if record is None and edit is None:
+        return None
+
+    def probe(name, value):
+        if edit is not None:
+            value = edit(t, name, value)
+        if record is not None and name not in ("c", "h"):
+            record[name].append(value)
+        return value
+
+    return probe
 
 
 class Recurrent(nn.Module):
@@ -140,6 +158,10 @@ class Recurrent(nn.Module):
         self._param_names = {(k, d): [(base, base + sfx) for base in bases]
                              for k, d, sfx in self._groups()}
         self._flatten_parameters()
+        # None, or edit(group, name, value, when) -> value: while set, forward runs the generic
+        # path and every step hands each gate and state it makes to `edit`, as
+        # lstmlab.numpy's `edit` (same arguments; value and when are tensors or an int)
+        self.edit = None
 
     # --- structure -----------------------------------------------------------------------
     def _groups(self):
@@ -165,7 +187,7 @@ class Recurrent(nn.Module):
     def fast_path(self) -> bool:
         """Whether forward() runs PyTorch's fused kernel in the current mode (train/eval)."""
         return (self.fast and self._kernel is not None and self.zoneout == 0.0
-                and not (self.training and self.recurrent_dropout > 0.0))
+                and not (self.training and self.recurrent_dropout > 0.0) and self.edit is None)
 
     def extra_repr(self):
         extra = "".join(f", {k}={v!r}" for k, v in (
@@ -271,7 +293,7 @@ class Recurrent(nn.Module):
             rec = defaultdict(list) if record else None
             y, final = run_layer(self.cell, weights[k][d], xin, tuple(s[k * D + d] for s in state0),
                                  mask, rmask=rmask, zoneout=self.zoneout, training=self.training,
-                                 record=rec)
+                                 record=rec, edit=self._edit_for(sfx[1:], d, rev, T))
             outs.append(y if d == 0 else _reverse(y, rev))
             for comp, s in zip(finals, final):
                 comp.append(s)
@@ -282,6 +304,19 @@ class Recurrent(nn.Module):
                 if self.dropout and self.training and k < self.num_layers - 1:
                     inp = F.dropout(inp, self.dropout, training=True)   # between layers, as nn.LSTM
         return inp, [torch.stack(c) for c in finals], traces
+
+    def _edit_for(self, group, d, rev, T):
+        """run_layer's edit for one layer and direction: self.edit with the step's index in
+        the input's time order (see numpy's Recurrent._edited), or None."""
+        edit = self.edit
+        if edit is None:
+            return None
+
+        def at(t, name, value):
+            when = t if d == 0 else (T - 1 - t if rev is None else rev[t])
+            return edit(group, name, value, when)
+
+        return at
 
     def _assemble_trace(self, rec, mask, rev, d):
         out = {}
