@@ -496,6 +496,71 @@ def export_cmd(run_dir, fmt, out_path, as_json):
         out.print(f"wrote {path}")
 
 
+@main.command("inspect")
+@click.argument("run_dirs", metavar="RUN [RUN...]", nargs=-1, required=True, type=click.Path())
+@click.option("--input", "input_value", default=None, metavar="TEXT|PATH",
+              help="what to look at: a text (charlm, sentiment, translate), or a file or numbers "
+                   "separated by commas (forecast, sine)  [default: test example 0]")
+@click.option("--example", type=click.IntRange(min=0), default=None, metavar="N",
+              help="the test split's example N instead of --input")
+@click.option("--units", default=None, metavar="0,3,5", help="the units the heatmaps show "
+              "[default: the 16 whose h varies most]")
+@click.option("--signal", "signals", multiple=True, metavar="NAME",
+              help="a per-step signal to find the units that follow it (repeat it): text: "
+                   "position_in_word, inside_word, position_in_line, position_in_clause, "
+                   "inside_parentheses, inside_quotes, uppercase; series: value, above_mean, rising; "
+                   "any: position  [default: the text's or the series' usual ones]")
+@click.option("--ablate/--no-ablate", default=None,
+              help="the ablation table: each unit of --layer switched off in turn, the test metric "
+                   "each time  [default: every unit of a layer of at most 64; of a wider one, the "
+                   "units the other analyses single out]")
+@click.option("--layer", type=int, default=0, show_default=True,
+              help="the layer whose units the ablation table switches off")
+@click.option("--engine", type=click.Choice(["numpy", "torch"]), default=None,
+              help="run the saved model in this engine  [default: the one that trained it]")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for the figures  [default: RUN/inspect; for several runs, "
+                   "inspect-TASK next to them]")
+@json_option
+@command
+def inspect_cmd(run_dirs, input_value, example, units, signals, ablate, layer, engine, out_dir,
+                as_json):
+    """Look inside trained runs: gates, saturation, memory, gradient flow, units that follow a
+    signal, ablation. Several runs of one task are compared side by side."""
+    from .inspect.report import report
+    from .train.callbacks import progress_bar
+
+    chosen = _int_list(units, "--units") if units else None
+    console = Console(stderr=True)
+    bar = progress_bar(as_json or not console.is_terminal, console)
+    task = bar.add_task("inspect", total=1, status="")
+
+    def progress(what, done, total):
+        bar.update(task, description=what, completed=done, total=total, status="")
+
+    with bar:
+        result = report(list(run_dirs), input=input_value, example=example, units=chosen,
+                        signals=list(signals) or None, out=out_dir, engine=engine, ablate=ablate,
+                        layer=layer, progress=progress)
+    if as_json:
+        _print_json(result)
+        return
+    out.print(f"wrote {len(result['figures'])} figures to {result['folder']}")
+    for name, path in result["figures"].items():
+        out.print(f"  {name}: {escape(path)}")
+    for note in result["notes"]:
+        out.print(f"[dim]note: {escape(note)}[/]")
+    out.print(f"numbers: {escape(result['summary'])}")
+
+
+def _int_list(value: str, what: str) -> list[int]:
+    """"0,3,5" -> [0, 3, 5], or a one-line ValueError."""
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} takes integers separated by commas, e.g. 0,3,5; got {value!r}") from None
+
+
 @main.command("demo")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs",
               show_default=True, help="where the demo's run folders go")

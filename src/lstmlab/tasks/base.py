@@ -15,6 +15,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,40 @@ class Predictor:
     trace: TraceFn
     config: ModelConfig
     decode: Callable | None = None     # seq2seq only: greedy decoding, see above
+    model: Any = None                  # the engine's model itself, for lstmlab.inspect
+
+
+@dataclass
+class Inputs:
+    """Sequences in a task's own terms, encoded as its model reads them, for lstmlab.inspect:
+    an example of a split (Task.examples), or the user's text or series (Task.encode_input)."""
+    x: np.ndarray                      # (T, B, F) features, or (T, B) token ids; time-major
+    steps: list[list[str]]             # per sequence, what each of its steps reads, shown on
+                                       # axes and in coloured text: a character, a word, a value
+    lengths: np.ndarray | None = None  # (B,) steps per sequence, None when all are T
+    values: np.ndarray | None = None   # (T, B) the number each step reads (series), for signals
+    target_in: np.ndarray | None = None    # seq2seq: (T2, B) decoder input ids, BOS first
+    target_steps: list[list[str]] | None = None   # seq2seq: what each decoder step reads
+
+    @property
+    def size(self) -> int:
+        """How many sequences."""
+        return self.x.shape[1]
+
+    def take(self, index) -> Inputs:
+        """The sequences at `index` (an int, a slice or an index array), cut to their
+        longest length."""
+        idx = np.atleast_1d(np.arange(self.size)[index])
+        lengths = None if self.lengths is None else self.lengths[idx]
+        T = self.x.shape[0] if lengths is None else int(lengths.max())
+        tin = None if self.target_in is None else self.target_in[:, idx]
+        if tin is not None:                                      # decoder inputs: up to the last non-PAD
+            tin = tin[:max(1, int((tin != 0).any(axis=1).nonzero()[0].max()) + 1)]
+        return Inputs(
+            x=self.x[:T, idx], steps=[self.steps[i] for i in idx],
+            lengths=None if lengths is None or (lengths == T).all() else lengths,
+            values=None if self.values is None else self.values[:T, idx], target_in=tin,
+            target_steps=None if self.target_steps is None else [self.target_steps[i] for i in idx])
 
 
 # random streams: task data comes from np.random.default_rng([seed, STREAM, ...]), so the
@@ -251,6 +286,19 @@ class Task:
 
     def predict_file(self, predictor: Predictor, path) -> dict:
         raise ValueError(f"task {self.name!r} does not take --input files yet")
+
+    # --- inspection (lstmlab.inspect) --------------------------------------------------------
+    def examples(self, split: str = "test") -> Inputs:
+        """The sequences of a held-out split ("valid" or "test") as the model reads them
+        (`lstmlab inspect --example N` picks one; saturation reads many)."""
+        raise NotImplementedError
+
+    def encode_input(self, value: str) -> Inputs:
+        """The user's input in the task's own terms (`lstmlab inspect --input`): a text for a
+        text task; a file (CSV or one number a line) or numbers separated by commas for a
+        series task; one sequence. ValueError with one line for anything it cannot encode."""
+        raise ValueError(f"task {self.name!r} reads no --input; pick a test example with "
+                         f"--example N (0 to {self.examples('test').size - 1})")
 
     def predict_text(self, predictor: Predictor, text: str) -> dict:
         if type(self).predict_file is not Task.predict_file:

@@ -63,9 +63,9 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import TRAIN, Batch, Task, TaskDefaults, check_int
+from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
 from .datasets import king_james
-from .kit import Vocabulary, with_loss
+from .kit import Vocabulary, correlations, reader_counters, text_signals, with_loss
 from .sampling import autoregress
 
 SPLITS = (0.90, 0.95)          # train up to 90%, valid up to 95%, test the rest
@@ -74,6 +74,7 @@ EMBED = 32                     # embedding width: V is ~64, a one-hot would be a
 TEST_STREAMS = 64              # parallel streams the test split is cut into
 CHUNK = 256                    # steps per predictor call when scoring a stream
 WIDTH = 96                     # characters per line in the passage figures
+EXAMPLE_CHARS = 1000           # characters per example for lstmlab.inspect: several verses
 LN2 = math.log(2.0)
 ENCODE_CHUNK = 1 << 20         # characters encoded at a time: 4 MB of code points
 CODE_POINTS = 0x110000         # every Unicode code point: the lookup table's length
@@ -320,7 +321,7 @@ class CharLM(Task):
         start, end = self._passage()
         paths = [_surprisal_figure(
             folder / "surprisal.png", text[start:end], bits[start - 1:end - 1],
-            word_position=_word_position(text[1:]), bits=bits, uni_bits=uni_bits,
+            word_position=text_signals(text[1:])["position_in_word"], bits=bits, uni_bits=uni_bits,
             title=f"charlm ({variant}): how surprised the model is by each test character; "
                   f"test {test['bits_per_char']:.3f} bits/char, unigram "
                   f"{baselines['unigram']['bits_per_char']:.3f}, uniform "
@@ -344,10 +345,10 @@ class CharLM(Task):
                  else np.asarray(v["h"], dtype=np.float64)[:, 0] for k, v in tr.items()}
         skip = min(100, start - warm)                            # the cold start
         chosen = []
-        for label, feature in _counters(text[warm:end]).items():
+        for label, feature in reader_counters(text[warm:end]).items():
             peaks = []                                           # each layer's (layer, unit, r)
             for layer, a in cells.items():                       # a: (T, H)
-                r = _correlations(a[skip:], feature[skip:])
+                r = correlations(a[skip:], feature[skip:])
                 if r is not None:
                     u = int(np.argmax(np.abs(r)))
                     peaks.append((layer, u, float(r[u])))
@@ -360,6 +361,33 @@ class CharLM(Task):
         return _units_figure(path, text[start:end], [c[1:] for c in chosen[:3]], kind=kind,
                              variant=predictor.config.variant)
 
+    def _check_known(self, text: str, what: str) -> None:
+        """ValueError naming the characters of `text` that training never saw."""
+        unknown = sorted({ch for ch in text if ch not in self.alphabet})
+        if unknown:
+            shown = self.alphabet if len(self.alphabet) <= 120 else self.alphabet[:120] + "..."
+            raise ValueError(f"{what} has character(s) the model never saw in training: "
+                             f"{' '.join(map(repr, unknown))}; use only these: {shown!r}")
+
+    # --- inspection ---------------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The split cut into passages of EXAMPLE_CHARS characters, each read from a fresh
+        state (evaluation carries the state on: the first steps of a passage are a cold start)."""
+        if split not in self.text:
+            raise ValueError(f"this charlm run keeps only its test text; split {split!r} is not kept")
+        text = self.text[split]
+        n = max(1, len(text) // EXAMPLE_CHARS)
+        L = min(EXAMPLE_CHARS, len(text))
+        ids = self.ids[split][:n * L].astype(np.int64).reshape(n, L).T          # (L, n)
+        steps = [list(text[k * L:(k + 1) * L]) for k in range(n)]
+        return Inputs(x=ids, steps=steps)
+
+    def encode_input(self, value):
+        if not value:
+            raise ValueError("give a text of at least one character")
+        self._check_known(value, "the text")
+        return Inputs(x=self.encode(value).astype(np.int64)[:, None], steps=[list(value)])
+
     # --- generation ---------------------------------------------------------------------------
     def generate(self, predictor, folder, *, length, temperature, top_k, prompt, seed):
         """Prime the state with `prompt` (default: a line break, the start of a verse), then
@@ -367,11 +395,7 @@ class CharLM(Task):
         from ..io.atomic import write_text
 
         prompt = prompt or ""
-        unknown = sorted({ch for ch in prompt if ch not in self.alphabet})
-        if unknown:
-            shown = self.alphabet if len(self.alphabet) <= 120 else self.alphabet[:120] + "..."
-            raise ValueError(f"the prompt has character(s) the model never saw in training: "
-                             f"{' '.join(map(repr, unknown))}; use only these: {shown!r}")
+        self._check_known(prompt, "the prompt")
         primer = prompt or ("\n" if "\n" in self.alphabet else self.first)
         out = autoregress(predictor, self.encode(primer).astype(np.int64), length, temperature, top_k,
                           np.random.default_rng(seed),
@@ -385,91 +409,6 @@ class CharLM(Task):
 
 
 # --- figure helpers --------------------------------------------------------------------------
-def _word_position(text: str) -> np.ndarray:
-    """Per character: its position in its word (1, 2, ...; letters and apostrophes make
-    words) or 0 for anything else."""
-    pos, k = np.zeros(len(text), dtype=np.int64), 0
-    for i, ch in enumerate(text):
-        k = k + 1 if (ch.isalpha() or ch == "'") else 0
-        pos[i] = k
-    return pos
-
-
-def _counters(passage: str) -> dict[str, np.ndarray]:
-    """Counters a reader keeps, per character of the passage: the position in the line (for
-    the King James text: the verse), in the word, in the clause (since , ; : . ? !), and
-    whether it is inside a word."""
-    line, clause = np.zeros(len(passage)), np.zeros(len(passage))
-    a = b = 0
-    for i, ch in enumerate(passage):
-        a = 0 if ch == "\n" else a + 1
-        b = 0 if ch in ",;:.?!\n" else b + 1
-        line[i], clause[i] = a, b
-    word = _word_position(passage).astype(np.float64)
-    out = {"the position in the line": line, "the position in the word": word,
-           "being inside a word": (word > 0).astype(np.float64),
-           "the position in the clause": clause}
-    return {k: v for k, v in out.items() if v.std() > 0}
-
-
-def _correlations(a: np.ndarray, feature: np.ndarray):
-    """(H,) Pearson correlation of each unit's activation a (T, H) with feature (T,); None
-    when nothing varies."""
-    a = a - a.mean(0)
-    f = feature - feature.mean()
-    denom = np.sqrt((a * a).sum(0) * (f * f).sum())
-    varies = denom > 0
-    if not np.any(varies):
-        return None
-    with np.errstate(invalid="ignore"):                          # inf / inf after an overflow
-        return np.divide((a * f[:, None]).sum(0), denom, out=np.zeros_like(denom), where=varies)
-
-
-def _layout_text(passage: str):
-    """(row, column) of each character when the passage is wrapped at WIDTH columns, lines
-    broken at line ends and, where a line is too long, after a space."""
-    rows: list[int] = []
-    cols: list[int] = []
-    r = i = 0
-    while i < len(passage):                                      # one figure line per pass
-        j = passage.find("\n", i)
-        j = len(passage) if j < 0 else j
-        line = passage[i:j + 1]
-        if len(line) > WIDTH:
-            cut = line.rfind(" ", 0, WIDTH)
-            line = line[:cut + 1] if cut > 0 else line[:WIDTH]
-        rows += [r] * len(line)
-        cols += range(len(line))
-        i += len(line)
-        r += 1
-    return np.array(rows), np.array(cols)
-
-
-def _draw_text(ax, passage, values, cmap, norm, layout):
-    """The passage as a grid of character cells, each filled by colour from its value;
-    `layout` is _layout_text(passage)."""
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
-
-    rows, cols = layout
-    n_rows = int(rows.max()) + 1 if rows.size else 1
-    boxes = [Rectangle((c, r), 1, 1) for r, c in zip(rows, cols)]
-    pc = PatchCollection(boxes, cmap=cmap, norm=norm, edgecolor="none")
-    pc.set_array(np.asarray(values, dtype=np.float64))
-    ax.add_collection(pc)
-    rgba = cmap(norm(np.asarray(values, dtype=np.float64)))
-    for ch, r, c, col in zip(passage, rows, cols, rgba):
-        shown = "\u21b5" if ch == "\n" else ch                   # a visible line end
-        light = 0.299 * col[0] + 0.587 * col[1] + 0.114 * col[2] > 0.55
-        ax.text(c + 0.5, r + 0.55, shown, ha="center", va="center", family="monospace",
-                fontsize=8.5, color="#111111" if light else "white",
-                in_layout=False)                                 # thousands: layout skips them
-    ax.set_xlim(0, WIDTH)
-    ax.set_ylim(n_rows, 0)
-    ax.set_axis_off()
-    return pc
-
-
 def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_bits, title):
     """Top: the passage, each character on a patch coloured by its surprisal in bits.
     Bottom: mean surprisal by position in a word over the whole test split."""
@@ -477,8 +416,9 @@ def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_b
     from matplotlib.colors import Normalize
 
     from ..viz.figures import LEGEND_SIZE, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure, style_axes
+    from ..viz.inspect import draw_text, layout_text
 
-    layout = _layout_text(passage)
+    layout = layout_text(passage, WIDTH)
     n_rows = int(layout[0].max()) + 1
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
         fig = new_figure(1.4 + 0.27 * n_rows + 3.0)
@@ -486,7 +426,7 @@ def _surprisal_figure(path, passage, passage_bits, *, word_position, bits, uni_b
                                 height_ratios=[0.27 * n_rows, 2.6])
         ax = fig.add_subplot(grid[0, 0])
         cmap, norm = colormaps["magma_r"], Normalize(0.0, 8.0)
-        pc = _draw_text(ax, passage, passage_bits, cmap, norm, layout)
+        pc = draw_text(ax, passage, passage_bits, cmap, norm, layout)
         ax.set_title(f"a test passage: {np.mean(passage_bits):.2f} bits per character on "
                      "average (dark: the model did not expect it)", loc="left",
                      fontsize=SUBTITLE_SIZE)
@@ -529,8 +469,9 @@ def _units_figure(path, passage, found, *, kind, variant):
     from matplotlib.colors import Normalize
 
     from ..viz.figures import SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
+    from ..viz.inspect import draw_text, layout_text
 
-    layout = _layout_text(passage)
+    layout = layout_text(passage, WIDTH)
     h = 0.27 * (int(layout[0].max()) + 1)
     found = found or [("no unit follows any of the counters here (every |r| < 0.3)",
                        np.zeros(len(passage)))]
@@ -542,7 +483,7 @@ def _units_figure(path, passage, found, *, kind, variant):
         pc = None
         for k, (label, values) in enumerate(found):
             ax = fig.add_subplot(grid[k, 0])
-            pc = _draw_text(ax, passage, values, cmap, norm, layout)
+            pc = draw_text(ax, passage, values, cmap, norm, layout)
             ax.set_title(label, loc="left", fontsize=SUBTITLE_SIZE)
         if pc is not None:
             cb = fig.colorbar(pc, cax=fig.add_subplot(grid[:, 1]))

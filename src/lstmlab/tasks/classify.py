@@ -48,7 +48,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import TRAIN, Batch, Task, TaskDefaults, check_int, from_json_array, json_array
+from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int, from_json_array, json_array
 from .datasets import SEQUENCE_LAYOUT, LabelledSequences, japanese_vowels, mnist_rows, read_labelled_sequences
 from .kit import (
     classification_metrics,
@@ -297,16 +297,35 @@ class Classify(Task):
             title=f"{self.data_name}: how the {predictor.config.variant} reads the test {what} "
                   f"{self.ids['test'][j]!r} ({label} {self.classes[y[j]]}){note}")
 
+    # --- inspection ---------------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The split's sequences as evaluate reads them: (T, N, F) standardised features,
+        zeros past each end, with their lengths; step t labelled "t=t"."""
+        x, lengths, _ = self.split[split]
+        return Inputs(x=x, steps=[_step_names(n) for n in lengths], lengths=lengths)
+
+    def encode_input(self, value):
+        """The sequences of the user's CSV (SEQUENCE_LAYOUT, `label` optional), as
+        predict_file reads them: one per sequence id, in the file's order."""
+        _, x, lengths = self.read_input(value)
+        return Inputs(x=x, steps=[_step_names(n) for n in lengths], lengths=lengths)
+
     # --- the user's files -----------------------------------------------------------------------
-    def predict_file(self, predictor, path):
-        """The class of each sequence in the user's CSV (SEQUENCE_LAYOUT; `label` optional:
-        when given, the accuracy is reported too)."""
+    def read_input(self, path):
+        """(the file's sequences, x (T, N, F) standardised and padded, lengths (N,)) of the
+        user's CSV in SEQUENCE_LAYOUT (`label` optional)."""
         data = read_labelled_sequences(path, need_labels=False)
         if len(data.features) != len(self.features):
             raise ValueError(f"{path} has {len(data.features)} feature columns "
                              f"({', '.join(data.features)}); this model reads "
                              f"{len(self.features)} ({', '.join(self.features)})")
         x, lengths = pad([self.scale(s) for s in data.xs])
+        return data, x, lengths
+
+    def predict_file(self, predictor, path):
+        """The class of each sequence in the user's CSV (SEQUENCE_LAYOUT; `label` optional:
+        when given, the accuracy is reported too)."""
+        data, x, lengths = self.read_input(path)
         with np.errstate(under="ignore"):                        # exp of very negative is 0
             probs = np.exp(self._logp(predictor, x, lengths))
         pred = probs.argmax(-1)
@@ -321,6 +340,10 @@ class Classify(Task):
                                              for k, lab in zip(pred, data.labels)]))
             out["lines"].append(f"accuracy against the file's labels: {out['accuracy']:.1%}")
         return out
+
+
+def _step_names(n: int) -> list[str]:
+    return [f"t={t}" for t in range(int(n))]
 
 
 def _unpack(arrays: dict) -> LabelledSequences:

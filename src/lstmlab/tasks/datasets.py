@@ -140,6 +140,20 @@ def read_series(path) -> np.ndarray:
     return np.asarray(values)
 
 
+def series_input(value: str, read=read_series) -> np.ndarray:
+    """A series the user gave on the command line: numbers separated by commas ("0.1, 0.5,
+    0.9"), or the path of a file, which `read` reads."""
+    if "," in value and not Path(value).exists():
+        try:
+            values = np.array([float(v) for v in value.split(",") if v.strip()])
+        except ValueError:
+            raise ValueError(f"{value[:40]!r} is neither a file nor numbers separated by commas") from None
+        if len(values) < 2 or not np.isfinite(values).all():
+            raise ValueError("give at least 2 finite numbers separated by commas, or a file")
+        return values
+    return read(value)
+
+
 NOT_UTF8 = "{path}, line {line}: bytes that are not UTF-8 ({bad!r}); save the file as UTF-8"
 
 

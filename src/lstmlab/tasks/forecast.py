@@ -51,7 +51,8 @@ import numpy as np
 
 from ..config import ModelConfig
 from .base import Batch, Predictor, Task, TaskDefaults
-from .datasets import Series, builtin_series, read_csv_column, read_series
+from .datasets import Series, builtin_series, read_csv_column, read_series, series_input
+from .kit import series_inputs
 
 SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
 CHUNK = 512                   # origins per inference call
@@ -405,6 +406,24 @@ class Forecast(Task):
                              f"a line, or a header row that names the column "
                              f"{self.opts['column'] or 'value'!r}")
         return read_series(path)
+
+    # --- inspection ---------------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The network's input at every origin of the split: the last `context` values
+        before it (with their seasonal differences), as the direct forecast reads them."""
+        win = self._windows(self.origins[split])                 # (n, L + m)
+        return series_inputs(win[:, self.season:].T, self._window_features(win))
+
+    def encode_input(self, value):
+        """The window before the end of the user's series (a file as `predict --input` reads
+        it, or numbers separated by commas)."""
+        values = series_input(value, self.read_input)
+        L, m = self.context, self.season
+        if len(values) < L + m:
+            raise ValueError(f"the series has {len(values)} values; this model reads the last "
+                             f"{L + m} (context {L} + season {m}): give at least {L + m}")
+        win = values[None, -(L + m):]
+        return series_inputs(win[:, m:].T, self._window_features(win))
 
     def predict_file(self, predictor, path):
         """Forecast the next `horizon` values after the end of the user's series."""

@@ -183,3 +183,76 @@ def classification_metrics(logp: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """accuracy, macro F1 (macro_f1) and nll of log probabilities logp (N, C) for classes
     y (N,)."""
     return {"accuracy": accuracy(logp, y), "f1": macro_f1(y, logp.argmax(-1)), "nll": nll(logp, y)}
+
+
+def series_inputs(values: np.ndarray, x: np.ndarray | None = None):
+    """Inputs for lstmlab.inspect of series `values` (T, B) (raw, as the user knows them):
+    the model's input `x` (T, B, F) (default: the values themselves as one feature), each
+    step labelled with its value."""
+    from .base import Inputs
+
+    values = np.asarray(values, np.float64)
+    feats = values[:, :, None] if x is None else x
+    steps = [[f"{v:.4g}" for v in values[:, b]] for b in range(values.shape[1])]
+    return Inputs(x=feats, steps=steps, values=values)
+
+
+# --- signals a reader keeps, for finding the units that keep them (lstmlab.inspect) --------
+def text_signals(text: str) -> dict[str, np.ndarray]:
+    """Per character of `text`, (N,) float64 each: what a reader keeps track of.
+
+    position_in_word     1, 2, ... inside a word (letters and apostrophes), 0 elsewhere
+    inside_word          1 inside a word, else 0
+    position_in_line     characters since the last line break (the King James text: the verse)
+    position_in_clause   characters since the last , ; : . ? ! or line break
+    inside_parentheses   1 from "(" to ")" (nesting counts once), else 0
+    inside_quotes        1 between an opening and a closing double quote (" or the curly ones)
+    uppercase            1 for an upper-case letter
+    """
+    n = len(text)
+    out = {k: np.zeros(n) for k in ("position_in_word", "position_in_line", "position_in_clause",
+                                    "inside_parentheses", "inside_quotes", "uppercase")}
+    word = line = clause = depth = 0
+    quoted = False
+    for i, ch in enumerate(text):
+        word = word + 1 if (ch.isalpha() or ch == "'") else 0
+        line = 0 if ch == "\n" else line + 1
+        clause = 0 if ch in ",;:.?!\n" else clause + 1
+        if ch == "(":
+            depth += 1
+        if ch == '"':                                            # straight quotes open and close
+            quoted = not quoted
+        elif ch in "\u201c\u201d":                               # curly ones say which
+            quoted = ch == "\u201c"
+        out["position_in_word"][i], out["position_in_line"][i] = word, line
+        out["position_in_clause"][i], out["inside_quotes"][i] = clause, quoted
+        out["inside_parentheses"][i] = depth > 0
+        out["uppercase"][i] = ch.isupper()
+        if ch == ")":
+            depth = max(0, depth - 1)
+    out["inside_word"] = (out["position_in_word"] > 0).astype(np.float64)
+    return out
+
+
+def reader_counters(passage: str) -> dict[str, np.ndarray]:
+    """The counters charlm's figure looks for, by the words it shows, leaving out those that
+    never vary in `passage`."""
+    s = text_signals(passage)
+    out = {"the position in the line": s["position_in_line"],
+           "the position in the word": s["position_in_word"],
+           "being inside a word": s["inside_word"],
+           "the position in the clause": s["position_in_clause"]}
+    return {k: v for k, v in out.items() if v.std() > 0}
+
+
+def correlations(a: np.ndarray, feature: np.ndarray):
+    """(H,) Pearson correlation of each unit's activation a (T, H) with feature (T,); None
+    when nothing varies."""
+    a = a - a.mean(0)
+    f = feature - feature.mean()
+    denom = np.sqrt((a * a).sum(0) * (f * f).sum())
+    varies = denom > 0
+    if not np.any(varies):
+        return None
+    with np.errstate(invalid="ignore"):                          # inf / inf after an overflow
+        return np.divide((a * f[:, None]).sum(0), denom, out=np.zeros_like(denom), where=varies)

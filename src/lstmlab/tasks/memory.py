@@ -24,7 +24,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from ..spec import variant as make_spec
-from .base import TRAIN, Batch, Task, TaskDefaults, check_int, held_out
+from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int, held_out
 from .kit import accuracy, nll, run_batched, with_loss
 
 FORGET_BIAS = 3.0             # copy and temporal-order: see with_forget_bias
@@ -112,6 +112,15 @@ class Adding(Task):
         return {"mean": {"mse": float(np.mean((1.0 - y) ** 2))},
                 "second_value": {"mse": float(np.mean((recent - y) ** 2))}}
 
+    def examples(self, split="test"):
+        """The split's sequences as evaluate reads them: (T, N, 2) float64, the value and the
+        marker; each step labelled with its value, "0.42", starred where marked, "0.42*";
+        `values` the values."""
+        x = self.split[split][0]
+        steps = [[f"{v:.2f}*" if m else f"{v:.2f}" for v, m in x[:, j].tolist()]
+                 for j in range(x.shape[1])]
+        return Inputs(x=x, steps=steps, values=x[:, :, 0])
+
     def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import gate_heatmap
 
@@ -183,6 +192,7 @@ def _adding_figure(path, pred, y, *, lag, T, baselines, variant):
 BLANK, DELIMITER = 0, 9        # symbols 1..8 are the data
 COPY_SYMBOLS = 10              # blank + 8 data symbols + delimiter
 COPY_LEN = 10                  # symbols to remember
+COPY_STEP_NAMES = ("_", *map(str, range(1, 9)), ":")   # inspection's labels of ids 0..9
 
 
 def copy_sequences(rng, n: int, T: int, k: int = COPY_LEN):
@@ -206,6 +216,7 @@ class Copy(Task):
     summary = ("the copy task: reproduce 10 symbols after T blanks (Arjovsky et al. 2016); "
                "cross-entropy over the whole sequence, as the paper")
     loss = "xent"
+    metric = "nll"                     # per symbol, the whole sequence: the paper's
     # model_config adds forget_bias=3 where the variant has a forget gate (with_forget_bias)
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 128},
                             train={"steps": 6000, "batch_size": 64, "lr": 3e-3,
@@ -256,6 +267,13 @@ class Copy(Task):
         return {"memoryless": {"nll": float(COPY_LEN * np.log(8) / L),
                                "recall_nll": float(np.log(8)), "accuracy": 1 / 8,
                                "exact_match": float(8.0 ** -COPY_LEN)}}
+
+    def examples(self, split="test"):
+        """The split's sequences as evaluate reads them: (T + 20, N) int64 ids; each step
+        labelled with its symbol, 1..8, "_" a blank, ":" the delimiter (the cue to recall)."""
+        x = self.split[split][0]
+        return Inputs(x=x, steps=[[COPY_STEP_NAMES[s] for s in x[:, j].tolist()]
+                                  for j in range(x.shape[1])])
 
     def figures(self, predictor, folder, test, baselines):
         logp, y = self._logp(predictor, "test")
@@ -360,6 +378,8 @@ class TemporalOrder(Task):
     summary = ("the temporal-order problem: classify the order of X and Y hidden among ~100 "
                "distractors (Hochreiter & Schmidhuber 1997, experiment 6a; 6b with relevant=3)")
     loss = "xent"
+    metric = "accuracy"
+    lower_is_better = False
     # model_config adds forget_bias=3 where the variant has a forget gate (with_forget_bias):
     # with PyTorch's init lstm stays at chance here; lstm1997 (no forget gate) learns it too
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 32},
@@ -396,6 +416,14 @@ class TemporalOrder(Task):
     def evaluate(self, predictor, split):
         logp, classes = self._logp(predictor, split)
         return with_loss({"accuracy": accuracy(logp, classes), "nll": nll(logp, classes)}, split)
+
+    def examples(self, split="test"):
+        """The split's sequences as evaluate reads them: (T, N) int64 ids, E past each
+        sequence's trigger B, with their lengths; each step labelled with its symbol (E, B,
+        a..d, X, Y)."""
+        x, lengths, _, _ = self.split[split]
+        return Inputs(x=x, steps=[[ORDER_SYMBOLS[s] for s in x[:n, j].tolist()]
+                                  for j, n in enumerate(lengths)], lengths=lengths)
 
     def baselines(self):
         # every class is equally frequent by construction: the majority predictor picks the

@@ -64,7 +64,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import TRAIN, Batch, Task, TaskDefaults, check_int, from_json_array, json_array
+from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int, from_json_array, json_array
 from .datasets import package_file
 from .kit import pad_next, run_batched, with_loss
 from .sampling import autoregress
@@ -74,6 +74,7 @@ STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 TEMPO_BPM = 80                # playback speed of the generated MIDI file
 TICKS = 480                   # MIDI ticks per quarter note
+BOS_NAME = "<bos>"            # how inspection labels the BOS step
 
 
 # --- reading MusicXML ------------------------------------------------------------------------
@@ -241,26 +242,31 @@ def note_name(pitch: int | None) -> str:
     return "R" if pitch is None else f"{NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
+def event_name(pitch: int | None, duration) -> str:
+    """"C4:1", "R:0.5": one event as the prompt format writes it."""
+    return f"{note_name(pitch)}:{float(duration):g}"
+
+
 def format_events(events) -> str:
     """"C4:1 D4:0.5 R:1": the prompt format."""
-    return " ".join(f"{note_name(p)}:{float(d):g}" for p, d in events)
+    return " ".join(event_name(p, d) for p, d in events)
 
 
 _NOTE = re.compile(r"^(?:(R)|([A-Ga-g])(#|b|)(-?\d)):(\d+(?:\.\d+)?(?:/\d+)?)$")
 
 
-def parse_prompt(text: str) -> list[tuple[int | None, Fraction]]:
-    """Events from a prompt such as "C4:1 D#4:0.5 Bb3:2 R:1"."""
+def parse_prompt(text: str, what: str = "--prompt") -> list[tuple[int | None, Fraction]]:
+    """Events from a prompt such as "C4:1 D#4:0.5 Bb3:2 R:1"; `what` names it in errors."""
     events = []
     for word in text.split():
         m = _NOTE.match(word)
         if not m:
-            raise ValueError(f"--prompt: {word!r} is not a note; write NAME OCTAVE:QUARTERS, "
+            raise ValueError(f"{what}: {word!r} is not a note; write NAME OCTAVE:QUARTERS, "
                              "e.g. \"C4:1 D#4:0.5 Bb3:2 R:1\" (R: a rest)")
         rest, step, acc, octave, dur = m.groups()
         d = Fraction(dur).limit_denominator(64)
         if d <= 0:
-            raise ValueError(f"--prompt: {word!r} has no duration; give quarter notes > 0")
+            raise ValueError(f"{what}: {word!r} has no duration; give quarter notes > 0")
         pitch = None if rest else (12 * (int(octave) + 1) + STEPS[step.upper()]
                                    + {"#": 1, "b": -1, "": 0}[acc])
         events.append((pitch, d))
@@ -473,18 +479,46 @@ class Music(Task):
         return [piano_roll(Path(folder) / "piano_roll.png", events, probs=p_model,
                            guesses=[g[0] for g in guess], reference=p_bigram, title=title)]
 
+    # --- inspection ------------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The split's chorales as evaluate reads them: (T, N) int64 ids, BOS and then every
+        event but the last (the model predicts each next one), 0 past each end, with their
+        lengths; each step labelled "<bos>" or with its event, "A4:1"."""
+        x, _, _, lengths = self.split[split]
+        steps = [[BOS_NAME] + [event_name(p, d) for p, d in self.corpus.melodies[k][:-1]]
+                 for k in self.index[split]]
+        return Inputs(x=x, steps=steps, lengths=lengths)
+
+    def encode_input(self, value):
+        """Notes in the prompt format, "C4:1 D#4:0.5 R:1", after BOS, as generate reads a
+        prompt; notes outside the vocabulary are refused."""
+        if not value.split():
+            raise ValueError("give notes such as \"C4:1 D4:0.5 R:1\" (name, octave, ':', "
+                             "quarter notes; R a rest)")
+        events = parse_prompt(value, "--input")
+        ids = self.encode_known(events, "--input")
+        return Inputs(x=np.r_[self.vocab.bos, ids][:, None],
+                      steps=[[BOS_NAME] + [event_name(p, d) for p, d in events]])
+
+    def encode_known(self, events, what: str) -> np.ndarray:
+        """(n,) ids of the user's events; events the vocabulary lacks (UNKNOWN) are refused,
+        named in one line with `what`, the option that gave them."""
+        V = self.vocab
+        ids = V.encode(events)
+        if np.any(ids == V.unknown):
+            bad = [format_events([e]) for e, t in zip(events, ids) if t == V.unknown]
+            raise ValueError(f"{what}: {' '.join(bad)} is outside the model's vocabulary: "
+                             f"pitches {note_name(V.low)}..{note_name(V.high)} or R, durations "
+                             f"{', '.join(f'{float(d):g}' for d in V.durations)}")
+        return ids
+
     # --- generation ------------------------------------------------------------------------
     def generate(self, predictor, folder, *, length, temperature, top_k, prompt, seed):
         import mido
 
         V = self.vocab
         start = parse_prompt(prompt) if prompt else []
-        ids = V.encode(start)
-        if np.any(ids == V.unknown):
-            bad = [format_events([e]) for e, t in zip(start, ids) if t == V.unknown]
-            raise ValueError(f"--prompt: {' '.join(bad)} is outside the model's vocabulary: "
-                             f"pitches {note_name(V.low)}..{note_name(V.high)} or R, durations "
-                             f"{', '.join(f'{float(d):g}' for d in V.durations)}")
+        ids = self.encode_known(start, "--prompt")
         out = autoregress(predictor, np.r_[V.bos, ids], length, temperature, top_k,
                           np.random.default_rng(seed),
                           banned=V.unknown)                      # never "something else"

@@ -29,7 +29,7 @@ import numpy as np
 from ..checks import check_memory
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import TEST, TRAIN, VALID, Batch, Task, TaskDefaults, check_int, held_out
+from .base import TEST, TRAIN, VALID, Batch, Inputs, Task, TaskDefaults, check_int, held_out
 from .kit import pad_next, run_batched, with_loss
 
 SYMBOLS = "BTPSXVE"                                   # ids 0..6
@@ -182,6 +182,8 @@ class Reber(Task):
     summary = ("next-symbol prediction on embedded Reber strings (Hochreiter & Schmidhuber "
                "1997, experiment 1); a string counts when every step's legal set is predicted")
     loss = "xent"
+    metric = "accuracy"                # whole strings predicted (ranks models; ablation)
+    lower_is_better = False
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 32},
                             train={"steps": 1500, "batch_size": 32, "lr": 1e-2,
                                    "eval_every": 100})
@@ -229,6 +231,14 @@ class Reber(Task):
         x, _, _, _, legal, _ = self.split["test"]
         refs = reference_logp(legal, x, self._bigram())
         return {name: self._metrics(logp, "test") for name, logp in refs.items()}
+
+    def examples(self, split="test"):
+        """The split's strings as evaluate reads them: (T, N) int64 symbol ids, every symbol
+        but the final E (the model predicts each next one), 0 past each end, with their
+        lengths; each step labelled with its letter."""
+        x, _, _, lengths, _, _ = self.split[split]
+        return Inputs(x=x, steps=[list(decode(x[:n, j])) for j, n in enumerate(lengths)],
+                      lengths=lengths)
 
     def figures(self, predictor, folder, test, baselines):
         x, y, mask, lengths, legal, _ = self.split["test"]
@@ -309,6 +319,8 @@ class ContinualReber(Task):
     summary = ("one endless stream of embedded Reber strings, no resets (Gers et al. 2000, "
                "'Learning to forget'): truncated BPTT in training, one long test stream")
     loss = "xent"
+    metric = "accuracy"                # symbols predicted
+    lower_is_better = False
     # 8 cells as Gers et al.'s 4 blocks of 2: lstm learns to reset itself and predicts the
     # whole test stream; lstm1997, which solves `reber` at this size, fails on the stream
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 8},
@@ -361,6 +373,12 @@ class ContinualReber(Task):
             coins = np.random.default_rng([self.seed, k]).integers(0, 2, size=self.lengths[split])
             self._streams[split] = walk(coins)
         return self._streams[split]
+
+    def examples(self, split="test"):
+        """The split's stream as evaluate reads it: one sequence (N - 1, 1) of int64 symbol
+        ids, every symbol but the last, never reset; each step labelled with its letter."""
+        symbols, _ = self.stream(split)
+        return Inputs(x=symbols[:-1, None], steps=[list(decode(symbols[:-1]))])
 
     # --- evaluation ------------------------------------------------------------------------
     def _logp(self, predictor, split):

@@ -56,7 +56,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
-from .base import Batch, Task, TaskDefaults, check_int, from_json_array, json_array
+from .base import Batch, Inputs, Task, TaskDefaults, check_int, from_json_array, json_array
 from .datasets import package_file, read_text_file
 from .kit import (
     Vocabulary,
@@ -233,6 +233,11 @@ class Sentiment(Task):
     def encode(self, text: str) -> np.ndarray:
         return self.encode_tokens(tokenize(text))
 
+    def words_read(self, tokens: list[str]) -> list[str]:
+        """What each id of encode_tokens(tokens) stands for: the text's own words (a word the
+        vocabulary lacks is read as UNK), and "<unk>" for an empty text."""
+        return tokens[-self.max_tokens:] or [self.words[UNK]]
+
     def model_config(self, **settings) -> ModelConfig:
         settings.setdefault("readout", "mean")
         return ModelConfig(input_size=self.embedding, output_size=2, vocab_size=len(self.words),
@@ -357,6 +362,23 @@ class Sentiment(Task):
                     f"how each word moves the log-odds of {self.classes[1]}")
             paths.append(words_figure(folder / "words.png", panels, self.classes, title=what))
         return paths
+
+    # --- inspection ----------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The split's texts as evaluate reads them: (T, N) int64 ids, PAD past each text's
+        end, with their lengths; each step labelled with its word."""
+        idx = self.split[split]
+        x, lengths = pad([self.encoded[i] for i in idx], np.int64)
+        return Inputs(x=x, steps=[self.words_read(tokenize(self.texts[i])) for i in idx],
+                      lengths=lengths)
+
+    def encode_input(self, value):
+        """One text as predict_text encodes it (a word the vocabulary lacks becomes UNK)."""
+        tokens = tokenize(value)
+        if not tokens:
+            raise ValueError("the text has no words; give a text such as 'a moving film'")
+        return Inputs(x=self.encode_tokens(tokens).astype(np.int64)[:, None],
+                      steps=[self.words_read(tokens)])
 
     # --- predict -------------------------------------------------------------------------
     def predict_file(self, predictor, path):

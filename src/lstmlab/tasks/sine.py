@@ -15,8 +15,8 @@ import numpy as np
 
 from ..config import ModelConfig
 from .base import Batch, Predictor, Task, TaskDefaults, held_out
-from .datasets import read_series
-from .kit import with_loss
+from .datasets import read_series, series_input
+from .kit import series_inputs, with_loss
 
 PERIODS = (12.0, 40.0)        # steps per cycle, drawn uniformly
 CONTEXT, FUTURE = 100, 50     # evaluation: steps seen, then steps generated
@@ -134,3 +134,12 @@ class Sine(Task):
         return {"input": str(path), "steps_read": int(len(values)), "next": forecast[0],
                 "forecast": forecast}
 
+
+    # --- inspection -------------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The held-out waves as the model reads them in evaluation: (CONTEXT + FUTURE - 1)
+        observed values each."""
+        return series_inputs(self.split[split][1][:-1])
+
+    def encode_input(self, value):
+        return series_inputs(series_input(value)[:, None])

@@ -50,7 +50,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from ..numpy.seq2seq import BOS, EOS, PAD  # noqa: F401  (PAD: this module's conventions too)
-from .base import TEST, TRAIN, VALID, Batch, Task, TaskDefaults, check_int
+from .base import TEST, TRAIN, VALID, Batch, Inputs, Task, TaskDefaults, check_int
 from .datasets import read_text_file
 from .kit import Vocabulary, pad, with_loss
 
@@ -192,13 +192,18 @@ def read_lines(path) -> list[str]:
     # not all blank (read_text_file checked): at least one line
     lines = [(n, s.strip()) for n, s in enumerate(text.splitlines(), 1) if s.strip()]
     for n, s in lines:
-        bad = sorted({ch for ch in s if ch not in SOURCE_CHARS})
-        if bad or len(s) > MAX_SOURCE:
-            what = (f"characters {''.join(bad)!r} the model never saw" if bad
-                    else f"{len(s)} characters, more than {MAX_SOURCE}")
-            raise ValueError(f"{path} line {n} has {what}; expected a date written with "
-                             "letters, digits, spaces and ,-./' (e.g. '21 Nov 2026')")
+        check_source(s, f"{path} line {n}")
     return [s for _, s in lines]
+
+
+def check_source(s: str, where: str) -> None:
+    """ValueError unless `s` is a date line the model can read: its characters, its length."""
+    bad = sorted({ch for ch in s if ch not in SOURCE_CHARS})
+    if bad or not 0 < len(s) <= MAX_SOURCE:
+        what = (f"characters {''.join(bad)!r} the model never saw" if bad
+                else f"{len(s)} characters, not 1 to {MAX_SOURCE}")
+        raise ValueError(f"{where} has {what}; expected a date written with "
+                         "letters, digits, spaces and ,-./' (e.g. '21 Nov 2026')")
 
 
 class Translate(Task):
@@ -328,6 +333,25 @@ class Translate(Task):
                                  [(sources[j], outputs[j], targets[j]) for j in listed],
                                  title=title)]
 
+    # --- inspection ---------------------------------------------------------------------------
+    def examples(self, split="test"):
+        """The split's source lines (the decoder's inputs come from the model's own greedy
+        translation, see lstmlab.inspect)."""
+        sources = self.split[split][0]
+        x, lengths = encode_sources(sources)
+        return Inputs(x=x, steps=[list(s) for s in sources], lengths=lengths)
+
+    def encode_input(self, value):
+        value = value.strip()
+        check_source(value, "the text")
+        x, _ = encode_sources([value])
+        return Inputs(x=x, steps=[list(value)])
+
+    @staticmethod
+    def target_symbols(ids) -> list[str]:
+        """What each decoder input id reads: a character, <bos>, <eos> or <pad>."""
+        return [TARGET.tokens[int(i)] for i in ids]
+
     def predict_file(self, predictor, path):
         """Translate each non-blank line of a UTF-8 text file."""
         lines = read_lines(path)
@@ -339,7 +363,8 @@ class Translate(Task):
 def attention_figure(path, panels, examples, *, title):
     """Attention heatmaps (source characters across, output characters down), two a row,
     and a list of greedy translations below them (mistakes first)."""
-    from ..viz.figures import GATE_CMAP, SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
+    from ..viz.figures import SUBTITLE_SIZE, TICK_SIZE, new_figure, save_figure
+    from ..viz.inspect import draw_attention
 
     rows = (len(panels) + 1) // 2
     with np.errstate(all="ignore"):       # as viz.figures: odd values must not abort a picture
@@ -352,12 +377,7 @@ def attention_figure(path, panels, examples, *, title):
             ax = fig.add_subplot(grid[k // 2, k % 2])
             shown = list(out) + ["EOS"]
             a = np.asarray(attn)[:len(shown), :len(src)]
-            im = ax.imshow(a, aspect="auto", interpolation="nearest", cmap=GATE_CMAP,
-                           vmin=0, vmax=1)
-            mono = dict(fontsize=TICK_SIZE - 1, fontfamily="monospace")
-            ax.set_xticks(range(len(src)), [c if c != " " else "␣" for c in src], **mono)
-            ax.set_yticks(range(len(a)), shown[:len(a)], **mono)
-            ax.tick_params(length=0)
+            im = draw_attention(ax, a, list(src), shown[:len(a)])
             ax.set_title(f"{src!r} -> {out!r} {'(right)' if ok else '(WRONG)'}", loc="left",
                          fontsize=SUBTITLE_SIZE - 1)
             if k % 2 == 0:

@@ -216,7 +216,7 @@ def predictor_for(model) -> Predictor:
                 x = model.embedding(x)
             return model.rnn.trace(x)
 
-        return Predictor(run=model, trace=numpy_trace, config=model.config)
+        return Predictor(run=model, trace=numpy_trace, config=model.config, model=model)
 
     import torch
 
@@ -238,13 +238,13 @@ def predictor_for(model) -> Predictor:
             tr = model.rnn.trace(x)
         return {k: {n: _to_numpy(a) for n, a in v.items()} for k, v in tr.items()}
 
-    return Predictor(run=run, trace=trace, config=model.config)
+    return Predictor(run=run, trace=trace, config=model.config, model=model)
 
 
 def _seq2seq_predictor(model) -> Predictor:
     """run, trace and decode of a Seq2Seq (see Predictor), NumPy in and out, either engine."""
     if hasattr(model, "params"):                                 # NumPy engine
-        return Predictor(run=model, config=model.config, decode=model.decode,
+        return Predictor(run=model, config=model.config, decode=model.decode, model=model,
                          trace=lambda x, lengths=None: model.encoder.trace(
                              model.src_embedding(x), lengths=lengths))
 
@@ -268,7 +268,7 @@ def _seq2seq_predictor(model) -> Predictor:
             tr = model.encoder["rnn"].trace(emb, lengths=lengths)
         return {k: {n: _to_numpy(a) for n, a in v.items()} for k, v in tr.items()}
 
-    return Predictor(run=run, trace=trace, config=model.config, decode=decode)
+    return Predictor(run=run, trace=trace, config=model.config, decode=decode, model=model)
 
 
 def _to_torch(a, like):

@@ -339,6 +339,33 @@ def _unit_order(arrays: dict, sort_units: bool):
     return np.argsort(-np.nan_to_num(score, nan=-np.inf), kind="stable"), by
 
 
+def gate_panel(fig, ax, cax, name: str, data: np.ndarray, extent) -> None:
+    """One gate or state as a heatmap on `ax`, data (units, T), with its colorbar on `cax`:
+    gates (sigmoids) on the fixed range 0..1, g, n, c and h on a diverging map centred at 0
+    with symmetric limits; the entry's name on the left, its role on the right."""
+    if name in SIGMOID_GATES:
+        im = ax.imshow(data, aspect="auto", interpolation="nearest", extent=extent,
+                       cmap=GATE_CMAP, vmin=0.0, vmax=1.0)
+    else:
+        finite = np.abs(data[np.isfinite(data)])
+        lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        im = ax.imshow(data, aspect="auto", interpolation="nearest", extent=extent,
+                       cmap=SIGNED_CMAP, vmin=-lim, vmax=lim)
+    ax.set_title(GATE_NAMES.get(name, name), loc="left", fontsize=SUBTITLE_SIZE)
+    if name in GATE_ROLES:
+        ax.set_title(GATE_ROLES[name], loc="right", fontsize=TICK_SIZE + 0.5,
+                     color="#555555", style="italic")
+    ax.tick_params(labelsize=TICK_SIZE)
+    ax.yaxis.label.set_fontsize(LABEL_SIZE)
+    cb = fig.colorbar(im, cax=cax)
+    cb.ax.tick_params(labelsize=TICK_SIZE)
+    if name in SIGMOID_GATES:
+        cb.set_ticks([0, 0.5, 1], labels=["0 shut", "0.5", "1 open"])
+    else:
+        cb.ax.yaxis.get_major_locator().set_params(nbins=4)
+        cb.ax.yaxis.set_major_formatter(_SHORT)
+
+
 @_drawing
 def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 0,
                  max_units: int = 32, sort_units: bool = True) -> Path:
@@ -397,33 +424,11 @@ def gate_heatmap(path, trace_layer, *, x=None, title: str = "", sequence: int = 
     for name, a in arrays.items():
         ax = fig.add_subplot(grid[r, 0], sharex=first)
         first = first or ax
-        data = a[:, order].T                               # (units, T), in the order drawn
-        if name in SIGMOID_GATES:
-            im = ax.imshow(data, aspect="auto", interpolation="nearest", extent=extent,
-                           cmap=GATE_CMAP, vmin=0.0, vmax=1.0)
-        else:
-            finite = np.abs(data[np.isfinite(data)])
-            lim = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-            im = ax.imshow(data, aspect="auto", interpolation="nearest", extent=extent,
-                           cmap=SIGNED_CMAP, vmin=-lim, vmax=lim)
-        ax.set_title(GATE_NAMES.get(name, name), loc="left", fontsize=SUBTITLE_SIZE)
-        if name in GATE_ROLES:
-            ax.set_title(GATE_ROLES[name], loc="right", fontsize=TICK_SIZE + 0.5,
-                         color="#555555", style="italic")
+        gate_panel(fig, ax, fig.add_subplot(grid[r, 1]), name, a[:, order].T, extent)
         ax.set_ylabel(f"unit, by {sorted_by}" if sorted_by else "unit")
-        ax.tick_params(labelsize=TICK_SIZE)
-        ax.yaxis.label.set_fontsize(LABEL_SIZE)
         # the stubs' Locator.set_params takes no options; the default AutoLocator's does
         ax.yaxis.get_major_locator().set_params(integer=True, nbins=4)  # type: ignore[call-arg]
         ax.yaxis.set_major_formatter(unit_ticks)           # the unit's own number
-        cax = fig.add_subplot(grid[r, 1])
-        cb = fig.colorbar(im, cax=cax)
-        cb.ax.tick_params(labelsize=TICK_SIZE)
-        if name in SIGMOID_GATES:
-            cb.set_ticks([0, 0.5, 1], labels=["0 shut", "0.5", "1 open"])
-        else:
-            cb.ax.yaxis.get_major_locator().set_params(nbins=4)  # type: ignore[call-arg]  # as above
-            cb.ax.yaxis.set_major_formatter(_SHORT)
         axes.append(ax)
         r += 1
     for ax in axes[:-1]:
