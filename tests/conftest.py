@@ -1,4 +1,8 @@
-"""Shared test settings: NumPy raises on every floating-point event (house rule 11)."""
+"""Shared test settings: NumPy raises on every floating-point event (house rule 11); and
+the helpers several test files use."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -33,3 +37,16 @@ def crash_at(step):
                 raise Crash
 
     return CrashAt()
+
+
+def lstmlab(*args):
+    """Run the lstmlab command in a fresh process (the CompletedProcess, text output)."""
+    return subprocess.run([sys.executable, "-m", "lstmlab", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def one_line_error(r, code=2):
+    """The stderr of a command that failed with `code` and one line, no traceback."""
+    assert r.returncode == code, r.stdout + r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    return r.stderr

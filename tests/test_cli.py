@@ -1,12 +1,8 @@
 """The lstmlab command: JSON output, exit codes, one-line errors."""
 
 import json
-import subprocess
-import sys
 
-
-def lstmlab(*args):
-    return subprocess.run([sys.executable, "-m", "lstmlab", *args], capture_output=True, text=True)
+from tests.conftest import lstmlab
 
 
 def test_gradcheck_json_passes_for_one_variant():

@@ -3,26 +3,17 @@ comparison of several runs, both engines, and one-line errors (exit 2) for a use
 
 import json
 import shutil
-import subprocess
-import sys
 
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from tests.conftest import lstmlab, one_line_error
+
 SMALL = ["--hidden-size", "8", "--steps", "30", "--batch-size", "8", "--eval-every", "10"]
 
 
-def lstmlab(*args):
-    return subprocess.run([sys.executable, "-m", "lstmlab", *map(str, args)],
-                          capture_output=True, text=True)
-
-
-def one_line_error(r, code=2):
-    assert r.returncode == code, r.stdout + r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
-    return r.stderr
 
 
 def train(path, *args):

@@ -9,19 +9,12 @@ import sys
 import numpy as np
 import pytest
 
+from tests.conftest import lstmlab, one_line_error
+
 SMALL = ["--hidden-size", "8", "--steps", "30", "--batch-size", "8", "--eval-every", "10",
          "-o", "test_size=16"]
 
 
-def lstmlab(*args):
-    return subprocess.run([sys.executable, "-m", "lstmlab", *map(str, args)],
-                          capture_output=True, text=True)
-
-
-def one_line_error(r, code=2):
-    assert r.returncode == code, r.stdout + r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
-    return r.stderr
 
 
 @pytest.fixture(scope="module")

@@ -370,3 +370,17 @@ def test_results_are_json(tasks):
                    inspect.top_units(s, "position_in_line")):
         text = json.dumps(result.to_json(), allow_nan=False)
         assert json.loads(text) == result.to_json()
+
+
+def test_every_tasks_default_signals_exist():
+    from lstmlab.tasks import TASKS
+
+    for name, cls in TASKS.items():
+        assert cls.signals and set(cls.signals) <= set(inspect.SIGNALS), name
+
+
+def test_one_long_stream_is_read_up_to_max_steps(tasks):
+    sub, _ = _pair(tasks["sine"], "lstm")
+    x = np.sin(np.arange(500) / 5.0)[:, None, None]             # one stream of 500 steps
+    assert inspect.saturation(sub, x, max_steps=120).steps == 120
+    assert inspect.timescales(sub, x, max_steps=120).steps == 120

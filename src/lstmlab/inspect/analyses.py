@@ -99,7 +99,7 @@ def _array_inputs(subject: Subject, x: np.ndarray) -> Inputs:
     return Inputs(x=x, steps=steps)
 
 
-def _first_steps(inputs: Inputs, steps: int) -> Inputs:
+def first_steps(inputs: Inputs, steps: int) -> Inputs:
     """One sequence's first `steps` steps."""
     n = min(steps, _length(inputs, 0))
     return Inputs(x=inputs.x[:n], steps=[inputs.steps[0][:n]],
@@ -110,6 +110,9 @@ def _chunks(inputs: Inputs, max_steps: int | None) -> Iterator[Inputs]:
     """The sequences in batches of about CHUNK_STEPS steps, up to `max_steps` steps in all."""
     T, B = inputs.x.shape[:2]
     lengths = np.full(B, T) if inputs.lengths is None else np.asarray(inputs.lengths)
+    if max_steps is not None and lengths[0] >= max_steps:      # one long stream: its start
+        yield first_steps(inputs, max_steps)
+        return
     n = B if max_steps is None else max(1, int(np.searchsorted(np.cumsum(lengths), max_steps) + 1))
     n = min(n, B)
     per = max(1, CHUNK_STEPS // max(T, 1))
@@ -420,7 +423,7 @@ def connectivity(run, input=0, *, steps: int | None = None, engine: str | None =
     subject = open_subject(run, engine)
     inputs = inputs_of(subject, input).take(0)
     if steps is not None:
-        inputs = _first_steps(inputs, steps)
+        inputs = first_steps(inputs, steps)
     T = inputs.x.shape[0]
     if subject.config.readout != "sequence":
         _, dx, _ = subject.gradients(inputs, lambda out: _output_grad(subject, out), states=False)

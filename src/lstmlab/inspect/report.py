@@ -16,12 +16,10 @@ import numpy as np
 
 from ..io.atomic import write_text
 from . import analyses as an
-from .signals import SERIES_SIGNALS, SIGNALS
+from .signals import SIGNALS
 from .subject import Subject
 
-# the signals looked for by default: what a reader of a text or a series keeps track of
-DEFAULT_TEXT_SIGNALS = ("position_in_word", "position_in_line", "inside_parentheses",
-                        "inside_quotes", "position_in_clause")
+MAX_INPUT_STEPS = 5000   # steps of one input that activations and gradient flow read
 GATES_STEPS = 200        # steps a gates figure shows: enough to see a pattern, few to read it
 CONNECTIVITY_STEPS = 200  # steps the connectivity figure reads (it runs one copy per step)
 ABLATE_UNITS = 64        # wider layers: the ablation table clamps only the units singled out
@@ -92,7 +90,11 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
     numbers: dict = {}
     notes: list[str] = []
     step("activations")
-    acts = an.activations(subject, what)
+    chosen = an.inputs_of(subject, what).take(0)
+    if _length(chosen) > MAX_INPUT_STEPS:                    # a long stream: its start
+        notes.append(f"the input's first {MAX_INPUT_STEPS} of {_length(chosen)} steps")
+        chosen = an.first_steps(chosen, MAX_INPUT_STEPS)
+    acts = an.activations(subject, chosen)
     inputs = acts.inputs
     seq = 0
     T = _length(inputs)
@@ -174,7 +176,8 @@ def _text_units(subject, acts, signals, units, out, figures, numbers, notes, ste
 
     inputs = acts.inputs
     text = inputs.values is None
-    wanted = signals or (list(DEFAULT_TEXT_SIGNALS) if text else list(SERIES_SIGNALS))
+    task_signals = subject.task.signals if subject.task is not None else ("position",)
+    wanted = signals or list(task_signals)
     found = []
     numbers["top_units"] = {}
     for sig in wanted:

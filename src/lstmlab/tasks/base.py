@@ -202,6 +202,9 @@ class Task:
     defaults = TaskDefaults()
     options: dict = {}                 # option name -> (default, help), for the CLI
     sources: tuple = ()                # options that name the user's data (a file or folder)
+    # what lstmlab inspect looks for units to follow by default (lstmlab.inspect.SIGNALS):
+    # what a reader of this task's input keeps track of; "position" is the step's index
+    signals: tuple = ("position",)
 
     def __init__(self, seed: int = 0, *, stored: Stored | None = None, **options):
         unknown = sorted(set(options) - set(self.options))

@@ -123,6 +123,8 @@ def _splits_ok(n: int, seq_len: int) -> bool:
 
 class CharLM(Task):
     name = "charlm"
+    signals = ("position_in_word", "position_in_line", "inside_parentheses", "inside_quotes",
+               "position_in_clause")
     summary = ("character-level language model on the King James Bible or your UTF-8 text "
                "(--text); held-out bits per character against uniform and unigram")
     loss = "xent"

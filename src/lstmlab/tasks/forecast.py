@@ -60,6 +60,7 @@ CHUNK = 512                   # origins per inference call
 
 class Forecast(Task):
     name = "forecast"
+    signals = ("value", "above_mean", "rising")
     summary = "multi-step forecasting of a real series (built in or your CSV) against naive baselines"
     loss = "mse"
     metric = "mase"

@@ -68,6 +68,7 @@ def adding_sequences(rng, n: int, T: int):
 
 class Adding(Task):
     name = "adding"
+    signals = ("value", "position")
     summary = ("the adding problem: the sum of the two marked values among T random ones "
                "(Hochreiter & Schmidhuber 1997; Le et al. 2015)")
     loss = "mse"

@@ -159,6 +159,7 @@ def stratified_split(labels: np.ndarray, seed: int = SPLIT_SEED) -> dict[str, np
 
 class Sentiment(Task):
     name = "sentiment"
+    signals = ("position", "inside_quotes", "inside_parentheses")
     summary = ("is a review positive? IMDB or Rotten Tomatoes (built in) or your CSV; "
                "accuracy and F1 against majority and bag-of-words logistic regression")
     loss = "xent"

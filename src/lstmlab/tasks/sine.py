@@ -35,6 +35,7 @@ def waves(rng, n: int, length: int, noise: float):
 
 class Sine(Task):
     name = "sine"
+    signals = ("value", "above_mean", "rising")
     summary = "next-step and free-running prediction of sine waves (random phase and period)"
     loss = "mse"
     defaults = TaskDefaults(model={"hidden_size": 32},
