@@ -101,7 +101,7 @@ def _array_inputs(subject: Subject, x: np.ndarray) -> Inputs:
 
 def first_steps(inputs: Inputs, steps: int) -> Inputs:
     """One sequence's first `steps` steps."""
-    n = min(steps, _length(inputs, 0))
+    n = min(steps, inputs.length(0))
     return Inputs(x=inputs.x[:n], steps=[inputs.steps[0][:n]],
                   values=None if inputs.values is None else inputs.values[:n])
 
@@ -155,7 +155,7 @@ class Activations:
 
     def to_json(self, sequence: int = 0) -> dict:
         """One sequence's values as lists: {group: {name: [[unit values] per step]}}."""
-        T = _length(self.inputs, sequence)
+        T = self.inputs.length(sequence)
         out = {"steps": self.inputs.steps[sequence],
                "groups": {g: {n: v[:T, sequence].tolist() for n, v in d.items()}
                           for g, d in self.groups.items() if not g.startswith("decoder.")}}
@@ -166,10 +166,6 @@ class Activations:
             out["target_steps"] = (self.inputs.target_steps or [[]])[sequence][:T2]
             out["attention"] = self.attention[sequence, :, :T].tolist()
         return out
-
-
-def _length(inputs: Inputs, b: int) -> int:
-    return int(inputs.x.shape[0] if inputs.lengths is None else inputs.lengths[b])
 
 
 def activations(run, input=0, engine: str | None = None) -> Activations:

@@ -91,13 +91,13 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
     notes: list[str] = []
     step("activations")
     chosen = an.inputs_of(subject, what).take(0)
-    if _length(chosen) > MAX_INPUT_STEPS:                    # a long stream: its start
-        notes.append(f"the input's first {MAX_INPUT_STEPS} of {_length(chosen)} steps")
+    if chosen.length() > MAX_INPUT_STEPS:                    # a long stream: its start
+        notes.append(f"the input's first {MAX_INPUT_STEPS} of {chosen.length()} steps")
         chosen = an.first_steps(chosen, MAX_INPUT_STEPS)
     acts = an.activations(subject, chosen)
     inputs = acts.inputs
     seq = 0
-    T = _length(inputs)
+    T = inputs.length()
     numbers["input"] = {"steps": T, "read": _shown(inputs.steps[seq])}
     save_tensors(out / "activations.safetensors",
                  {f"{g}/{n}": np.ascontiguousarray(v[:, seq]) for g, d in acts.groups.items()
@@ -192,7 +192,7 @@ def _text_units(subject, acts, signals, units, out, figures, numbers, notes, ste
             found.append((sig, tops.rows[0]))
     if not text or not found:
         return
-    seq, T = 0, _length(inputs)
+    seq, T = 0, inputs.length()
     steps = inputs.steps[seq][:T]
     html_units = []
     for sig, row in found:
@@ -302,10 +302,6 @@ def _names(subjects: list[Subject]) -> list[str]:
     if len(set(variants)) == len(variants):
         return variants
     return [s.name for s in subjects]
-
-
-def _length(inputs) -> int:
-    return int(inputs.x.shape[0] if inputs.lengths is None else inputs.lengths[0])
 
 
 def _shown(steps: list[str], limit: int = 200) -> str:

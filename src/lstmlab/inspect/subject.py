@@ -178,15 +178,10 @@ class _Recorder:
 
     def __call__(self, group, name, value, when):
         v = _numpy(value)
-        if group not in self.groups:
-            self.groups[group] = {}
-        store = self.groups[group]
+        store = self.groups.setdefault(group, {})
         if name not in store:
             store[name] = np.zeros((self.steps[prefix_of(group)], self.B, v.shape[-1]), v.dtype)
-        if np.ndim(_numpy(when)) == 0:
-            store[name][int(_numpy(when))] = v
-        else:                                                    # per sequence (reverse, lengths)
-            store[name][_numpy(when), np.arange(self.B)] = v
+        _place(store[name], _numpy(when), v)
         return value
 
     def result(self) -> dict[str, dict[str, np.ndarray]]:
@@ -198,6 +193,15 @@ class _Recorder:
                     T = v.shape[0]
                     v[np.arange(T)[:, None] >= np.asarray(self.lengths)[None, :]] = 0.0
         return self.groups
+
+
+def _place(arr: np.ndarray, when: np.ndarray, v: np.ndarray) -> None:
+    """arr[when] = v for one step's values v (B, H): `when` is the step (an int), or one
+    step per sequence (B,) in a reverse direction with lengths."""
+    if np.ndim(when) == 0:
+        arr[int(when)] = v
+    else:
+        arr[when, np.arange(arr.shape[1])] = v
 
 
 def _numpy(v) -> np.ndarray:
@@ -278,8 +282,5 @@ def _torch_gradients(subject: Subject, x, lengths, make_dout, states: bool):
             arr = state.setdefault(g, {}).get(n)
             if arr is None:
                 arr = state[g][n] = np.zeros((T, B, v.shape[-1]), out_np.dtype)
-            if np.ndim(when) == 0:
-                arr[int(when)] = _numpy(d)
-            else:
-                arr[when, np.arange(B)] = _numpy(d)
+            _place(arr, when, _numpy(d))
     return out_np, _numpy(grads[0]), state

@@ -72,6 +72,10 @@ class Inputs:
         """How many sequences."""
         return self.x.shape[1]
 
+    def length(self, b: int = 0) -> int:
+        """Steps of sequence b."""
+        return int(self.x.shape[0] if self.lengths is None else self.lengths[b])
+
     def take(self, index) -> Inputs:
         """The sequences at `index` (an int, a slice or an index array), cut to their
         longest length."""
