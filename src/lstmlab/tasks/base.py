@@ -307,6 +307,23 @@ class Task:
         raise ValueError(f"task {self.name!r} reads no --input; pick a test example with "
                          f"--example N (0 to {self.examples('test').size - 1})")
 
+    # --- streaming (lstmlab.inspect.Stream) ---------------------------------------------------
+    stream_width: int | None = None    # numbers a series stream reads a step (None: input_size)
+    stream_window: int = 1             # values, newest last, that encoding one step needs
+
+    def stream_input(self, window: np.ndarray) -> np.ndarray | None:
+        """The model's input (F,) for the newest value of a series stream, encoded as
+        encode_input encodes a series: window (n, stream_width), the last n <= stream_window
+        values read, raw, oldest first. None while too few are read to encode one. The
+        default: the value is the model's input as it is."""
+        return window[-1]
+
+    def stream_prediction(self, output: np.ndarray, window: np.ndarray | None) -> list | None:
+        """What the model's output (O,) after the newest step of a stream says about the next
+        step, in the task's own terms (window as stream_input's; None for tokens). None (the
+        default) where a task's output is not read step by step."""
+        return None
+
     def predict_text(self, predictor: Predictor, text: str) -> dict:
         if type(self).predict_file is not Task.predict_file:
             raise ValueError(f"task {self.name!r} reads a file, not one text: give "

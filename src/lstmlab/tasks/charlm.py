@@ -390,6 +390,12 @@ class CharLM(Task):
         self._check_known(value, "the text")
         return Inputs(x=self.encode(value).astype(np.int64)[:, None], steps=[list(value)])
 
+    def stream_prediction(self, output, window):
+        """The 5 most probable next characters, [{"char": c, "p": probability}, ...]."""
+        p = np.exp(output - output.max())
+        p = p / p.sum()
+        return [{"char": self.decode([k]), "p": float(p[k])} for k in np.argsort(-p)[:5]]
+
     # --- generation ---------------------------------------------------------------------------
     def generate(self, predictor, folder, *, length, temperature, top_k, prompt, seed):
         """Prime the state with `prompt` (default: a line break, the start of a verse), then

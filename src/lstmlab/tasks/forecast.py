@@ -147,6 +147,8 @@ class Forecast(Task):
         if len(self.origins["test"]) < self.folds:
             raise ValueError(f"the test part has {len(self.origins['test'])} forecast origins, "
                              f"fewer than {self.folds} folds; lower -o folds")
+        # a stream step reads one value; its seasonal difference needs the season before it
+        self.stream_width, self.stream_window = 1, self.season + 1
         r = self._residuals(self.origins["train"])[:, :self.steps_out]
         self.r_scale = float(r.std()) or 1.0
 
@@ -254,15 +256,18 @@ class Forecast(Task):
     def _direct(self, predictor, win):
         """The baseline's forecast plus the network's correction for every step, (n, H), and
         the Gaussian head's sigma (n, H) or None."""
-        H, m = self.horizon, self.season
-        h = np.arange(1, H + 1)
-        if self.base == "seasonal":
-            base = win[:, win.shape[1] - m * np.ceil(h / m).astype(int) + h - 1]
-        else:
-            base = np.repeat(win[:, -1:], H, axis=1)
+        H = self.horizon
+        base = self._base_forecast(win, H)
         out = self._network(predictor, win)                      # (n, H) or (n, 2H)
         sigma = np.exp(0.5 * out[:, H:]) * self.r_scale if self.intervals == "gaussian" else None
         return base + out[:, :H] * self.r_scale, sigma
+
+    def _base_forecast(self, win, H):
+        """(n, H): the base's forecast of the H steps after (n, >= season) windows."""
+        m, h = self.season, np.arange(1, H + 1)
+        if self.base == "seasonal":
+            return win[:, win.shape[1] - m * np.ceil(h / m).astype(int) + h - 1]
+        return np.repeat(win[:, -1:], H, axis=1)
 
     def _recursive(self, predictor, win):
         """(n, H): one step at a time, each forecast appended to the window as if observed."""
@@ -425,6 +430,19 @@ class Forecast(Task):
                              f"{L + m} (context {L} + season {m}): give at least {L + m}")
         win = values[None, -(L + m):]
         return series_inputs(win[:, m:].T, self._window_features(win))
+
+    def stream_input(self, window):
+        """The newest value's features, as _window_features makes them; None for the first
+        `season` values of a stream (encode_input also reads a season before its window)."""
+        if len(window) <= self.season:
+            return None
+        return self._window_features(window[None, -(self.season + 1):, 0])[0, 0]   # (F,)
+
+    def stream_prediction(self, output, window):
+        """The forecast of the next steps_out values (the horizon, or the next one with
+        strategy recursive) in the series' units: the base plus the network's correction."""
+        H = self.steps_out
+        return (self._base_forecast(window[None, :, 0], H)[0] + output[:H] * self.r_scale).tolist()
 
     def predict_file(self, predictor, path):
         """Forecast the next `horizon` values after the end of the user's series."""

@@ -144,3 +144,6 @@ class Sine(Task):
 
     def encode_input(self, value):
         return series_inputs(series_input(value)[:, None])
+
+    def stream_prediction(self, output, window):
+        return [float(output[0])]                                # the output is the next value
