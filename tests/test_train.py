@@ -195,3 +195,37 @@ def test_truncated_bptt_carries_state_and_resumes_exactly(tmp_path, engine):
 
     reset = fit(_Reset(seed=0, test_size=16), model, cfg, tmp_path / "reset", engine=engine)
     assert reset["metrics"] != whole["metrics"]
+
+
+def test_live_files_follow_the_training(tmp_path):
+    """`--live` (the Live callback): live.json says where the training is, and
+    live_gates.json holds the gates of the first validation example at the last evaluation."""
+    from lstmlab.inspect import Subject, activations
+    from lstmlab.inspect.analyses import first_steps
+    from lstmlab.train import Live
+    from lstmlab.train.loop import load_run
+
+    task = get_task("sine", test_size=4)
+    run = tmp_path / "run"
+    seen = []
+
+    class Watch(Live):
+        def on_eval(self, step, metrics):
+            super().on_eval(step, metrics)
+            seen.append(json.loads((run / "live.json").read_text()))
+
+    result = fit(task, task.model_config(hidden_size=20), TrainConfig(steps=30, eval_every=10, batch_size=8),
+                 run, callbacks=[Watch(run, task, "numpy")])
+    assert [s["step"] for s in seen] == [10, 20, 30]
+    assert all(s["state"] == "running" and s["steps"] == 30 and s["valid_loss"] > 0 for s in seen)
+    assert seen[-1]["eta_seconds"] == 0 and seen[0]["steps_per_second"] > 0
+    assert json.loads((run / "live.json").read_text())["state"] == "finished"
+    gates = json.loads((run / "live_gates.json").read_text())
+    assert gates["step"] == 30
+    f = np.array(gates["groups"]["l0"]["f"])
+    assert f.shape == (Live.GATE_STEPS, Live.GATE_UNITS)          # 60 steps of 20 units: 16 shown
+    # the numbers are the model's at that evaluation, which the run kept as its best
+    assert result["best_step"] == 30
+    _, predictor, _ = load_run(run)
+    whole = activations(Subject(predictor, "numpy", task), first_steps(task.examples("valid").take(0), 60))
+    np.testing.assert_allclose(f, whole.groups["l0"]["f"][:, 0, :16], rtol=1e-6)

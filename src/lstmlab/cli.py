@@ -30,7 +30,7 @@ err = Console(stderr=True, highlight=False)
 
 # optional module -> the extra that installs it
 _EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "sklearn": "tasks",
-           "mido": "tasks"}
+           "mido": "tasks", "starlette": "serve", "uvicorn": "serve", "plotly": "serve"}
 
 
 def command(fn):
@@ -374,20 +374,25 @@ def _result_table(result: dict) -> Table:
               help="torch engine: where to train  [default: cpu]")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads  [default: $LSTMLAB_THREADS, else the cores this process may use]")
+@click.option("--live", is_flag=True,
+              help="also keep live.json (progress) and live_gates.json (the gates of a validation "
+                   "example at every evaluation) in the run folder, for `lstmlab serve`")
 @json_option
 @command
-def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, as_json, **settings):
+def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, live, as_json,
+              **settings):
     """Train TASK, evaluate it against its baselines, and keep it in a run folder."""
-    from .train import ProgressBar, fit
+    from .train import Live, ProgressBar, fit
 
     options = _task_options(task_opts, settings)
     given = {k: v for k, v in settings.items() if v is not None}
     task, model, train, engine, device, run_dir = _resolve(
         task_name, engine, options, given, out_dir, resume, device)
     bar = ProgressBar(f"{task.name} ({engine})", disable=as_json)
+    callbacks = [bar, Live(run_dir, task, engine)] if live else [bar]
     try:
         result = fit(task, model, train, run_dir, engine=engine, device=device, resume=resume,
-                     callbacks=[bar], threads=threads)
+                     callbacks=callbacks, threads=threads)
     finally:
         bar.close()
     if as_json:
@@ -559,6 +564,24 @@ def _int_list(value: str, what: str) -> list[int]:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{what} takes integers separated by commas, e.g. 0,3,5; got {value!r}") from None
+
+
+@main.command("serve")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False), default="runs",
+              show_default=True, help="the runs folder: the only place the server reads and writes")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on (anything but 127.0.0.1 lets other machines in)")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--open", "open_browser", is_flag=True, help="open the page in a web browser")
+@command
+def serve_cmd(runs_dir, host, port, open_browser):
+    """The live laboratory in a web page: train and watch the gates learn, compare and export
+    runs, inspect a model, stream into it, step through one cell's equations."""
+    from .serve import serve
+
+    err.print(f"lstmlab serve: http://{host}:{port}/  (runs folder {os.path.abspath(runs_dir)}; "
+              "Ctrl-C stops the server, not the trainings)")
+    serve(runs_dir, host=host, port=port, open_browser=open_browser)
 
 
 @main.command("demo")

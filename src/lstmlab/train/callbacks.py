@@ -1,10 +1,13 @@
-"""Hooks the training loop calls, the same for both engines: progress bar, and anything a
-user or the dashboard adds (subclass `Callback`)."""
+"""Hooks the training loop calls, the same for both engines: the progress bar, the live
+files the dashboard reads (`Live`), and anything a user adds (subclass `Callback`)."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -21,6 +24,7 @@ class Callback:
     def on_start(self, total_steps: int, start_step: int) -> None: ...
     def on_step(self, step: int, loss: float, lr: float) -> None: ...
     def on_eval(self, step: int, metrics: dict) -> None: ...
+    def on_model(self, step: int, predictor) -> None: ...      # after on_eval: the model now
     def on_end(self, result: dict) -> None: ...
 
 
@@ -93,6 +97,78 @@ class ProgressBar(Callback):
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+class Live(Callback):
+    """What a training is doing, in two small files of its run folder that the dashboard
+    (`lstmlab serve`) and any other monitor read while it runs (`lstmlab train --live`):
+
+        live.json        state ("running", "finished"), pid, step, steps, smoothed loss, lr,
+                         steps per second and ETA; rewritten at most every `every` seconds
+        live_gates.json  the gates and states of the first validation example (its first
+                         GATE_STEPS steps, first GATE_UNITS units of every layer) at every
+                         evaluation: what the dashboard redraws while the network learns
+
+    Both are written atomically, so a reader never sees half a file."""
+
+    GATE_STEPS = 60
+    GATE_UNITS = 16
+
+    def __init__(self, run_dir, task, engine: str, every: float = 0.5):
+        self.dir, self.task, self.engine, self.every = Path(run_dir), task, engine, every
+        self.status: dict = {}
+        self.started = self.last = 0.0
+        self.first = 0
+
+    def _write(self, force: bool = False) -> None:
+        from ..io.atomic import write_text
+
+        now = time.time()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        done = self.status["step"] - self.first
+        rate = done / (now - self.started) if done > 0 and now > self.started else None
+        left = self.status["steps"] - self.status["step"]
+        self.status.update(updated=now, steps_per_second=rate,
+                           eta_seconds=left / rate if rate else None)
+        write_text(self.dir / "live.json", json.dumps(self.status) + "\n")
+
+    def on_start(self, total_steps, start_step):
+        self.started, self.first = time.time(), start_step
+        self.status = {"state": "running", "pid": os.getpid(), "step": start_step,
+                       "steps": total_steps, "loss": None, "lr": None, "valid_loss": None}
+        self._write(force=True)
+
+    def on_step(self, step, loss, lr):
+        old = self.status["loss"]
+        self.status.update(step=step, lr=lr, loss=loss if old is None else 0.95 * old + 0.05 * loss)
+        self._write()
+
+    def on_eval(self, step, metrics):
+        self.status["valid_loss"] = metrics["loss"]
+        self._write(force=True)
+
+    def on_model(self, step, predictor):
+        from ..inspect import Subject, activations
+        from ..inspect.analyses import first_steps
+        from ..io.atomic import write_text
+
+        subject = Subject(predictor, self.engine, self.task)
+        if subject.seq2seq:
+            inputs = self.task.examples("valid").take(0)
+        else:
+            inputs = first_steps(self.task.examples("valid").take(0), self.GATE_STEPS)
+        shown = activations(subject, inputs).to_json()
+        n = self.GATE_UNITS
+        shown["groups"] = {g: {k: [row[:n] for row in v] for k, v in d.items()}
+                           for g, d in shown["groups"].items()}
+        shown.pop("decoder", None)
+        write_text(self.dir / "live_gates.json", json.dumps({"step": step, **shown}) + "\n")
+
+    def on_end(self, result):
+        self.status["state"] = "finished"
+        self._write(force=True)
 
 
 def _duration(seconds: float) -> str:

@@ -192,6 +192,9 @@ def _evaluate_and_checkpoint(task, eng: Engine, run: RunFolder, train: TrainConf
     run.save_checkpoint(tensors, optim, dataclasses.asdict(prog))
     for cb in callbacks:
         cb.on_eval(prog.step, valid)
+    predictor = eng.predictor()
+    for cb in callbacks:
+        cb.on_model(prog.step, predictor)
 
 
 def finish(task, predictor, run: RunFolder, step: int, engine: str, model: ModelConfig) -> dict:

@@ -1,0 +1,627 @@
+// lstmlab serve: the page. Plain JavaScript, no build step, nothing loaded from the net.
+// Curves are plotly.js (from the installed plotly wheel); heatmaps are <canvas>, drawn
+// only when new data arrives and, for the stream, only the newest frame per animation frame.
+"use strict";
+
+const lab = { meta: null, runs: [], framesDrawn: 0, framesReceived: 0, inspected: null };
+window.lab = lab;
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/"/g, "&quot;");
+const fmt = (v, d = 4) => (v === null || v === undefined || Number.isNaN(v)) ? "–"
+  : (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)) ? v.toExponential(2) : (+v).toPrecision(d);
+
+// --- requests and messages ------------------------------------------------------------------
+function toast(msg) {
+  const t = $("toast");
+  t.textContent = msg;
+  t.style.display = "block";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.style.display = "none"; }, 6000);
+}
+
+async function api(path, opts = {}) {
+  const init = { ...opts };
+  if (opts.json !== undefined) {
+    init.method = init.method || "POST";
+    init.headers = { "Content-Type": "application/json" };
+    init.body = JSON.stringify(opts.json);
+  }
+  const res = await fetch(path, init);
+  const body = await res.json().catch(() => ({ error: `${res.status} ${res.statusText}` }));
+  if (!res.ok) {
+    toast(body.error || `${res.status} ${res.statusText}`);
+    const e = new Error(body.error);
+    e.shown = true;                              // told to the user already
+    throw e;
+  }
+  return body;
+}
+// a refused request stops what asked for it; the toast has said why, the console need not
+window.addEventListener("unhandledrejection", (e) => { if (e.reason && e.reason.shown) e.preventDefault(); });
+
+function wsUrl(path) {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
+}
+
+// --- tabs ---------------------------------------------------------------------------------
+function show(view) {
+  document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === view));
+  document.querySelectorAll(".view").forEach((v) => v.classList.toggle("active", v.id === `view-${view}`));
+  location.hash = view;
+  refreshRuns();
+}
+document.querySelectorAll("#tabs button").forEach((b) => b.addEventListener("click", () => show(b.dataset.view)));
+
+// --- colours and heatmaps -------------------------------------------------------------------
+// gates live in [0, 1]: white (shut) to blue (open); states are signed: blue - white - red
+function colour(v, signed, scale) {
+  if (!Number.isFinite(v)) return [200, 200, 200];
+  if (!signed) {
+    const x = Math.max(0, Math.min(1, v));
+    return [Math.round(255 - 208 * x), Math.round(255 - 144 * x), Math.round(255 - 32 * x)];
+  }
+  const x = Math.max(-1, Math.min(1, v / scale));
+  return x >= 0 ? [255, Math.round(255 - 170 * x), Math.round(255 - 190 * x)]
+                : [Math.round(255 + 190 * x), Math.round(255 + 130 * x), 255];
+}
+const SIGNED = new Set(["g", "c", "h", "n"]);
+
+function heatmap(parent, title, matrix, steps, name) {
+  // matrix: [T][U]; drawn with units as rows and steps as columns
+  const T = matrix.length, U = T ? matrix[0].length : 0;
+  const box = document.createElement("div");
+  box.className = "heatmap";
+  const signed = SIGNED.has(name);
+  let scale = 1;
+  if (signed) for (const row of matrix) for (const v of row) scale = Math.max(scale, Math.abs(v));
+  box.innerHTML = `<div class="name"><span>${title}</span><span>${signed ? `±${fmt(scale, 2)}` : "0 … 1"}</span></div>`;
+  const cv = document.createElement("canvas");
+  cv.width = Math.max(T, 1);
+  cv.height = Math.max(U, 1);
+  const ctx = cv.getContext("2d");
+  const img = ctx.createImageData(cv.width, cv.height);
+  for (let t = 0; t < T; t++) for (let u = 0; u < U; u++) {
+    const [r, g, b] = colour(matrix[t][u], signed, scale);
+    const k = 4 * (u * cv.width + t);
+    img.data[k] = r; img.data[k + 1] = g; img.data[k + 2] = b; img.data[k + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  cv.addEventListener("mousemove", (e) => {
+    const r = cv.getBoundingClientRect();
+    const t = Math.floor((e.clientX - r.left) / r.width * T), u = Math.floor((e.clientY - r.top) / r.height * U);
+    if (t < 0 || t >= T || u < 0 || u >= U) return;
+    const tip = $("tip");
+    const step = steps && steps[t] !== undefined ? ` ${JSON.stringify(steps[t])}` : "";
+    tip.textContent = `${title} unit ${u} step ${t}${step}: ${matrix[t][u].toFixed(4)}`;
+    tip.style.left = `${e.clientX + 12}px`;
+    tip.style.top = `${e.clientY + 12}px`;
+    tip.style.display = "block";
+  });
+  cv.addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
+  box.appendChild(cv);
+  parent.appendChild(box);
+  return cv;
+}
+
+function drawGroups(parent, groups, steps) {
+  parent.innerHTML = "";
+  for (const [g, d] of Object.entries(groups)) {
+    for (const [name, m] of Object.entries(d)) heatmap(parent, `${g} ${name}`, m, steps, name);
+  }
+}
+
+// --- runs ---------------------------------------------------------------------------------
+async function refreshRuns() {
+  lab.runs = await api("/api/runs");
+  for (const sel of document.querySelectorAll(".run-select")) {
+    const keep = sel.value;
+    sel.innerHTML = lab.runs.filter((r) => r.step > 0)
+      .map((r) => `<option value="${r.run}">${r.run} (${r.task}, ${r.variant})</option>`).join("");
+    if ([...sel.options].some((o) => o.value === keep)) sel.value = keep;
+  }
+  const tr = $("t-run"), keep = tr.value;
+  tr.innerHTML = `<option value="">choose a run</option>` + lab.runs
+    .map((r) => `<option value="${r.run}">${r.run} (${r.state})</option>`).join("");
+  if ([...tr.options].some((o) => o.value === keep)) tr.value = keep;
+  renderTable();
+}
+
+const COLUMNS = [["", null], ["run", "run"], ["task", "task"], ["engine", "engine"], ["variant", "variant"],
+  ["hidden", "hidden_size"], ["layers", "num_layers"], ["state", "state"], ["step", "step"],
+  ["test metric", "metric"], ["valid loss", "valid_loss"]];
+let sortKey = "modified", sortUp = false;
+const overlay = new Set();
+
+function metricOf(r) {
+  const task = lab.meta && lab.meta.tasks.find((t) => t.task === r.task);
+  const name = task ? task.metric : Object.keys(r.test)[0];
+  return [name, r.test ? r.test[name] : undefined];
+}
+
+function renderTable() {
+  const head = $("r-table").tHead, body = $("r-table").tBodies[0];
+  head.innerHTML = "<tr>" + COLUMNS.map(([label, key]) =>
+    `<th data-key="${key || ""}" class="${key === sortKey ? "sorted" + (sortUp ? " up" : "") : ""}">${label}</th>`).join("") + "</tr>";
+  head.querySelectorAll("th").forEach((th) => th.addEventListener("click", () => {
+    if (!th.dataset.key) return;
+    sortUp = th.dataset.key === sortKey ? !sortUp : true;
+    sortKey = th.dataset.key;
+    renderTable();
+  }));
+  const val = (r) => sortKey === "metric" ? metricOf(r)[1] : r[sortKey];
+  const rows = [...lab.runs].sort((a, b) => {
+    const x = val(a), y = val(b);
+    if (x === y) return 0;
+    if (x === null || x === undefined) return 1;
+    if (y === null || y === undefined) return -1;
+    return (x < y ? -1 : 1) * (sortUp ? 1 : -1);
+  });
+  body.innerHTML = rows.map((r) => {
+    const [mname, mval] = metricOf(r);
+    return `<tr data-run="${r.run}"><td><input type="checkbox" ${overlay.has(r.run) ? "checked" : ""}></td>
+      <td>${r.run}</td><td>${r.task}</td><td>${r.engine}</td><td>${r.variant}</td>
+      <td class="num">${r.hidden_size ?? ""}</td><td class="num">${r.num_layers ?? ""}</td>
+      <td><span class="state ${r.state}" title="${r.message || ""}">${r.state}</span></td>
+      <td class="num">${r.step}${r.steps ? " / " + r.steps : ""}</td>
+      <td class="num">${mval === undefined ? "" : `${mname} ${fmt(mval)}`}</td>
+      <td class="num">${fmt(r.valid_loss)}</td></tr>`;
+  }).join("");
+  body.querySelectorAll("tr").forEach((tr) => {
+    tr.querySelector("input").addEventListener("click", (e) => {
+      e.stopPropagation();
+      if (e.target.checked) overlay.add(tr.dataset.run); else overlay.delete(tr.dataset.run);
+      drawOverlay();
+    });
+    tr.addEventListener("click", () => runDetail(tr.dataset.run));
+  });
+}
+
+async function drawOverlay() {
+  const traces = [];
+  for (const name of overlay) {
+    const r = await api(`/api/run?run=${encodeURIComponent(name)}`);
+    const rows = r.metrics.filter((m) => m.split === "valid");
+    traces.push({ x: rows.map((m) => m.step), y: rows.map((m) => m.loss), name, mode: "lines+markers" });
+  }
+  Plotly.react("r-overlay", traces, { margin: { t: 10, r: 10, b: 40, l: 60 }, xaxis: { title: "step" },
+    yaxis: { title: "validation loss", type: "log", exponentformat: "power" }, height: 280 }, { displaylogo: false, responsive: true });
+}
+
+async function runDetail(name) {
+  const r = await api(`/api/run?run=${encodeURIComponent(name)}`);
+  $("r-detail").hidden = false;
+  $("r-title").textContent = `${name}: ${r.task}, ${r.engine} engine, ${r.variant}`;
+  const q = encodeURIComponent(name);
+  const links = [["model.safetensors", "model (.safetensors)"], ["model.onnx", "model (.onnx)"],
+    ["metrics.csv", "metrics (CSV)"], ["metrics.json", "metrics (JSON)"], ["run.zip", "whole run (.zip)"]]
+    .map(([k, label]) => `<a class="dl" href="/api/export?run=${q}&kind=${k}" download>${label}</a>`);
+  links.splice(4, 0, `<a class="dl" href="/api/file?run=${q}&path=config.json&download=1" download>config</a>`);
+  $("r-downloads").innerHTML = links.join(" ");
+  $("r-config").textContent = JSON.stringify(r.config, null, 1);
+  $("r-figures").innerHTML = r.figures.map((f) =>
+    `<a href="/api/file?run=${q}&path=figures/${f}" target="_blank"><img alt="${f}" src="/api/file?run=${q}&path=figures/${f}"></a>`).join("");
+}
+$("r-refresh").addEventListener("click", refreshRuns);
+
+// --- train --------------------------------------------------------------------------------
+function taskOf(name) { return lab.meta.tasks.find((t) => t.task === name); }
+
+function fillTaskDefaults() {
+  const t = taskOf($("t-task").value);
+  $("t-task-help").textContent = t.summary;
+  const form = $("train-form");
+  for (const el of form.querySelectorAll("input[type=number]")) {
+    const d = t.model[el.name] ?? t.train[el.name];
+    el.value = "";
+    el.placeholder = d === undefined ? "default" : d;
+  }
+  $("t-engine").value = t.engine;
+  const options = Object.entries(t.options).filter(([k]) => !t.sources.includes(k));
+  $("t-options-box").hidden = options.length === 0;
+  $("t-options").innerHTML = options.map(([k, o]) =>
+    `<label title="${esc(o.help)}">${esc(k)} <input data-option="${esc(k)}" placeholder="${esc(o.default)}"></label>`).join("");
+  $("t-source").hidden = t.sources.length === 0;
+  $("t-source-file").innerHTML = `<option value="">the built-in data</option>` +
+    lab.meta.uploads.map((u) => `<option>${u}</option>`).join("");
+}
+
+async function setupTrain() {
+  $("t-task").innerHTML = lab.meta.tasks.map((t) => `<option>${t.task}</option>`).join("");
+  $("t-variant").innerHTML = lab.meta.variants.map((v) => `<option>${v}</option>`).join("");
+  $("t-engine").innerHTML = lab.meta.engines.map((v) => `<option>${v}</option>`).join("");
+  $("t-task").value = "sine";
+  $("t-task").addEventListener("change", fillTaskDefaults);
+  fillTaskDefaults();
+  $("t-upload").addEventListener("change", async (e) => {
+    const f = e.target.files[0];
+    if (!f) return;
+    const name = f.name.replace(/[^A-Za-z0-9._-]/g, "_");
+    await api(`/api/upload?name=${encodeURIComponent(name)}`, { method: "PUT", body: f });
+    lab.meta = await api("/api/meta");
+    fillTaskDefaults();
+    $("t-source-file").value = name;
+  });
+  $("train-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = new FormData(e.target), t = taskOf(form.get("task"));
+    const settings = {};
+    for (const el of e.target.querySelectorAll("input[type=number]")) {
+      if (el.value !== "") settings[el.name] = Number(el.value);
+    }
+    const body = { task: t.task, engine: form.get("engine"), variant: form.get("variant"), settings, options: {} };
+    if (form.get("name")) body.name = form.get("name");
+    for (const el of e.target.querySelectorAll("input[data-option]")) {
+      // typed as the option's default is: a number, true or false, else the text itself
+      if (el.value === "") continue;
+      const v = el.value.trim();
+      body.options[el.dataset.option] = v === "true" ? true : v === "false" ? false
+        : (v !== "" && !Number.isNaN(Number(v))) ? Number(v) : v;
+    }
+    if (t.sources.length && form.get("source")) body.options[t.sources[0]] = form.get("source");
+    const r = await api("/api/train", { json: body });
+    await refreshRuns();
+    $("t-run").value = r.run;
+    watch(r.run);
+  });
+  $("t-run").addEventListener("change", () => watch($("t-run").value));
+  for (const action of ["pause", "resume", "stop", "continue"]) {
+    $(`t-${action}`).addEventListener("click", async () => {
+      if (!lab.watching) return;
+      await api("/api/control", { json: { run: lab.watching, action } });
+      if (action === "continue") watch(lab.watching);
+    });
+  }
+  setButtons(null);
+}
+
+function setButtons(state) {
+  $("t-pause").disabled = state !== "running";
+  $("t-resume").disabled = state !== "paused";
+  $("t-stop").disabled = !(state === "running" || state === "paused");
+  $("t-continue").disabled = state !== "stopped";
+}
+
+function watch(name) {
+  if (lab.socket) lab.socket.close();
+  lab.watching = name || null;
+  lab.curve = { train: { x: [], y: [] }, valid: { x: [], y: [] }, live: { x: [], y: [] } };
+  Plotly.purge("t-curves");
+  $("t-gates").innerHTML = "";
+  $("t-gates-step").textContent = "";
+  setButtons(null);
+  if (!name) return;
+  const ws = new WebSocket(wsUrl(`/ws/run?run=${encodeURIComponent(name)}`));
+  lab.socket = ws;
+  ws.onmessage = (ev) => {
+    const m = JSON.parse(ev.data);
+    if (m.type === "error") toast(m.error);
+    else if (m.type === "reset") { lab.curve = { train: { x: [], y: [] }, valid: { x: [], y: [] }, live: { x: [], y: [] } }; }
+    else if (m.type === "metrics") {
+      for (const row of m.rows) {
+        const c = lab.curve[row.split];
+        if (c && row.loss !== undefined && row.loss !== null) { c.x.push(row.step); c.y.push(row.loss); }
+      }
+      drawCurves();
+    } else if (m.type === "status") {
+      status(m.data);
+      const s = m.data, live = lab.curve.live;
+      if (s.loss !== null && s.state === "running" && (!live.x.length || s.step > live.x[live.x.length - 1])) {
+        live.x.push(s.step); live.y.push(s.loss);
+        drawCurves();
+      }
+    }
+    else if (m.type === "gates") {
+      drawGroups($("t-gates"), m.data.groups, m.data.steps);
+      $("t-gates-step").textContent = `(step ${m.data.step})`;
+      lab.gatesDrawn = (lab.gatesDrawn || 0) + 1;
+    } else if (m.type === "state") {
+      setButtons(m.state);
+      lab.state = m.state;
+      const el = $("t-status");
+      el.dataset.state = m.state;
+      if (m.message) { el.textContent = `${m.state}: ${m.message}`; el.classList.toggle("bad", m.state === "failed"); }
+    }
+  };
+}
+
+function status(s) {
+  const el = $("t-status");
+  el.classList.remove("bad");
+  const rate = s.steps_per_second ? `${fmt(s.steps_per_second, 3)} steps/s` : "";
+  const eta = s.eta_seconds !== null && s.eta_seconds !== undefined ? `ETA ${Math.round(s.eta_seconds)} s` : "";
+  el.textContent = [`${s.state}`, `step ${s.step} / ${s.steps}`, `loss ${fmt(s.loss)}`,
+    s.valid_loss !== null ? `validation ${fmt(s.valid_loss)}` : "", rate, eta].filter(Boolean).join(" · ");
+  $("t-bar").style.width = `${100 * s.step / Math.max(1, s.steps)}%`;
+}
+
+function drawCurves() {
+  const c = lab.curve;
+  Plotly.react("t-curves", [
+    { x: c.live.x, y: c.live.y, name: "training loss (live, smoothed)", mode: "lines", line: { color: "#9db4e0" } },
+    { x: c.train.x, y: c.train.y, name: "training loss (mean per evaluation)", mode: "lines+markers", line: { color: "#2f6fdf" } },
+    { x: c.valid.x, y: c.valid.y, name: "validation loss", mode: "lines+markers", line: { color: "#e4572e" } }],
+  { margin: { t: 10, r: 10, b: 40, l: 60 }, height: 260, xaxis: { title: "step", rangemode: "tozero" },
+    yaxis: { title: "loss", type: "log", nticks: 6, exponentformat: "power" },
+    legend: { orientation: "h" } }, { displaylogo: false, responsive: true });
+  lab.curvePoints = c.live.x.length + c.train.x.length + c.valid.x.length;
+}
+
+// --- inspect ------------------------------------------------------------------------------
+let typing = null;
+async function inspectInput(input) {
+  const run = $("i-run").value;
+  if (!run) return toast("no run with a model yet: train one first");
+  const r = await api("/api/inspect", { json: { run, analysis: "activations", input,
+    units: Number($("i-units").value), steps: Number($("i-steps").value) } });
+  lab.inspected = r;
+  lab.inspectCount = (lab.inspectCount || 0) + 1;
+  drawGroups($("i-heatmaps"), r.groups, r.steps);
+  const groups = Object.keys(r.groups);
+  const gsel = $("i-group"), keep = gsel.value;
+  gsel.innerHTML = groups.map((g) => `<option>${g}</option>`).join("");
+  if (groups.includes(keep)) gsel.value = keep;
+  const names = Object.keys(r.groups[gsel.value]);
+  const ssel = $("i-state"), keepS = ssel.value;
+  ssel.innerHTML = names.map((n) => `<option>${n}</option>`).join("");
+  ssel.value = names.includes(keepS) ? keepS : (names.includes("c") ? "c" : names[names.length - 1]);
+  $("i-info").textContent = `${r.steps.length} steps; showing ${Object.values(r.groups)[0][names[0]][0].length} units of ${Object.values(r.hidden)[0]}`;
+  colourText();
+}
+
+function colourText() {
+  const r = lab.inspected;
+  if (!r) return;
+  const m = r.groups[$("i-group").value][$("i-state").value];
+  const u = Number($("i-unit").value);
+  if (!m || u >= m[0].length) return;
+  let scale = 1e-9;
+  for (const row of m) scale = Math.max(scale, Math.abs(row[u]));
+  const signed = SIGNED.has($("i-state").value);
+  $("i-coloured").innerHTML = r.steps.map((s, t) => {
+    const [cr, cg, cb] = colour(m[t][u], signed, signed ? scale : 1);
+    const text = String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
+    const sep = String(s).length > 1 ? " " : "";
+    return `<span style="background:rgb(${cr},${cg},${cb})" title="${m[t][u].toFixed(4)}">${text === "\n" ? "⏎\n" : text}</span>${sep}`;
+  }).join("");
+}
+
+function plotSaturation(s) {
+  const traces = [];
+  for (const [g, d] of Object.entries(s.groups)) for (const [k, v] of Object.entries(d)) {
+    traces.push({ x: v.shut, y: v.open, mode: "markers", name: `${g} ${k}`, type: "scatter" });
+  }
+  Plotly.react("i-saturation", traces, { height: 280, margin: { t: 10, r: 10, b: 45, l: 50 },
+    xaxis: { title: `fraction of steps below ${s.low}`, range: [0, 1] },
+    yaxis: { title: `above ${s.high}`, range: [0, 1] } }, { displaylogo: false });
+}
+
+function plotTimescales(s) {
+  const traces = Object.entries(s.groups).map(([g, d]) => ({
+    x: [...d.mean.keys()], y: d.mean, type: "bar", name: g }));
+  Plotly.react("i-timescales", traces, { height: 280, margin: { t: 10, r: 10, b: 45, l: 60 },
+    xaxis: { title: "unit" }, yaxis: { title: `mean −1/ln ${s.gate} (steps)`, type: "log" } }, { displaylogo: false });
+}
+
+function setupInspect() {
+  $("i-go").addEventListener("click", () => inspectInput(Number($("i-example").value)));
+  $("i-text").addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { if ($("i-text").value) inspectInput($("i-text").value); }, 250);
+  });
+  for (const id of ["i-group", "i-state", "i-unit"]) $(id).addEventListener("input", colourText);
+  $("i-group").addEventListener("change", () => inspectInput(currentInput()));
+  const input = () => $("i-text").value || Number($("i-example").value);
+  window.currentInput = input;
+  $("i-sat").addEventListener("click", async () =>
+    plotSaturation(await api("/api/inspect", { json: { run: $("i-run").value, analysis: "saturation" } })));
+  $("i-time").addEventListener("click", async () =>
+    plotTimescales(await api("/api/inspect", { json: { run: $("i-run").value, analysis: "timescales" } })));
+  $("i-conn").addEventListener("click", async () => {
+    const c = await api("/api/inspect", { json: { run: $("i-run").value, analysis: "connectivity", input: input() } });
+    Plotly.react("i-connectivity", [{ z: c.matrix, type: "heatmap", colorscale: "Blues", reversescale: true,
+      x: c.steps.map((s, k) => `${k}:${s}`), y: c.matrix.map((_, k) => k) }],
+    { height: 300, margin: { t: 10, r: 10, b: 60, l: 50 }, xaxis: { title: "input step" },
+      yaxis: { title: "output step" } }, { displaylogo: false });
+  });
+  $("a-go").addEventListener("click", async () => {
+    const r = await api("/api/inspect", { json: { run: $("i-run").value, analysis: "ablate", input: input(),
+      layer: Number($("a-layer").value), unit: Number($("a-unit").value), gate: $("a-gate").value,
+      value: Number($("a-value").value) } });
+    $("a-result").textContent = `clamped ${r.clamp.group} ${r.clamp.gate} unit ${r.clamp.units} to ${r.clamp.value}: ` +
+      `the outputs changed by up to ${fmt(r.max_output_change)}`;
+    const traces = r.before_outputs
+      ? [{ y: r.before_outputs, name: "before", mode: "lines" }, { y: r.after_outputs, name: "after", mode: "lines" }]
+      : [{ y: r.output_change, name: "largest output change", type: "bar" }];
+    Plotly.react("a-plot", traces, { height: 240, margin: { t: 10, r: 10, b: 40, l: 50 }, xaxis: { title: "step" } },
+      { displaylogo: false });
+  });
+}
+function currentInput() { return window.currentInput(); }
+
+// --- stream -------------------------------------------------------------------------------
+const stream = { ws: null, layout: null, latest: null, history: [], heat: [], dirty: false };
+lab.stream = stream;
+
+function connectStream() {
+  if (stream.ws) stream.ws.close();
+  const run = $("s-run").value;
+  if (!run) return toast("no run with a model yet: train one first");
+  stream.history = []; stream.heat = []; stream.layout = null;
+  lab.framesDrawn = 0; lab.framesReceived = 0; lab.streamText = "";
+  const ws = new WebSocket(wsUrl(`/ws/stream?run=${encodeURIComponent(run)}`));
+  ws.binaryType = "arraybuffer";
+  stream.ws = ws;
+  ws.onmessage = (ev) => {
+    if (typeof ev.data !== "string") {
+      const f = new Float32Array(ev.data);
+      lab.framesReceived++;
+      stream.history.push([f[1], f[2]]);
+      stream.heat.push(f.subarray(3));
+      if (stream.history.length > 300) { stream.history.shift(); stream.heat.shift(); }
+      stream.latest = f;
+      stream.dirty = true;
+      return;
+    }
+    const m = JSON.parse(ev.data);
+    if (m.type === "error") toast(m.error);
+    else if (m.type === "layout") {
+      stream.layout = m;
+      $("s-series").hidden = m.kind !== "series";
+      $("s-text").hidden = m.kind !== "text";
+      $("s-rows").textContent = `rows, top to bottom: ${m.rows.map((r) => r.join(" ")).join(", ")} (${m.units} units each); columns: the last 300 steps`;
+      if (m.kind === "series") sendConfig();
+    } else if (m.type === "reset") { stream.history = []; stream.heat = []; stream.dirty = true; }
+    else if (m.type === "text") {
+      $("s-next").textContent = "next character: " + (m.prediction || [])
+        .map((o) => `${JSON.stringify(o.char)} ${(100 * o.p).toFixed(1)}%`).join("  ");
+      lab.streamText = (lab.streamText || "") + m.input;
+    }
+  };
+}
+
+function sendConfig() {
+  if (!stream.ws || stream.ws.readyState !== 1) return;
+  stream.ws.send(JSON.stringify({ type: "config", source: $("s-source").value, example: Number($("s-example").value),
+    freq: Number($("s-freq").value), amp: Number($("s-amp").value), noise: Number($("s-noise").value),
+    speed: Number($("s-speed").value) }));
+}
+
+function drawStream() {
+  if (stream.dirty && stream.layout) {
+    stream.dirty = false;
+    lab.framesDrawn++;
+    const cv = $("s-line"), ctx = cv.getContext("2d"), W = cv.width, H = cv.height, n = 300;
+    ctx.clearRect(0, 0, W, H);
+    let lo = -1, hi = 1;
+    for (const [a, p] of stream.history) for (const v of [a, p]) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    const y = (v) => H - 10 - (v - lo) / (hi - lo) * (H - 20), x = (k) => k / n * W;
+    ctx.strokeStyle = "#e8ecf2"; ctx.beginPath(); ctx.moveTo(0, y(0)); ctx.lineTo(W, y(0)); ctx.stroke();
+    for (const [k, colourName] of [[0, "#1d2330"], [1, "#e4572e"]]) {
+      ctx.strokeStyle = colourName; ctx.lineWidth = 2; ctx.beginPath();
+      let started = false;
+      stream.history.forEach((h, i) => {
+        if (!Number.isFinite(h[k])) { started = false; return; }
+        if (started) ctx.lineTo(x(i), y(h[k])); else { ctx.moveTo(x(i), y(h[k])); started = true; }
+      });
+      ctx.stroke();
+    }
+    const hv = $("s-heat"), hc = hv.getContext("2d");
+    const rows = stream.layout.rows.length, U = stream.layout.units, total = rows * U;
+    const img = hc.createImageData(n, total);
+    stream.heat.forEach((col, t) => {
+      for (let r = 0; r < rows; r++) {
+        const name = stream.layout.rows[r][1], signed = SIGNED.has(name);
+        for (let u = 0; u < U; u++) {
+          const [cr, cg, cb] = colour(col[r * U + u], signed, 1);
+          const k = 4 * ((r * U + u) * n + t);
+          img.data[k] = cr; img.data[k + 1] = cg; img.data[k + 2] = cb; img.data[k + 3] = 255;
+        }
+      }
+    });
+    const off = document.createElement("canvas");
+    off.width = n; off.height = total;
+    off.getContext("2d").putImageData(img, 0, 0);
+    hc.imageSmoothingEnabled = false;
+    hc.clearRect(0, 0, hv.width, hv.height);
+    hc.drawImage(off, 0, 0, hv.width, hv.height);
+    hc.strokeStyle = "#ffffff"; hc.lineWidth = 2;
+    for (let r = 1; r < rows; r++) { const yy = r * hv.height / rows; hc.beginPath(); hc.moveTo(0, yy); hc.lineTo(hv.width, yy); hc.stroke(); }
+  }
+  requestAnimationFrame(drawStream);
+}
+
+function setupStream() {
+  $("s-connect").addEventListener("click", connectStream);
+  $("s-reset").addEventListener("click", () => stream.ws && stream.ws.send(JSON.stringify({ type: "reset" })));
+  for (const id of ["s-source", "s-example", "s-freq", "s-amp", "s-noise", "s-speed"]) {
+    $(id).addEventListener("input", sendConfig);
+    if ($(id).type === "range") {
+      const shown = document.createElement("span");
+      shown.className = "value";
+      const update = () => { shown.textContent = $(id).value; };
+      $(id).after(shown);
+      $(id).addEventListener("input", update);
+      update();
+    }
+  }
+  $("s-type").addEventListener("input", (e) => {
+    const text = e.data || "";
+    if (text && stream.ws) stream.ws.send(JSON.stringify({ type: "text", text }));
+  });
+  let last = performance.now(), frames = 0;
+  setInterval(() => {
+    const now = performance.now();
+    $("s-fps").textContent = stream.ws ? `${((lab.framesDrawn - frames) / ((now - last) / 1000)).toFixed(0)} frames/s drawn` : "";
+    frames = lab.framesDrawn; last = now;
+  }, 1000);
+  requestAnimationFrame(drawStream);
+}
+
+// --- step through -------------------------------------------------------------------------
+async function stepThrough() {
+  const run = $("p-run").value;
+  if (!run) return toast("no run with a model yet: train one first");
+  const r = await api("/api/inspect", { json: { run, analysis: "stepthrough", input: Number($("p-example").value),
+    t: Number($("p-t").value), layer: Number($("p-layer").value), unit: Number($("p-unit").value) } });
+  lab.stepped = r;
+  renderStep(r);
+}
+
+function eqRow(name, equation, value, note, cls = "") {
+  const shown = value === undefined || value === null ? "" : fmt(value, 5);
+  return `<tr class="${cls}"><td>${esc(name)}</td><td class="eqn">${esc(equation)}</td>
+    <td class="val" data-q="${esc(name)}">${shown}</td><td class="note">${esc(note || "")}</td></tr>`;
+}
+
+function renderStep(r) {
+  // every quantity carries all units ("all"): switching the unit needs no new request
+  const u = Number($("p-unit").value), q = r.quantities, at = (v) => v.all[u];
+  const head = "<tr><th>quantity</th><th>equation</th><th>unit " + u + "</th><th>what it does</th></tr>";
+  $("p-info").textContent = `${r.variant} (${r.family}), ${r.group}, step t = ${r.t} of ${r.steps} ` +
+    `(reads ${JSON.stringify(r.step_label)}), unit ${u}`;
+  let rows = eqRow("x", `the input: ${r.x.size} numbers, |x| = ${fmt(r.x.norm)}; first: ` +
+    r.x.first.map((v) => fmt(v, 3)).join(", "), undefined, r.notes.x);
+  for (const name of ["h_prev", "c_prev"]) if (q[name]) rows += eqRow(name, "from step t - 1", at(q[name]), r.notes[name]);
+  for (const [name, equation] of Object.entries(r.equations)) {
+    const v = q[name];
+    if (!v) continue;
+    if (v.pre) {
+      const terms = Object.entries(v.pre).filter(([k]) => k !== "total")
+        .map(([k, t], j) => `${j ? (at(t) < 0 ? "− " : "+ ") : ""}${fmt(j ? Math.abs(at(t)) : at(t), 4)} (${k})`).join(" ");
+      rows += eqRow(`a_${name}`, `pre-activation = ${terms}`, at(v.pre.total), "", "pre");
+    }
+    rows += eqRow(name, equation, at(v), r.notes[name], "gate");
+  }
+  $("p-forward").innerHTML = head + rows;
+  let back = "";
+  if (r.backward) {
+    back += eqRow("dh", "dL/dh_t: from the outputs and the steps after t", at(r.backward.dh), r.backward_note);
+    if (r.backward.dc_next) back += eqRow("dc_next", "dL/dc_t carried back from step t + 1", at(r.backward.dc_next), "");
+    for (const [name, equation] of Object.entries(r.backward_equations)) {
+      if (r.backward[name]) back += eqRow(name, equation, at(r.backward[name]), "", "gate");
+    }
+  }
+  $("p-backward").innerHTML = head + (back || eqRow("", "no gradient for this model", undefined, ""));
+}
+
+function setupStep() {
+  $("p-go").addEventListener("click", stepThrough);
+  $("p-prev").addEventListener("click", () => { $("p-t").value = Math.max(0, Number($("p-t").value) - 1); stepThrough(); });
+  $("p-next").addEventListener("click", () => { $("p-t").value = Number($("p-t").value) + 1; stepThrough(); });
+  $("p-unit").addEventListener("input", () => { if (lab.stepped) renderStep(lab.stepped); });
+}
+
+// --- start --------------------------------------------------------------------------------
+async function start() {
+  lab.meta = await api("/api/meta");
+  $("r-root").textContent = `runs folder: ${lab.meta.root}`;
+  await setupTrain();
+  setupInspect();
+  setupStream();
+  setupStep();
+  await refreshRuns();
+  const view = location.hash.slice(1);
+  if (["train", "runs", "inspect", "stream", "step"].includes(view)) show(view);
+  lab.ready = true;
+}
+start();
