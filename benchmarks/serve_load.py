@@ -7,8 +7,10 @@ process (`python -m lstmlab serve`) on a fresh runs folder, driven by Debian's c
 
 In each it prints the slowest and median page load (navigation until the page is ready,
 every tab opened one after another while the others stay open), the slowest /api/runs
-answer, and the stream's frame rate (frames drawn per second in one more tab streaming a
-noisy sine into a NumPy model with H = 128 at 60 steps/s, over 5 s).
+answer, and the stream's frame rate (frames drawn and received per second in one more tab
+streaming a noisy sine into a NumPy model with H = 128 at 60 steps/s, over 5 s). The browser
+runs on the same machine as the server and the trainings, and headless chromium counts every
+tab as visible, so each of them draws.
 
     .venv/bin/python benchmarks/serve_load.py                 # about 3 minutes on 2 cores
     .venv/bin/python benchmarks/serve_load.py --tabs 20 --trainings 5 --json
@@ -46,6 +48,11 @@ def _post(url: str, body: dict) -> dict:
         return json.load(r)
 
 
+def _runs(base: str) -> list[dict]:
+    with urllib.request.urlopen(f"{base}/api/runs", timeout=60) as r:
+        return json.load(r)
+
+
 def _timed_get(url: str) -> float:
     start = time.perf_counter()
     with urllib.request.urlopen(url, timeout=60) as r:
@@ -55,12 +62,12 @@ def _timed_get(url: str) -> float:
 
 def _load(page, url: str) -> float:
     start = time.perf_counter()
-    page.goto(url)
+    page.goto(url, timeout=120_000)
     page.wait_for_function("window.lab && window.lab.ready", timeout=120_000)
     return time.perf_counter() - start
 
 
-def _stream_fps(browser, base: str, seconds: float = 5.0) -> float:
+def _stream_fps(browser, base: str, seconds: float = 5.0) -> tuple[float, float]:
     page = browser.new_page()
     page.goto(f"{base}/#stream")
     page.wait_for_function("window.lab && window.lab.ready", timeout=120_000)
@@ -69,11 +76,12 @@ def _stream_fps(browser, base: str, seconds: float = 5.0) -> float:
     page.wait_for_function("window.lab.framesDrawn > 0", timeout=120_000)
     page.eval_on_selector("#s-speed", "el => { el.value = 60; el.dispatchEvent(new Event('input')); }")
     page.wait_for_timeout(500)
-    a = page.evaluate("[window.lab.framesDrawn, performance.now()]")
+    a = page.evaluate("[window.lab.framesDrawn, window.lab.framesReceived, performance.now()]")
     page.wait_for_timeout(seconds * 1000)
-    b = page.evaluate("[window.lab.framesDrawn, performance.now()]")
+    b = page.evaluate("[window.lab.framesDrawn, window.lab.framesReceived, performance.now()]")
     page.close()
-    return (b[0] - a[0]) / ((b[1] - a[1]) / 1000)
+    elapsed = (b[2] - a[2]) / 1000
+    return (b[0] - a[0]) / elapsed, (b[1] - a[1]) / elapsed          # drawn, received
 
 
 def scenario(browser, base: str, runs: Path, tabs: int, trainings: int) -> dict:
@@ -88,20 +96,28 @@ def scenario(browser, base: str, runs: Path, tabs: int, trainings: int) -> dict:
     for _ in range(tabs):
         page = browser.new_page()
         loads.append(_load(page, f"{base}/#train"))
+        print(f"  {trainings} training(s): tab {len(loads)} ready in {loads[-1]:.2f} s",
+              file=sys.stderr, flush=True)
         if names:
             page.select_option("#t-run", names[0])
         pages.append(page)
     time.sleep(3)                                                 # every tab streaming
     api = max(_timed_get(f"{base}/api/runs") for _ in range(5))
-    fps = _stream_fps(browser, base)
+    fps, received = _stream_fps(browser, base)
     curves = min(p.evaluate("window.lab.curvePoints || 0") for p in pages)
     for p in pages:
         p.close()
     for n in names:
         _post(f"{base}/api/control", {"run": n, "action": "stop"})
+    deadline = time.time() + 60
+    while any(r["state"] in ("running", "paused") for r in _runs(base) if r["run"] in names):
+        if time.time() > deadline:
+            raise SystemExit("the trainings did not stop in 60 s")
+        time.sleep(0.5)
     return {"tabs": tabs, "trainings": trainings, "slowest_load_s": max(loads),
             "median_load_s": statistics.median(loads), "slowest_api_runs_s": api,
-            "stream_fps": fps, "fewest_curve_points_in_a_tab": curves}
+            "stream_fps": fps, "stream_received_per_s": received,
+            "fewest_curve_points_in_a_tab": curves}
 
 
 def main() -> None:
@@ -144,10 +160,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(results))
         return
-    print(f"{'load':32} {'slowest page':>13} {'median page':>12} {'/api/runs':>10} {'stream fps':>11}")
+    print(f"{'load':32} {'slowest page':>13} {'median page':>12} {'/api/runs':>10} "
+          f"{'stream: drawn/s':>16} {'received/s':>11}")
     for r in results:
         print(f"{r['name']:32} {r['slowest_load_s']:>11.2f} s {r['median_load_s']:>10.2f} s "
-              f"{r['slowest_api_runs_s'] * 1000:>7.0f} ms {r['stream_fps']:>11.1f}")
+              f"{r['slowest_api_runs_s'] * 1000:>7.0f} ms {r['stream_fps']:>16.1f} "
+              f"{r['stream_received_per_s']:>11.1f}")
 
 
 if __name__ == "__main__":

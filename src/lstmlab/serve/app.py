@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -300,9 +301,12 @@ class Lab:
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / name / "serve.log", "ab")             # noqa: SIM115 - the child's
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        # niced: the page and the stream keep the CPU they need, the trainings take the rest
+        nice_cmd = shutil.which("nice")
+        nice = [nice_cmd, "-n", "10"] if nice_cmd else []
         try:
             # a session of its own: Ctrl-C on the server does not reach the training
-            self.procs[name] = subprocess.Popen([sys.executable, "-m", "lstmlab", *argv],
+            self.procs[name] = subprocess.Popen([*nice, sys.executable, "-m", "lstmlab", *argv],
                                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                                 env=env, start_new_session=True)
         finally:
@@ -605,7 +609,9 @@ def create_app(runs="runs") -> Starlette:
         return FileResponse(STATIC / "index.html")
 
     async def plotly(request):
-        return FileResponse(plotly_js, media_type="application/javascript")
+        # the installed plotly's own file: a browser may keep it for a day
+        return FileResponse(plotly_js, media_type="application/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
 
     async def meta(request):
         from ..spec import VARIANTS
@@ -680,28 +686,35 @@ def create_app(runs="runs") -> Starlette:
             await ws.send_json({"type": "error", "error": e.message})
             await ws.close()
             return
-        sent_rows, stamps = 0, dict[str, object]()
+        sent_rows, stamps, checked = 0, dict[str, object](), 0.0
         try:
             while True:
-                rows = _metrics(path)
-                if len(rows) < sent_rows:                    # a resume cut the log back
-                    sent_rows = 0
-                    await ws.send_json({"type": "reset"})
-                if len(rows) > sent_rows:
-                    await ws.send_json({"type": "metrics", "rows": strict_json(rows[sent_rows:])})
-                    sent_rows = len(rows)
-                for kind, f in (("status", "live.json"), ("gates", "live_gates.json")):
+                # a file is read again only when it changed: many open pages stay cheap
+                changed = False
+                for kind, f in (("metrics", "metrics.jsonl"), ("status", "live.json"),
+                                ("gates", "live_gates.json")):
                     with contextlib.suppress(OSError):
-                        stamp = (path / f).stat().st_mtime_ns
-                        if stamps.get(kind) != stamp:
-                            stamps[kind] = stamp
-                            data = _read_json(path / f)
-                            if data is not None:
-                                await ws.send_json({"type": kind, "data": strict_json(data)})
-                state, message = lab.state(name, path)
-                if stamps.get("state") != (state, message):
-                    stamps["state"] = (state, message)
-                    await ws.send_json({"type": "state", "state": state, "message": message})
+                        st = (path / f).stat()
+                        if stamps.get(kind) == (st.st_mtime_ns, st.st_size):
+                            continue
+                        stamps[kind], changed = (st.st_mtime_ns, st.st_size), True
+                        if kind == "metrics":
+                            rows = _metrics(path)
+                            if len(rows) < sent_rows:            # a resume cut the log back
+                                sent_rows = 0
+                                await ws.send_json({"type": "reset"})
+                            if len(rows) > sent_rows:
+                                await ws.send_json({"type": "metrics",
+                                                    "rows": strict_json(rows[sent_rows:])})
+                                sent_rows = len(rows)
+                        elif (data := _read_json(path / f)) is not None:
+                            await ws.send_json({"type": kind, "data": strict_json(data)})
+                if changed or time.monotonic() - checked > 1.0:     # a process may have ended
+                    checked = time.monotonic()
+                    state, message = lab.state(name, path)
+                    if stamps.get("state") != (state, message):
+                        stamps["state"] = (state, message)
+                        await ws.send_json({"type": "state", "state": state, "message": message})
                 await asyncio.sleep(0.25)
         except (WebSocketDisconnect, RuntimeError):
             return

@@ -43,6 +43,30 @@ function wsUrl(path) {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
 }
 
+// --- charts -------------------------------------------------------------------------------
+// plotly.js is 4.6 MB of script (about 1.6 s to parse on a 2-core machine): it loads the
+// first time a view draws a plotly chart (the runs overlay, inspect's charts). What updates
+// live is canvas: the training curves, the heatmaps and the stream, so that many open pages
+// cost little (benchmarks/serve_load.py).
+let plotlyLoading = null;
+function plotlyJs() {
+  if (!plotlyLoading) {
+    plotlyLoading = new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = "/vendor/plotly.min.js";
+      s.onload = () => resolve(window.Plotly);
+      s.onerror = () => reject(new Error("plotly.js did not load"));
+      document.head.appendChild(s);
+    });
+  }
+  return plotlyLoading;
+}
+
+async function plot(id, traces, layout) {
+  const Plotly = await plotlyJs();
+  await Plotly.react(id, traces, layout, { displaylogo: false, responsive: true });
+}
+
 // --- tabs ---------------------------------------------------------------------------------
 function show(view) {
   document.querySelectorAll("#tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === view));
@@ -183,8 +207,8 @@ async function drawOverlay() {
     const rows = r.metrics.filter((m) => m.split === "valid");
     traces.push({ x: rows.map((m) => m.step), y: rows.map((m) => m.loss), name, mode: "lines+markers" });
   }
-  Plotly.react("r-overlay", traces, { margin: { t: 10, r: 10, b: 40, l: 60 }, xaxis: { title: "step" },
-    yaxis: { title: "validation loss", type: "log", exponentformat: "power" }, height: 280 }, { displaylogo: false, responsive: true });
+  plot("r-overlay", traces, { margin: { t: 10, r: 10, b: 40, l: 60 }, xaxis: { title: "step" },
+    yaxis: { title: "validation loss", type: "log", exponentformat: "power" }, height: 280 });
 }
 
 async function runDetail(name) {
@@ -285,7 +309,7 @@ function watch(name) {
   if (lab.socket) lab.socket.close();
   lab.watching = name || null;
   lab.curve = { train: { x: [], y: [] }, valid: { x: [], y: [] }, live: { x: [], y: [] } };
-  Plotly.purge("t-curves");
+  lineChart($("t-curves"), [], {});
   $("t-gates").innerHTML = "";
   $("t-gates-step").textContent = "";
   setButtons(null);
@@ -315,6 +339,7 @@ function watch(name) {
       $("t-gates-step").textContent = `(step ${m.data.step})`;
       lab.gatesDrawn = (lab.gatesDrawn || 0) + 1;
     } else if (m.type === "state") {
+      if (lab.state && lab.state !== m.state) refreshRuns();          // the run list shows it
       setButtons(m.state);
       lab.state = m.state;
       const el = $("t-status");
@@ -335,16 +360,60 @@ function status(s) {
 }
 
 function drawCurves() {
-  const c = lab.curve;
-  Plotly.react("t-curves", [
-    { x: c.live.x, y: c.live.y, name: "training loss (live, smoothed)", mode: "lines", line: { color: "#9db4e0" } },
-    { x: c.train.x, y: c.train.y, name: "training loss (mean per evaluation)", mode: "lines+markers", line: { color: "#2f6fdf" } },
-    { x: c.valid.x, y: c.valid.y, name: "validation loss", mode: "lines+markers", line: { color: "#e4572e" } }],
-  { margin: { t: 10, r: 10, b: 40, l: 60 }, height: 260, xaxis: { title: "step", rangemode: "tozero" },
-    yaxis: { title: "loss", type: "log", nticks: 6, exponentformat: "power" },
-    legend: { orientation: "h" } }, { displaylogo: false, responsive: true });
-  lab.curvePoints = c.live.x.length + c.train.x.length + c.valid.x.length;
+  // at most twice a second, and not while the tab is hidden
+  if (lab.curveTimer) return;
+  lab.curveTimer = setTimeout(() => {
+    lab.curveTimer = null;
+    if (document.hidden) { lab.curveStale = true; return; }
+    const c = lab.curve;
+    lineChart($("t-curves"), [
+      { ...c.live, colour: "#9db4e0", label: "training loss (live, smoothed)" },
+      { ...c.train, colour: "#2f6fdf", label: "training loss (mean per evaluation)", dots: true },
+      { ...c.valid, colour: "#e4572e", label: "validation loss", dots: true }], { x: "step", y: "loss" });
+    lab.curvePoints = c.live.x.length + c.train.x.length + c.valid.x.length;     // points drawn
+  }, 500);
 }
+
+function lineChart(cv, series, labels) {
+  // lines on a log-scaled y axis, with decade ticks, step ticks and a legend
+  const ctx = cv.getContext("2d"), W = cv.width, H = cv.height, L = 64, R = 14, T = 12, B = 54;
+  ctx.clearRect(0, 0, W, H);
+  const xs = series.flatMap((s) => s.x), ys = series.flatMap((s) => s.y).filter((v) => v > 0);
+  if (!xs.length || !ys.length) return;
+  const x1 = Math.max(...xs, 1), lo = Math.log10(Math.min(...ys)), hi = Math.log10(Math.max(...ys));
+  const y0 = Math.floor(lo * 2) / 2, y1 = Math.max(Math.ceil(hi * 2) / 2, y0 + 0.5);
+  const px = (x) => L + x / x1 * (W - L - R), py = (v) => T + (y1 - Math.log10(v)) / (y1 - y0) * (H - T - B);
+  ctx.font = "12px system-ui, sans-serif";
+  ctx.strokeStyle = "#e8ecf2"; ctx.fillStyle = "#5b6475"; ctx.lineWidth = 1;
+  for (let e = Math.floor(y0); e <= Math.floor(y1); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = m * 10 ** e, y = py(v);
+      if (y < T - 1 || y > H - B + 1) continue;
+      ctx.beginPath(); ctx.moveTo(L, y); ctx.lineTo(W - R, y); ctx.stroke();
+      ctx.textAlign = "right"; ctx.fillText(v.toPrecision(1), L - 6, y + 4);
+    }
+  }
+  const step = 10 ** Math.floor(Math.log10(x1 / 5 || 1)), every = x1 / step > 10 ? 2 * step : step;
+  ctx.textAlign = "center";
+  for (let x = 0; x <= x1; x += every) ctx.fillText(String(x), px(x), H - B + 16);
+  ctx.fillText(labels.x, (L + W - R) / 2, H - B + 32);
+  ctx.save(); ctx.translate(14, (T + H - B) / 2); ctx.rotate(-Math.PI / 2); ctx.fillText(labels.y, 0, 0); ctx.restore();
+  let lx = L;
+  for (const s of series) {
+    ctx.strokeStyle = s.colour; ctx.fillStyle = s.colour; ctx.lineWidth = 2;
+    ctx.beginPath();
+    s.x.forEach((x, k) => { if (s.y[k] > 0) (k ? ctx.lineTo : ctx.moveTo).call(ctx, px(x), py(s.y[k])); });
+    ctx.stroke();
+    if (s.dots) s.x.forEach((x, k) => { if (s.y[k] > 0) { ctx.beginPath(); ctx.arc(px(x), py(s.y[k]), 3, 0, 7); ctx.fill(); } });
+    ctx.fillRect(lx, H - 14, 18, 3);
+    ctx.fillStyle = "#1d2330"; ctx.textAlign = "left"; ctx.fillText(s.label, lx + 24, H - 9);
+    lx += 24 + ctx.measureText(s.label).width + 22;
+  }
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && lab.curveStale) { lab.curveStale = false; drawCurves(); }
+});
 
 // --- inspect ------------------------------------------------------------------------------
 let typing = null;
@@ -390,16 +459,16 @@ function plotSaturation(s) {
   for (const [g, d] of Object.entries(s.groups)) for (const [k, v] of Object.entries(d)) {
     traces.push({ x: v.shut, y: v.open, mode: "markers", name: `${g} ${k}`, type: "scatter" });
   }
-  Plotly.react("i-saturation", traces, { height: 280, margin: { t: 10, r: 10, b: 45, l: 50 },
+  plot("i-saturation", traces, { height: 280, margin: { t: 10, r: 10, b: 45, l: 50 },
     xaxis: { title: `fraction of steps below ${s.low}`, range: [0, 1] },
-    yaxis: { title: `above ${s.high}`, range: [0, 1] } }, { displaylogo: false });
+    yaxis: { title: `above ${s.high}`, range: [0, 1] } });
 }
 
 function plotTimescales(s) {
   const traces = Object.entries(s.groups).map(([g, d]) => ({
     x: [...d.mean.keys()], y: d.mean, type: "bar", name: g }));
-  Plotly.react("i-timescales", traces, { height: 280, margin: { t: 10, r: 10, b: 45, l: 60 },
-    xaxis: { title: "unit" }, yaxis: { title: `mean −1/ln ${s.gate} (steps)`, type: "log" } }, { displaylogo: false });
+  plot("i-timescales", traces, { height: 280, margin: { t: 10, r: 10, b: 45, l: 60 },
+    xaxis: { title: "unit" }, yaxis: { title: `mean −1/ln ${s.gate} (steps)`, type: "log" } });
 }
 
 function setupInspect() {
@@ -418,10 +487,10 @@ function setupInspect() {
     plotTimescales(await api("/api/inspect", { json: { run: $("i-run").value, analysis: "timescales" } })));
   $("i-conn").addEventListener("click", async () => {
     const c = await api("/api/inspect", { json: { run: $("i-run").value, analysis: "connectivity", input: input() } });
-    Plotly.react("i-connectivity", [{ z: c.matrix, type: "heatmap", colorscale: "Blues", reversescale: true,
+    plot("i-connectivity", [{ z: c.matrix, type: "heatmap", colorscale: "Blues", reversescale: true,
       x: c.steps.map((s, k) => `${k}:${s}`), y: c.matrix.map((_, k) => k) }],
     { height: 300, margin: { t: 10, r: 10, b: 60, l: 50 }, xaxis: { title: "input step" },
-      yaxis: { title: "output step" } }, { displaylogo: false });
+      yaxis: { title: "output step" } });
   });
   $("a-go").addEventListener("click", async () => {
     const r = await api("/api/inspect", { json: { run: $("i-run").value, analysis: "ablate", input: input(),
@@ -432,8 +501,7 @@ function setupInspect() {
     const traces = r.before_outputs
       ? [{ y: r.before_outputs, name: "before", mode: "lines" }, { y: r.after_outputs, name: "after", mode: "lines" }]
       : [{ y: r.output_change, name: "largest output change", type: "bar" }];
-    Plotly.react("a-plot", traces, { height: 240, margin: { t: 10, r: 10, b: 40, l: 50 }, xaxis: { title: "step" } },
-      { displaylogo: false });
+    plot("a-plot", traces, { height: 240, margin: { t: 10, r: 10, b: 40, l: 50 }, xaxis: { title: "step" } });
   });
 }
 function currentInput() { return window.currentInput(); }
@@ -459,7 +527,7 @@ function connectStream() {
       stream.heat.push(f.subarray(3));
       if (stream.history.length > 300) { stream.history.shift(); stream.heat.shift(); }
       stream.latest = f;
-      stream.dirty = true;
+      requestDraw();
       return;
     }
     const m = JSON.parse(ev.data);
@@ -470,7 +538,7 @@ function connectStream() {
       $("s-text").hidden = m.kind !== "text";
       $("s-rows").textContent = `rows, top to bottom: ${m.rows.map((r) => r.join(" ")).join(", ")} (${m.units} units each); columns: the last 300 steps`;
       if (m.kind === "series") sendConfig();
-    } else if (m.type === "reset") { stream.history = []; stream.heat = []; stream.dirty = true; }
+    } else if (m.type === "reset") { stream.history = []; stream.heat = []; requestDraw(); }
     else if (m.type === "text") {
       $("s-next").textContent = "next character: " + (m.prediction || [])
         .map((o) => `${JSON.stringify(o.char)} ${(100 * o.p).toFixed(1)}%`).join("  ");
@@ -484,6 +552,11 @@ function sendConfig() {
   stream.ws.send(JSON.stringify({ type: "config", source: $("s-source").value, example: Number($("s-example").value),
     freq: Number($("s-freq").value), amp: Number($("s-amp").value), noise: Number($("s-noise").value),
     speed: Number($("s-speed").value) }));
+}
+
+function requestDraw() {
+  // one drawing per animation frame, of the newest data, and none while nothing arrives
+  if (!stream.dirty) { stream.dirty = true; requestAnimationFrame(drawStream); }
 }
 
 function drawStream() {
@@ -527,7 +600,7 @@ function drawStream() {
     hc.strokeStyle = "#ffffff"; hc.lineWidth = 2;
     for (let r = 1; r < rows; r++) { const yy = r * hv.height / rows; hc.beginPath(); hc.moveTo(0, yy); hc.lineTo(hv.width, yy); hc.stroke(); }
   }
-  requestAnimationFrame(drawStream);
+  stream.dirty = false;
 }
 
 function setupStream() {
@@ -554,7 +627,6 @@ function setupStream() {
     $("s-fps").textContent = stream.ws ? `${((lab.framesDrawn - frames) / ((now - last) / 1000)).toFixed(0)} frames/s drawn` : "";
     frames = lab.framesDrawn; last = now;
   }, 1000);
-  requestAnimationFrame(drawStream);
 }
 
 // --- step through -------------------------------------------------------------------------
