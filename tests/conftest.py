@@ -50,3 +50,12 @@ def one_line_error(r, code=2):
     assert r.returncode == code, r.stdout + r.stderr
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
     return r.stderr
+
+
+def raises_one_line(fn, *args, **kw) -> str:
+    """The message of the ValueError fn(*args, **kw) raises: one line, not empty."""
+    with pytest.raises(ValueError) as e:
+        fn(*args, **kw)
+    msg = str(e.value)
+    assert msg and "\n" not in msg
+    return msg

@@ -16,7 +16,7 @@ from lstmlab.models import network_class
 from lstmlab.tasks import get_task
 from lstmlab.tasks.memory import adding_sequences
 from lstmlab.train.engines import predictor_for
-from tests.conftest import assert_close
+from tests.conftest import assert_close, raises_one_line
 
 TEXT = ("In the beginning (God) created the heaven and the earth.\nAnd the earth was without form, "
         "and void; and darkness (was) upon the face of the deep.\n") * 12
@@ -39,14 +39,6 @@ def _pair(task, variant, hidden=4, dtype="float64", **settings):
     tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in nm.params.items()})
     return (inspect.Subject(predictor_for(nm), "numpy", task),
             inspect.Subject(predictor_for(tm), "torch", task))
-
-
-def _one_line_error(fn, *args, **kw) -> str:
-    with pytest.raises(ValueError) as e:
-        fn(*args, **kw)
-    msg = str(e.value)
-    assert msg and "\n" not in msg
-    return msg
 
 
 # --- hand-computed cases -------------------------------------------------------------------------
@@ -138,8 +130,8 @@ def test_every_analysis_is_the_same_in_both_engines(tasks, task, variant, settin
 
     if family == "rnn":
         for engine_subject in (sn, st):
-            assert "no gates" in _one_line_error(inspect.saturation, engine_subject)
-            assert "timescales" in _one_line_error(inspect.timescales, engine_subject)
+            assert "no gates" in raises_one_line(inspect.saturation, engine_subject)
+            assert "timescales" in raises_one_line(inspect.timescales, engine_subject)
     else:
         a, b = inspect.saturation(sn), inspect.saturation(st)
         assert a.steps == b.steps
@@ -263,34 +255,34 @@ def test_top_units_finds_a_planted_unit(tasks, engine):
 # --- what the analyses refuse ---------------------------------------------------------------------
 def test_bad_inputs_get_one_line_naming_what_exists(tasks):
     s, _ = _pair(tasks["sine"], "lstm")
-    assert "past the test split, which has examples 0 to 2" in _one_line_error(inspect.inputs_of, s, 3)
-    assert "0 to 2" in _one_line_error(inspect.activations, s, -1)
-    msg = _one_line_error(inspect.top_units, s, "nonsense")
+    assert "past the test split, which has examples 0 to 2" in raises_one_line(inspect.inputs_of, s, 3)
+    assert "0 to 2" in raises_one_line(inspect.activations, s, -1)
+    msg = raises_one_line(inspect.top_units, s, "nonsense")
     assert "unknown signal 'nonsense'" in msg and "position_in_word" in msg
-    assert "one per step (149)" in _one_line_error(inspect.top_units, s, np.ones(7), 0)
-    assert "layer(s) 0 to 0" in _one_line_error(inspect.ablate, s, 0, layer=1, unit=0)
-    assert "layer(s) 0 to 0" in _one_line_error(inspect.ablate, s, 0, layer=-1, unit=0)
-    assert "units 0 to 3" in _one_line_error(inspect.ablate, s, 0, layer=0, unit=4)
-    msg = _one_line_error(inspect.ablate, s, 0, layer=0, unit=0, gate="z")
+    assert "one per step (149)" in raises_one_line(inspect.top_units, s, np.ones(7), 0)
+    assert "layer(s) 0 to 0" in raises_one_line(inspect.ablate, s, 0, layer=1, unit=0)
+    assert "layer(s) 0 to 0" in raises_one_line(inspect.ablate, s, 0, layer=-1, unit=0)
+    assert "units 0 to 3" in raises_one_line(inspect.ablate, s, 0, layer=0, unit=4)
+    msg = raises_one_line(inspect.ablate, s, 0, layer=0, unit=0, gate="z")
     assert "no 'z'" in msg and "i, f, g, c, o, h" in msg
-    assert "not bidirectional" in _one_line_error(inspect.ablate, s, 0, unit=0, direction="reverse")
-    assert "x has 3 features, the model expects 1" in _one_line_error(inspect.inputs_of, s, np.zeros((5, 3)))
-    assert "(T, F) or (T, B, F)" in _one_line_error(inspect.inputs_of, s, np.zeros((5, 1, 1, 1)))
-    assert "(T, F) or (T, B, F)" in _one_line_error(inspect.inputs_of, s, np.zeros((0, 1)))
+    assert "not bidirectional" in raises_one_line(inspect.ablate, s, 0, unit=0, direction="reverse")
+    assert "x has 3 features, the model expects 1" in raises_one_line(inspect.inputs_of, s, np.zeros((5, 3)))
+    assert "(T, F) or (T, B, F)" in raises_one_line(inspect.inputs_of, s, np.zeros((5, 1, 1, 1)))
+    assert "(T, F) or (T, B, F)" in raises_one_line(inspect.inputs_of, s, np.zeros((0, 1)))
 
     bare = inspect.Subject(s.predictor, "numpy")                    # a model without its task
-    assert "as an array" in _one_line_error(inspect.activations, bare, 0)
+    assert "as an array" in raises_one_line(inspect.activations, bare, 0)
 
     nfg, _ = _pair(tasks["sine"], "nfg")
-    msg = _one_line_error(inspect.ablate, nfg, 0, layer=0, unit=0, gate="f")
+    msg = raises_one_line(inspect.ablate, nfg, 0, layer=0, unit=0, gate="f")
     assert "nfg cell has no 'f'" in msg and "i, g, c, o, h" in msg
-    assert "no forget gate" in _one_line_error(inspect.timescales, nfg)
-    assert "no 'f'" in _one_line_error(inspect.ablation_table, nfg, gate="f")
+    assert "no forget gate" in raises_one_line(inspect.timescales, nfg)
+    assert "no 'f'" in raises_one_line(inspect.ablation_table, nfg, gate="f")
 
     tok, _ = _pair(tasks["charlm"], "lstm")
     ids = np.zeros((4, 1, 2), np.int64)
-    assert "(T,) or (T, B) token ids" in _one_line_error(inspect.inputs_of, tok, ids)
-    assert "never saw" in _one_line_error(inspect.activations, tok, "In the beginning Z")
+    assert "(T,) or (T, B) token ids" in raises_one_line(inspect.inputs_of, tok, ids)
+    assert "never saw" in raises_one_line(inspect.activations, tok, "In the beginning Z")
 
 
 def test_mixed_lengths_and_the_reverse_direction_in_both_engines(tasks):
@@ -346,7 +338,7 @@ def test_signal_values_by_hand():
     np.testing.assert_array_equal(sv("above_mean", series), [[0, 1], [1, 0], [0, 0], [1, 0]])
     np.testing.assert_array_equal(sv("rising", series), [[0, 0], [1, 0], [0, 0], [1, 0]])
     np.testing.assert_array_equal(sv("position", series)[:2], [[0, 0], [1, 1]])
-    assert "reads a series" in _one_line_error(sv, "value", Inputs(x=np.zeros((2, 1)), steps=[list("ab")]))
+    assert "reads a series" in raises_one_line(sv, "value", Inputs(x=np.zeros((2, 1)), steps=[list("ab")]))
 
     chars = Inputs(x=np.zeros((6, 2), np.int64), steps=[list("ab (c)"), list("Xy")], lengths=np.array([6, 2]))
     np.testing.assert_array_equal(sv("position_in_word", chars)[:, 0], [1, 2, 0, 0, 1, 0])
@@ -356,8 +348,8 @@ def test_signal_values_by_hand():
     words = Inputs(x=np.zeros((3, 1), np.int64), steps=[["In", "the", "(beginning)"]])
     np.testing.assert_array_equal(sv("position_in_word", words)[:, 0], [2, 3, 0])
     np.testing.assert_array_equal(sv("inside_parentheses", words)[:, 0], [0, 0, 1])
-    assert "one per step (3)" in _one_line_error(sv, np.ones(4), words)
-    assert "finite" in _one_line_error(sv, np.array([0.0, np.nan, 1.0]), words)
+    assert "one per step (3)" in raises_one_line(sv, np.ones(4), words)
+    assert "finite" in raises_one_line(sv, np.array([0.0, np.nan, 1.0]), words)
 
 
 def test_results_are_json(tasks):

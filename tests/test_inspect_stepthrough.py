@@ -16,7 +16,7 @@ from lstmlab.models import network_class
 from lstmlab.numpy.reference import ACTIVATIONS, sigmoid
 from lstmlab.tasks import get_task
 from lstmlab.train.engines import predictor_for
-from tests.conftest import assert_close
+from tests.conftest import assert_close, raises_one_line
 
 TOL = 1e-9
 VARIANTS = ("lstm", "peephole", "cifg", "gru", "rnn_tanh")
@@ -31,14 +31,6 @@ def sine():
 def _model(task, variant, **settings):
     mc = task.model_config(hidden_size=4, variant=variant, dtype="float64", **settings)
     return network_class(mc, "numpy")(mc, seed=0)
-
-
-def _one_line_error(fn, *args, **kw) -> str:
-    with pytest.raises(ValueError) as e:
-        fn(*args, **kw)
-    msg = str(e.value)
-    assert msg and "\n" not in msg
-    return msg
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -121,12 +113,12 @@ def test_a_token_model_reads_its_embedding_row_and_torch_gives_the_same(tmp_path
 def test_navigation_out_of_range_names_the_range(sine):
     model = _model(sine, "lstm", num_layers=2)
     x = sine.examples("test").take(0).x[:6]
-    assert _one_line_error(step_through, model, x, t=6) == \
+    assert raises_one_line(step_through, model, x, t=6) == \
         "t 6 is out of range: this model and input have steps 0 to 5"
-    assert "layers 0 to 1" in _one_line_error(step_through, model, x, layer=2)
-    assert "units 0 to 3" in _one_line_error(step_through, model, x, unit=-1)
-    assert "direction" in _one_line_error(step_through, model, x, direction="reverse")
-    assert "'last' or 'all'" in _one_line_error(step_through, model, x, loss="mse")
+    assert "layers 0 to 1" in raises_one_line(step_through, model, x, layer=2)
+    assert "units 0 to 3" in raises_one_line(step_through, model, x, unit=-1)
+    assert "direction" in raises_one_line(step_through, model, x, direction="reverse")
+    assert "'last' or 'all'" in raises_one_line(step_through, model, x, loss="mse")
     both = _model(sine, "gru", bidirectional=True)
     st = step_through(both, x, t=5, direction="reverse")           # its previous step is t + 1 = 6
     assert_close(st.values["h_prev"], np.zeros(4), TOL, "h before the reverse start")

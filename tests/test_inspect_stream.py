@@ -14,7 +14,7 @@ from lstmlab.inspect.stream import Stream
 from lstmlab.models import network_class
 from lstmlab.tasks import get_task
 from lstmlab.train.engines import predictor_for
-from tests.conftest import assert_close
+from tests.conftest import assert_close, raises_one_line
 
 TEXT = "In the beginning (God) created the heaven and the earth.\nAnd the earth was void.\n" * 12
 TOL = 1e-9
@@ -37,14 +37,6 @@ def _subject(task, engine="numpy", variant="lstm", **settings):
     tm = network_class(mc, "torch")(mc, seed=1)
     tm.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in nm.params.items()})
     return inspect.Subject(predictor_for(tm), "torch", task)
-
-
-def _one_line_error(fn, *args) -> str:
-    with pytest.raises(ValueError) as e:
-        fn(*args)
-    msg = str(e.value)
-    assert msg and "\n" not in msg
-    return msg
 
 
 def _same_as_record(subject, inputs, steps, first=0):
@@ -124,19 +116,19 @@ def test_a_bare_model_reads_its_own_input(tasks):
     out = _same_as_record(inspect.Subject(predictor_for(model), "numpy"),
                           inspect.inputs_of(inspect.open_subject(model), x), steps)
     assert_close([s.prediction for s in steps], out[:, 0], TOL, "raw outputs")
-    assert "reads 2 a step" in _one_line_error(Stream(model).step, 1.0)
+    assert "reads 2 a step" in raises_one_line(Stream(model).step, 1.0)
 
 
 def test_what_a_stream_refuses(tasks):
     sine = Stream(_subject(tasks["sine"]))
-    assert _one_line_error(sine.step, [0.1, 0.2]) == "the value has 2 numbers, the model reads 1 a step"
-    assert "finite number" in _one_line_error(sine.step, float("nan"))
-    assert "finite number" in _one_line_error(sine.step, "0.5")
+    assert raises_one_line(sine.step, [0.1, 0.2]) == "the value has 2 numbers, the model reads 1 a step"
+    assert "finite number" in raises_one_line(sine.step, float("nan"))
+    assert "finite number" in raises_one_line(sine.step, "0.5")
     chars = Stream(_subject(tasks["charlm"]))
-    assert "never saw" in _one_line_error(chars.step, "é")
-    assert "is 2 tokens" in _one_line_error(chars.step, "ab")
-    assert "positive integer" in _one_line_error(Stream, _subject(tasks["sine"]), 0)
+    assert "never saw" in raises_one_line(chars.step, "é")
+    assert "is 2 tokens" in raises_one_line(chars.step, "ab")
+    assert "positive integer" in raises_one_line(Stream, _subject(tasks["sine"]), 0)
     both = _subject(tasks["sine"], bidirectional=True)
-    assert "bidirectional" in _one_line_error(Stream, both)
+    assert "bidirectional" in raises_one_line(Stream, both)
     mc = ModelConfig(input_size=4, output_size=6, vocab_size=6, hidden_size=4, architecture="seq2seq")
-    assert "seq2seq" in _one_line_error(Stream, network_class(mc, "numpy")(mc, seed=0))
+    assert "seq2seq" in raises_one_line(Stream, network_class(mc, "numpy")(mc, seed=0))

@@ -116,6 +116,15 @@ def _open(page, view):
     page.wait_for_function("window.lab && window.lab.ready")
 
 
+def _start_sine(page, name: str, **settings):
+    """Fill the Train form for a sine run with these settings and start it."""
+    page.select_option("#t-task", "sine")
+    for key, value in settings.items():
+        page.fill(f"#train-form input[name={key}]", str(value))
+    page.fill("#t-name", name)
+    page.click("#t-start")
+
+
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_loads(page, view):
     _open(page, view)
@@ -125,11 +134,7 @@ def test_every_view_loads(page, view):
 
 def test_a_training_started_on_the_page_streams_its_curve_and_ends_as_a_run(page, runs, shots):
     _open(page, "train")
-    page.select_option("#t-task", "sine")
-    for name, value in (("hidden_size", "16"), ("steps", "300"), ("eval_every", "50")):
-        page.fill(f"#train-form input[name={name}]", value)
-    page.fill("#t-name", "from-the-page")
-    page.click("#t-start")
+    _start_sine(page, "from-the-page", hidden_size=16, steps=300, eval_every=50)
     page.wait_for_function("window.lab.curvePoints >= 2", timeout=60_000)
     first = page.evaluate("window.lab.curvePoints")
     page.wait_for_function(f"window.lab.curvePoints > {first}", timeout=60_000)   # it grows
@@ -147,11 +152,7 @@ def test_closing_the_page_leaves_the_training_going(browser, server, runs):
     page = context.new_page()
     page.goto(f"{server}/#train")
     page.wait_for_function("window.lab && window.lab.ready")
-    page.select_option("#t-task", "sine")
-    for name, value in (("hidden_size", "8"), ("steps", "400"), ("eval_every", "100")):
-        page.fill(f"#train-form input[name={name}]", value)
-    page.fill("#t-name", "page-closed")
-    page.click("#t-start")
+    _start_sine(page, "page-closed", hidden_size=8, steps=400, eval_every=100)
     page.wait_for_function("window.lab.curvePoints >= 1", timeout=60_000)
     context.close()                                              # the page goes away
     deadline = time.time() + 120
