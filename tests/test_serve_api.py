@@ -206,10 +206,21 @@ def test_uploads_are_limited_and_named(client, root, monkeypatch):
     ({"run": "sine", "analysis": "activations", "input": "abc"}, "reads numbers", 400),
     ({"run": "sine", "analysis": "activations", "input": "/etc/passwd"}, "reads numbers", 400),
     ({"run": "sine", "analysis": "activations", "units": 0}, "units must be between", 400),
+    ({"run": "sine", "analysis": "activations", "units": [1, 8]}, "a unit must be between 0 and 7", 400),
+    ({"run": "sine", "analysis": "activations", "units": []}, "give 1 to 256 units", 400),
     ({"run": "charlm", "analysis": "activations", "input": "zebra"}, "never saw", 400),
     ({"run": "bare", "analysis": "activations"}, "no model yet", 409)])
 def test_a_bad_inspection_is_refused(client, body, words, status):
     assert words in refused(client.post("/api/inspect", json=body), status)
+
+
+def test_activations_of_chosen_units_are_those_units(client):
+    ask = {"run": "sine", "analysis": "activations", "input": 0, "steps": 5}
+    every = client.post("/api/inspect", json={**ask, "units": 8}).json()
+    two = client.post("/api/inspect", json={**ask, "units": [6, 2]}).json()
+    assert every["units"] == list(range(8)) and two["units"] == [6, 2]
+    for name, m in two["groups"]["l0"].items():
+        assert [[row[6], row[2]] for row in every["groups"]["l0"][name]] == m, name
 
 
 def test_a_series_input_is_numbers_never_a_file_on_the_server(client, tmp_path):

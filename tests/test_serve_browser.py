@@ -177,6 +177,16 @@ def test_typing_into_inspect_changes_the_heatmaps(page, shots):
     after = page.evaluate("document.querySelector('#i-heatmaps canvas').toDataURL()")
     assert before != after
     assert page.locator("#i-coloured span").count() == 16        # the text, coloured by a unit
+    page.fill("#i-units", "3, 7")                                # chosen units
+    page.fill("#i-unit", "7")
+    page.click("#i-go")
+    page.wait_for_function("window.lab.inspected.units.join() === '3,7'")
+    assert page.evaluate("document.querySelector('#i-heatmaps canvas').height") == 2
+    assert page.locator("#i-coloured span").count() > 0
+    page.fill("#i-units", "24")
+    page.fill("#i-unit", "0")
+    page.dispatch_event("#i-text", "input")                      # the typed text again
+    page.wait_for_function("lab.inspected.units.length === 16 && lab.inspected.steps.length === 16")
     page.click("#i-sat")
     page.wait_for_selector("#i-saturation .main-svg")
     page.click("#i-time")

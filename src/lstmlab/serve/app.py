@@ -441,14 +441,17 @@ class Lab:
         with lock:
             try:
                 if analysis == "activations":
-                    units = _int(body.get("units", 32), "units", 1, 4096)
                     steps = _int(body.get("steps", 200), "steps", 1, MAX_INPUT_CHARS)
                     a = ins.activations(subject, value)
                     shown = a.first(steps).to_json()
-                    shown["groups"] = {g: {k: [row[:units] for row in v] for k, v in d.items()}
+                    H = min(subject.hidden_size(g) for g in subject.layer_groups())
+                    units = _units(body.get("units", 32), H)
+                    shown["groups"] = {g: {k: [[row[u] for u in units] for row in v]
+                                           for k, v in d.items()}
                                        for g, d in shown["groups"].items()}
                     shown.pop("decoder", None)
                     shown["hidden"] = {g: subject.hidden_size(g) for g in shown["groups"]}
+                    shown["units"] = units
                     return shown
                 if analysis == "saturation":
                     return ins.saturation(subject, max_steps=PAGE_STEPS).to_json()
@@ -542,6 +545,15 @@ def _float(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise Refused(f"{what} must be a finite number, got {str(value)[:30]!r}")
     return float(value)
+
+
+def _units(value, hidden: int) -> list[int]:
+    """The units a page asks to see: N (the first N) or a list of unit numbers."""
+    if isinstance(value, list):
+        if not 0 < len(value) <= 256:
+            raise Refused(f"give 1 to 256 units, got {len(value)}")
+        return [_int(u, "a unit", 0, hidden - 1) for u in value]
+    return list(range(min(_int(value, "units", 1, 4096), hidden)))
 
 
 def _setting(key, value) -> str:

@@ -90,7 +90,7 @@ function colour(v, signed, scale) {
 }
 const SIGNED = new Set(["g", "c", "h", "n"]);
 
-function heatmap(parent, title, matrix, steps, name) {
+function heatmap(parent, title, matrix, steps, name, units) {
   // matrix: [T][U]; drawn with units as rows and steps as columns
   const T = matrix.length, U = T ? matrix[0].length : 0;
   const box = document.createElement("div");
@@ -116,7 +116,7 @@ function heatmap(parent, title, matrix, steps, name) {
     if (t < 0 || t >= T || u < 0 || u >= U) return;
     const tip = $("tip");
     const step = steps && steps[t] !== undefined ? ` ${JSON.stringify(steps[t])}` : "";
-    tip.textContent = `${title} unit ${u} step ${t}${step}: ${matrix[t][u].toFixed(4)}`;
+    tip.textContent = `${title} unit ${units ? units[u] : u} step ${t}${step}: ${matrix[t][u].toFixed(4)}`;
     tip.style.left = `${e.clientX + 12}px`;
     tip.style.top = `${e.clientY + 12}px`;
     tip.style.display = "block";
@@ -127,10 +127,10 @@ function heatmap(parent, title, matrix, steps, name) {
   return cv;
 }
 
-function drawGroups(parent, groups, steps) {
+function drawGroups(parent, groups, steps, units) {
   parent.innerHTML = "";
   for (const [g, d] of Object.entries(groups)) {
-    for (const [name, m] of Object.entries(d)) heatmap(parent, `${g} ${name}`, m, steps, name);
+    for (const [name, m] of Object.entries(d)) heatmap(parent, `${g} ${name}`, m, steps, name, units);
   }
 }
 
@@ -421,10 +421,10 @@ async function inspectInput(input) {
   const run = $("i-run").value;
   if (!run) return toast("no run with a model yet: train one first");
   const r = await api("/api/inspect", { json: { run, analysis: "activations", input,
-    units: Number($("i-units").value), steps: Number($("i-steps").value) } });
+    units: unitsAsked(), steps: Number($("i-steps").value) } });
   lab.inspected = r;
   lab.inspectCount = (lab.inspectCount || 0) + 1;
-  drawGroups($("i-heatmaps"), r.groups, r.steps);
+  drawGroups($("i-heatmaps"), r.groups, r.steps, r.units);
   const groups = Object.keys(r.groups);
   const gsel = $("i-group"), keep = gsel.value;
   gsel.innerHTML = groups.map((g) => `<option>${g}</option>`).join("");
@@ -433,24 +433,34 @@ async function inspectInput(input) {
   const ssel = $("i-state"), keepS = ssel.value;
   ssel.innerHTML = names.map((n) => `<option>${n}</option>`).join("");
   ssel.value = names.includes(keepS) ? keepS : (names.includes("c") ? "c" : names[names.length - 1]);
-  $("i-info").textContent = `${r.steps.length} steps; showing ${Object.values(r.groups)[0][names[0]][0].length} units of ${Object.values(r.hidden)[0]}`;
+  const shownUnits = r.units.length > 12 ? `${r.units.slice(0, 12).join(", ")}, …` : r.units.join(", ");
+  $("i-info").textContent = `${r.steps.length} steps; ${r.units.length} units of ${Object.values(r.hidden)[0]} shown (${shownUnits})`;
   colourText();
+}
+
+function unitsAsked() {
+  // "24": the first 24 units; "3, 17, 42": those units
+  const v = $("i-units").value.trim();
+  return v.includes(",") ? v.split(",").filter((u) => u.trim()).map(Number) : Number(v);
 }
 
 function colourText() {
   const r = lab.inspected;
   if (!r) return;
   const m = r.groups[$("i-group").value][$("i-state").value];
-  const u = Number($("i-unit").value);
-  if (!m || u >= m[0].length) return;
+  const unit = Number($("i-unit").value), u = r.units.indexOf(unit);     // its column
+  if (!m) return;
+  if (u < 0) {
+    $("i-coloured").textContent = `unit ${unit} is not among the units shown; add it to "units" above`;
+    return;
+  }
   let scale = 1e-9;
   for (const row of m) scale = Math.max(scale, Math.abs(row[u]));
   const signed = SIGNED.has($("i-state").value);
   $("i-coloured").innerHTML = r.steps.map((s, t) => {
     const [cr, cg, cb] = colour(m[t][u], signed, signed ? scale : 1);
-    const text = String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;");
     const sep = String(s).length > 1 ? " " : "";
-    return `<span style="background:rgb(${cr},${cg},${cb})" title="${m[t][u].toFixed(4)}">${text === "\n" ? "⏎\n" : text}</span>${sep}`;
+    return `<span style="background:rgb(${cr},${cg},${cb})" title="${m[t][u].toFixed(4)}">${s === "\n" ? "⏎\n" : esc(s)}</span>${sep}`;
   }).join("");
 }
 
