@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import socket
 import struct
@@ -543,3 +544,16 @@ def test_a_text_stream_steps_once_per_character(client):
         ws.send_json({"type": "text", "text": "\u00e9"})        # not in the text
         msg = ws.receive_json()
         assert msg["type"] == "error" and "\n" not in msg["error"]
+
+
+@pytest.mark.parametrize("live", ['{"state": "running", "pid": "1"}', '{"state": "running", "pid": -1}',
+                                  '[1, 2]', '{"state": "running", "pid": 1', ''])
+def test_a_damaged_live_file_reads_as_a_stopped_run(root, tmp_path, live):
+    shutil.copytree(root / "sine", tmp_path / "runs" / "damaged", symlinks=True)
+    (tmp_path / "runs" / "damaged" / "live.json").write_text(live)
+    (tmp_path / "runs" / "damaged" / "metrics.jsonl").write_text("")     # no test row
+    c = TestClient(create_app(tmp_path / "runs"))
+    [run] = c.get("/api/runs").json()
+    assert run["state"] == "stopped"
+    assert "not training" in refused(c.post("/api/control", json={"run": "damaged", "action": "pause"}),
+                                     409)

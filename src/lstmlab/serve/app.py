@@ -181,7 +181,7 @@ class Lab:
         return out
 
     def state(self, name: str, path: Path) -> tuple[str, str | None]:
-        """(state, message): running, paused, finished, stopped, failed or starting."""
+        """(state, message): running, paused, finished, stopped or failed."""
         proc = self.procs.get(name)
         if proc is not None:
             rc = proc.poll()
@@ -190,9 +190,10 @@ class Lab:
             self.paused.discard(name)
             if rc != 0:
                 return ("stopped" if rc in (130, -signal.SIGINT) else "failed"), _last_error(path)
-        live = _read_json(path / "live.json") or {}
-        if live.get("state") == "running" and _pid_alive(int(live.get("pid", 0))) \
-                and _lock_pid(path) == live.get("pid"):
+        live = _read_json(path / "live.json")
+        pid = live.get("pid") if isinstance(live, dict) else None
+        if isinstance(pid, int) and pid > 0 and live.get("state") == "running" and _pid_alive(pid) \
+                and _lock_pid(path) == pid:
             return ("paused" if name in self.paused else "running"), None
         rows = _metrics(path)
         if any(r.get("split") == "test" for r in rows):
@@ -333,9 +334,10 @@ class Lab:
             raise Refused(f"action must be pause, resume, stop or continue, got {str(action)[:30]!r}")
         if state not in ("running", "paused"):
             raise Refused(f"run {name!r} is {state}, not training", 409)
-        live = _read_json(path / "live.json") or {}
+        live = _read_json(path / "live.json")
         proc = self.procs.get(name)
-        pid = proc.pid if proc is not None and proc.poll() is None else int(live.get("pid", 0))
+        pid = proc.pid if proc is not None and proc.poll() is None else (
+            live.get("pid") if isinstance(live, dict) and isinstance(live.get("pid"), int) else 0)
         if not pid:
             raise Refused(f"run {name!r} is starting; try again in a moment", 409)
         if action == "pause":
