@@ -36,6 +36,7 @@ from lstmlab.serve import create_app, serve
 from lstmlab.tasks import get_task
 from lstmlab.train import fit
 from tests.conftest import lstmlab as cli
+from tests.conftest import one_line_error
 
 # a sine run through the API: small enough to finish in seconds, long enough to control
 TRAINING = {"task": "sine", "settings": {"hidden_size": 8, "batch_size": 8, "steps": 300,
@@ -557,3 +558,13 @@ def test_a_damaged_live_file_reads_as_a_stopped_run(root, tmp_path, live):
     assert run["state"] == "stopped"
     assert "not training" in refused(c.post("/api/control", json={"run": "damaged", "action": "pause"}),
                                      409)
+
+
+def test_a_port_in_use_is_one_line_and_exit_2(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = cli("serve", "--runs", tmp_path / "runs", "--port", port)
+    assert "Address already in use); choose another --port" in one_line_error(r)
+    assert not (tmp_path / "runs").exists()                        # nothing made for nothing

@@ -577,8 +577,9 @@ def _int_list(value: str, what: str) -> list[int]:
 def serve_cmd(runs_dir, host, port, open_browser):
     """The live laboratory in a web page: train and watch the gates learn, compare and export
     runs, inspect a model, stream into it, step through one cell's equations."""
-    from .serve import serve
+    from .serve import check_address, serve
 
+    check_address(host, port)
     err.print(f"lstmlab serve: http://{host}:{port}/  (runs folder {os.path.abspath(runs_dir)}; "
               "Ctrl-C stops the server, not the trainings)")
     serve(runs_dir, host=host, port=port, open_browser=open_browser)

@@ -5,6 +5,6 @@ compare and export runs, inspect a trained model, stream into it, and step throu
 cell's equations. Every view's data comes from the package functions the CLI and the tests
 also call; deleting this folder breaks nothing else."""
 
-from .app import create_app, serve
+from .app import check_address, create_app, serve
 
-__all__ = ["create_app", "serve"]
+__all__ = ["check_address", "create_app", "serve"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
@@ -907,10 +908,25 @@ def _plotly_js() -> Path:
     return path
 
 
+def check_address(host: str, port: int) -> None:
+    """A one-line ValueError when the server could not listen on host:port (uvicorn would
+    exit 1 with a log line): a port in use, an address this machine does not have."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            hint = ("choose another --port, or stop what uses it" if e.errno == errno.EADDRINUSE
+                    else "check --host")
+            raise ValueError(f"cannot listen on {host} port {port} ({e.strerror or e}); {hint}") from None
+
+
 def serve(runs="runs", host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
     """Serve the lab until Ctrl-C."""
     import uvicorn
 
+    check_address(host, port)
     app = create_app(runs)
     if open_browser:
         import webbrowser
