@@ -153,11 +153,12 @@ class Activations:
         attention = None if self.attention is None else self.attention[:, :, :steps]
         return Activations(groups, self.outputs, cut, attention)
 
-    def to_json(self, sequence: int = 0) -> dict:
-        """One sequence's values as lists: {group: {name: [[unit values] per step]}}."""
+    def to_json(self, sequence: int = 0, units=slice(None)) -> dict:
+        """One sequence's values as lists: {group: {name: [[unit values] per step]}};
+        `units` (a list of unit numbers or a slice) picks the encoder side's units."""
         T = self.inputs.length(sequence)
         out = {"steps": self.inputs.steps[sequence],
-               "groups": {g: {n: v[:T, sequence].tolist() for n, v in d.items()}
+               "groups": {g: {n: v[:T, sequence][:, units].tolist() for n, v in d.items()}
                           for g, d in self.groups.items() if not g.startswith("decoder.")}}
         if self.attention is not None:
             T2 = self.attention.shape[1]

@@ -446,12 +446,9 @@ class Lab:
                 if analysis == "activations":
                     steps = _int(body.get("steps", 200), "steps", 1, MAX_INPUT_CHARS)
                     a = ins.activations(subject, value)
-                    shown = a.first(steps).to_json()
                     H = min(subject.hidden_size(g) for g in subject.layer_groups())
                     units = _units(body.get("units", 32), H)
-                    shown["groups"] = {g: {k: [[row[u] for u in units] for row in v]
-                                           for k, v in d.items()}
-                                       for g, d in shown["groups"].items()}
+                    shown = a.first(steps).to_json(units=units)
                     shown.pop("decoder", None)
                     shown["hidden"] = {g: subject.hidden_size(g) for g in shown["groups"]}
                     shown["units"] = units

@@ -159,10 +159,7 @@ class Live(Callback):
             inputs = self.task.examples("valid").take(0)
         else:
             inputs = first_steps(self.task.examples("valid").take(0), self.GATE_STEPS)
-        shown = activations(subject, inputs).to_json()
-        n = self.GATE_UNITS
-        shown["groups"] = {g: {k: [row[:n] for row in v] for k, v in d.items()}
-                           for g, d in shown["groups"].items()}
+        shown = activations(subject, inputs).to_json(units=slice(self.GATE_UNITS))
         shown.pop("decoder", None)
         write_text(self.dir / "live_gates.json", json.dumps({"step": step, **shown}) + "\n")
 
