@@ -34,6 +34,7 @@ import numpy as np
 from ..families import family_of, gate_blocks, state_sizes
 from ..interfaces import RecurrentCell
 from ..spec import CellSpec
+from . import kernels
 from .ops import activate, activate_grad, layer_norm, layer_norm_backward, sigmoid, sigmoid_grad
 
 
@@ -166,6 +167,7 @@ class LSTMCell(Cell):
         # merged (no layer norm): the scale s of the squashing is folded into the weights of
         # the step's product, exactly since s is 1 or 1/2
         self.merged = not spec.layer_norm
+        self.plain = spec == CellSpec()                         # the compiled kernels' case
 
     def prepare(self, p):
         w = super().prepare(p)
@@ -253,6 +255,10 @@ class LSTMCell(Cell):
         spec, blk = self.spec, self.blk
         h, c = prev[0], prev[1]
         z = cache["gates"][t]                                   # (B, G): a, then the gates
+        if self.plain and kernels.enabled and z.dtype == np.float32:   # the rest in one call
+            np.matmul(xp_t, w["weight_x1h"].T, out=z)
+            kernels.lstm_forward(z, c, new[1], cache["act"][t], new[0])
+            return
         if spec.layer_norm:                                     # z = LN(R h) gamma + xp
             rhat, rrstd = layer_norm(h @ w["weight_hh_T"])
             cache["rhat"][t], cache["rrstd"][t] = rhat, rrstd
@@ -302,6 +308,10 @@ class LSTMCell(Cell):
         dh, dc_next = dnew[0], dnew[1]
         c = prev[1]
         z, act = cache["gates"][t], cache["act"][t]
+        if self.plain and kernels.enabled and z.dtype == np.float32:
+            dc_prev = np.empty_like(c)
+            kernels.lstm_backward(dh, dc_next, z, act, c, da, dc_prev)
+            return self._undo_recurrent(w, da), dc_prev
         i, f, o, g = (self._gate(z, n) for n in "ifog")
         if spec.coupled_gates:
             f = 1.0 - i

@@ -17,6 +17,7 @@ forward loop over each sequence reversed within its own length.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from ..families import check_stack, family_of, groups, state_names
 from ..interfaces import Empty, RecurrentCell
 from ..spec import CellSpec
 from ..spec import variant as make_spec
+from . import kernels
 from .cells import make_cell
 from .init import init_stack
 from .module import Module, check_dtype
@@ -180,6 +182,14 @@ class Recurrent(Module):
         self._steppers: list[RecurrentCell] = (
             self.cells if self.fast else [ReferenceCell(c) for c in self.cells])
         self._workspace = Workspace()
+        # step() on one stream of a plain one-directional LSTM runs on kernels.lstm_stream:
+        # the parameter names of each layer, in its argument order, and the state's shape for
+        # each shape of x_t
+        self._stream_names = [tuple(f"{n}_l{k}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                              for k in range(num_layers)] if (
+            spec == CellSpec() and not bidirectional and not proj_size and self.fast) else None
+        self._stream_shapes = {(input_size,): (num_layers, hidden_size),
+                               (1, input_size): (num_layers, 1, hidden_size)}
         # None, or edit(group, name, value, when) -> value: while set, every step runs on the
         # reference equations and hands each gate and state it makes ("i", ..., "c", "h" of
         # layer and direction `group`, e.g. "l0_reverse"; "h" before a projection) to `edit`;
@@ -371,6 +381,9 @@ class Recurrent(Module):
         step, as forward() does on a sequence of length 1 (the reverse direction cannot see
         the future of a stream).
         """
+        fast = self._step_stream(x_t, state)
+        if fast is not None:
+            return fast
         x_t = self._as_array(x_t, "x_t")
         if x_t.ndim not in (1, 2):
             raise ValueError(f"x_t must be 2-D (B, I) or 1-D (I,), got shape {x_t.shape}")
@@ -379,6 +392,37 @@ class Recurrent(Module):
             x = x.transpose(1, 0, 2)
         y, state, _ = self._forward(x, state, None, keep=False)
         return (y[:, 0] if self.batch_first else y[0]) if x_t.ndim == 2 else y[0], state
+
+    def _step_stream(self, x_t, state):
+        """step() for one stream of a plain LSTM with the least work per call: each layer's
+        parameters as they are (nothing prepared), no sequence machinery. None when the call
+        is anything else (also a NaN, or the wrong type or shape): the general path then
+        runs, with its checks and messages."""
+        names, dt = self._stream_names, self.dtype
+        if names is None or self.edit is not None or type(x_t) is not np.ndarray or x_t.dtype != dt:
+            return None
+        L, H = self.num_layers, self.hidden_size
+        want = self._stream_shapes.get(x_t.shape)
+        if want is None:
+            return None
+        if state is None:
+            h0 = c0 = np.zeros(want, dt)
+        elif type(state) is tuple and len(state) == 2:
+            h0, c0 = state
+            if not (type(h0) is np.ndarray and type(c0) is np.ndarray and h0.shape == c0.shape == want
+                    and h0.dtype == c0.dtype == dt):
+                return None
+        else:
+            return None
+        h, c = np.empty(want, dt), np.empty(want, dt)
+        hp, cp, hn, cn = h0.reshape(L, H), c0.reshape(L, H), h.reshape(L, H), c.reshape(L, H)
+        z, x, p, total = np.empty(4 * H, dt), x_t.reshape(-1), self.params, 0.0
+        for k, (w, r, bi, bh) in enumerate(names):
+            total += kernels.lstm_stream(p[w], p[r], p[bi], p[bh], x, hp[k], cp[k], hn[k], cn[k], z)
+            x = hn[k]
+        if not math.isfinite(total):                            # a NaN or inf came in
+            return None
+        return h[L - 1].copy(), (h, c)
 
     # --- boundary checks and layout ------------------------------------------------------
     def _check_x(self, x):

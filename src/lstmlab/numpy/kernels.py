@@ -1,0 +1,95 @@
+"""Compiled kernels: the elementwise work of one LSTM step in one call (optional, numba).
+
+Per step the NumPy engine makes one matrix product and then squashes the gates, updates
+the cell and forms h: as NumPy calls that is a dozen passes over small arrays, each with
+its own call overhead, and NumPy's float32 tanh runs about 4 ns per element here. At the
+shapes most people start with, (T, B, I, H) = (100, 32, 32, 128), that elementwise work
+took more time than the product. These kernels do it in one pass, compiled by numba
+(the `fast` extra), with a tanh that vectorises:
+
+    forward:   z = [x, 1, h] [W | b | R]^T (sigmoid rows pre-halved) -> i, f, g, o, c, tanh c, h
+    backward:  dh, dc_next and the stored gates -> dL/da for the four gates, dc_prev
+    stream:    one step of one stream (B = 1, `LSTM.step`), products included: about 500 us
+               through the sequence machinery, a tenth of that here (see `lstmlab bench`)
+
+They cover the plain LSTM (`variant="lstm"`) in float32: the variants and float64 run on
+the NumPy code in cells.py (and the stream step on the NumPy lines of `lstm_stream`), which
+is also what runs when numba is not installed or `LSTMLAB_KERNELS=0` is set. Tests hold the
+two paths equal (tests/test_numpy_kernels.py).
+
+The tanh is the rational approximation of Eigen (generic_fast_tanh_float, also used by
+TensorFlow): at most 2 float32 units in the last place from the true tanh, exactly
++-1 beyond |x| = 7.9.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+
+import numpy as np
+
+from .ops import sigmoid
+
+
+def _wanted() -> bool:
+    if os.environ.get("LSTMLAB_KERNELS", "1").strip().lower() in ("0", "off", "false", "no"):
+        return False
+    return importlib.util.find_spec("numba") is not None
+
+
+# whether the compiled kernels run; tests switch it to compare the two paths
+enabled: bool = _wanted()
+
+
+def lstm_forward(z, c_prev, c, act, h) -> None:
+    """Finish one LSTM step, in place. z (B, 4H): the pre-activations, halved in the i, f, o
+    columns, becomes the gates i, f, g, o; writes c = f c_prev + i g, act = tanh(c), h = o act."""
+    _code().forward(z, c_prev, c, act, h)
+
+
+def lstm_backward(dh, dc_next, z, act, c_prev, da, dc_prev) -> None:
+    """Undo one LSTM step's elementwise part: from dL/dh and dL/dc of the step's outputs and its
+    stored gates z and act = tanh(c), write dL/da (B, 4H) and dL/dc_prev (B, H)."""
+    _code().backward(dh, dc_next, z, act, c_prev, da, dc_prev)
+
+
+# multiply-adds of a stream step up to which one compiled loop beats two BLAS calls: at H = 128
+# (82 k) it took 6 us against 12 us, at H = 512 (1.1 M) 97 us against 54 us on 2 cores
+_STREAM_PRODUCT = 1 << 18
+
+
+def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z) -> float:
+    """One LSTM step of one stream (B = 1), straight from the layer's parameters (nothing
+    prepared, so a weight changed in place is seen at once): x (I,), h and c (H,) the state
+    before; writes h_out, c_out (H,) and the gates i, f, g, o into z (4H,). Returns the sum
+    of the pre-activations and of c_out: not finite when a NaN or inf came in."""
+    if enabled and z.dtype == np.float32:
+        if z.size * (x.size + h.size) <= _STREAM_PRODUCT:
+            return _code().stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z)
+        np.matmul(W, x, out=z)                                  # large: BLAS's threads win
+        z += R @ h
+        return _code().stream_gates(z, b_i, b_h, c, h_out, c_out)
+    H = c.shape[0]
+    np.matmul(W, x, out=z)                                      # a = W x + R h + b_i + b_h
+    z += R @ h
+    z += b_i
+    z += b_h
+    a_sum = z.sum()
+    i, f, g, o = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
+    np.tanh(g, out=g)
+    sigmoid(z[:2 * H], out=z[:2 * H])
+    sigmoid(o, out=o)
+    np.multiply(f, c, out=c_out)                                # c = f c + i g
+    c_out += i * g
+    np.tanh(c_out, out=h_out)                                   # h = o tanh(c)
+    h_out *= o
+    return float(a_sum + c_out.sum())
+
+
+@functools.cache
+def _code():
+    """The compiled module, imported on first use: importing lstmlab does not import numba."""
+    from . import kernels_numba
+    return kernels_numba
