@@ -92,6 +92,18 @@ def gate_blocks(spec: CellSpec, hidden_size: int) -> dict[str, slice]:
     return {g: slice(k * H, (k + 1) * H) for k, g in enumerate(spec.gates)}
 
 
+def merge_runs(slices) -> list[slice]:
+    """Merge adjacent slices (sorted by start) into contiguous runs: the gates an operation
+    can treat as one block of columns."""
+    runs: list[slice] = []
+    for s in sorted(slices, key=lambda s: s.start):
+        if runs and runs[-1].stop == s.start:
+            runs[-1] = slice(runs[-1].start, s.stop)
+        else:
+            runs.append(s)
+    return runs
+
+
 def layer_shapes(spec: CellSpec, input_size: int, hidden_size: int,
                  proj_size: int = 0) -> dict[str, tuple[int, ...]]:
     """{base name: shape} of one layer and direction, in storage order (the state dict's, and

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..families import family_of, gate_blocks, state_sizes
+from ..families import family_of, gate_blocks, merge_runs, state_sizes
 from ..interfaces import RecurrentCell
 from ..spec import CellSpec
 from . import kernels
@@ -154,7 +154,7 @@ class LSTMCell(Cell):
         # squashed right after the pre-activations: all but o when o looks at the new c, and
         # but g when g is the identity
         early = [g for g in spec.gates if shape[g] and not (g == "o" and spec.peepholes)]
-        self.squash_runs = _runs([self.blk[g] for g in early])
+        self.squash_runs = merge_runs([self.blk[g] for g in early])
         self.o_late = "o" in self.blk and spec.peepholes
         s, m, b = (np.ones(self.G), np.ones(self.G), np.zeros(self.G))
         for g, sl in self.blk.items():
@@ -524,13 +524,3 @@ CELLS: dict[str, type[LSTMCell | GRUCell | RNNCell]] = {"lstm": LSTMCell, "gru":
 def make_cell(spec: CellSpec, input_size: int, hidden_size: int, proj_size: int = 0) -> RecurrentCell:
     return CELLS[spec.family](spec, input_size, hidden_size, proj_size)
 
-
-def _runs(slices):
-    """Merge adjacent slices (sorted by start) into contiguous runs."""
-    runs = []
-    for s in sorted(slices, key=lambda s: s.start):
-        if runs and runs[-1].stop == s.start:
-            runs[-1] = slice(runs[-1].start, s.stop)
-        else:
-            runs.append(s)
-    return runs

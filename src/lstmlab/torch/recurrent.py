@@ -4,14 +4,17 @@
 same weights for the same seed and keep them under the same names (PyTorch's state-dict
 keys), so weights move between the engines and from torch.nn unchanged.
 
-Two paths compute the same function:
+Three paths compute the same function:
   fast     `lstm`, `gru`, `rnn_tanh`, `rnn_relu`: PyTorch's fused kernels (cuDNN on a GPU),
            called on this module's own parameters; variable lengths via packed sequences.
+  sequence the other LSTM variants (not FGR; no projection, lengths, recurrent dropout,
+           zoneout or edit): each layer and direction one autograd Function whose backward
+           is the recurrence written out (sequence.py), instead of a graph of every step.
   generic  every variant: cell (cells.py) -> layer (`run_layer`) -> stack (`_generic`),
            written once; autograd gives the backward pass.
 The fast path is taken unless `fast=False`, or a regulariser the kernels lack is active:
 zoneout (train and eval), recurrent dropout (train). Inter-layer dropout is the kernels'
-own and weight drop hands them dropped weights.
+own and weight drop hands them dropped weights. `fast=False` runs everything generic.
 
 Variable lengths follow PyTorch's packed sequences, as in lstmlab.numpy: outputs past a
 sequence's end are zero, its final state is the state at its last step, and the reverse
@@ -36,6 +39,7 @@ from ..families import FAMILIES, check_stack, family_of, groups, layer_shapes
 from ..numpy.init import init_stack
 from ..spec import VARIANTS, CellSpec
 from ..spec import variant as make_spec
+from . import sequence
 from .cells import StepCell, make_cell
 from .device import numpy_dtype, resolve_device
 from .regularize import drop_weight, variational_mask
@@ -151,6 +155,7 @@ class Recurrent(nn.Module):
         self.fast = bool(fast)
         self.cell = make_cell(spec, hidden_size, proj_size)      # holds no weights: one for all layers
         self._kernel = _KERNELS.get(spec)
+        self._sequence = sequence.covers(spec) and not proj_size
         for name, value in initial.items():
             self.register_parameter(name, nn.Parameter(torch.tensor(value, device=dev)))
         # (layer, direction) -> [(base name, parameter name)], in storage order
@@ -285,15 +290,20 @@ class Recurrent(nn.Module):
         finals = [[] for _ in state0]
         traces = {}
         p_rec = self.recurrent_dropout if self.training else 0.0
+        whole = (self.fast and self._sequence and mask is None and not p_rec and not self.zoneout
+                 and not record and self.edit is None)          # sequence.py's one Function
         for k, d, sfx in self._groups():
             if d == 0:
                 outs = []
             xin = inp if d == 0 else _reverse(inp, rev)
             rmask = variational_mask(B, self.out_size, p_rec, x) if p_rec else None
             rec = defaultdict(list) if record else None
-            y, final = run_layer(self.cell, weights[k][d], xin, tuple(s[k * D + d] for s in state0),
-                                 mask, rmask=rmask, zoneout=self.zoneout, training=self.training,
-                                 record=rec, edit=self._edit_for(sfx[1:], d, rev, T))
+            if whole:
+                y, final = sequence.run(self.spec, weights[k][d], xin, *(s[k * D + d] for s in state0))
+            else:
+                y, final = run_layer(self.cell, weights[k][d], xin, tuple(s[k * D + d] for s in state0),
+                                     mask, rmask=rmask, zoneout=self.zoneout, training=self.training,
+                                     record=rec, edit=self._edit_for(sfx[1:], d, rev, T))
             outs.append(y if d == 0 else _reverse(y, rev))
             for comp, s in zip(finals, final):
                 comp.append(s)
