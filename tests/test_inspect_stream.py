@@ -132,3 +132,26 @@ def test_what_a_stream_refuses(tasks):
     assert "bidirectional" in raises_one_line(Stream, both)
     mc = ModelConfig(input_size=4, output_size=6, vocab_size=6, hidden_size=4, architecture="seq2seq")
     assert "seq2seq" in raises_one_line(Stream, network_class(mc, "numpy")(mc, seed=0))
+
+
+@pytest.mark.parametrize("name, values", [("sine", [0.1, 0.5, -0.3, 0.9]), ("charlm", list("the earth"))])
+def test_numpy_stream_takes_the_step_path(tasks, name, values):
+    """A plain float32 LSTM reads on LSTM.step's shortest path (the compiled kernel when numba
+    is there): the same predictions and gates as through the predictor."""
+    mc = tasks[name].model_config(hidden_size=6, num_layers=2, dtype="float32")
+    subject = inspect.Subject(predictor_for(network_class(mc, "numpy")(mc, seed=3)), "numpy", tasks[name])
+    fast, slow = Stream(subject), Stream(subject)
+    slow.model = None
+    assert fast.model is not None
+    for v in values:
+        a, b = fast.step(v), slow.step(v)
+        if name == "charlm":                                    # the top 5 characters, each with p
+            assert [p["char"] for p in a.prediction] == [p["char"] for p in b.prediction]
+            assert [p["p"] for p in a.prediction] == pytest.approx([p["p"] for p in b.prediction], abs=1e-5)
+        else:
+            assert a.prediction == pytest.approx(b.prediction, abs=1e-5)
+        assert list(a.groups) == list(b.groups) == ["l0", "l1"]
+        for g, d in b.groups.items():
+            assert list(a.groups[g]) == list(d)                  # the page lays rows out in this order
+            for n, v_ in d.items():
+                assert_close(a.groups[g][n], v_, 1e-5, f"{g}.{n}")

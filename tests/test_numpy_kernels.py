@@ -196,3 +196,26 @@ def test_stream_step_nan_in_a_deeper_layer_state():
     c[1, 2] = np.nan
     assert "state c0 contains 1 NaN or inf" in raises_one_line(m.step, np.ones(3, np.float32),
                                                                (np.zeros((2, 4), np.float32), c))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_stream_step_record_equals_general_path(monkeypatch, batched):
+    """record= gives the step's gates and states as trace does, on either path."""
+    m = lstmlab.numpy.LSTM(3, 4, num_layers=2, dtype=np.float32, seed=5)
+    x = np.linspace(-1, 1, 3, dtype=np.float32)
+    x = x[None] if batched else x
+    fast: dict = {}
+    _, s = m.step(x)
+    m.step(x, s, record=fast)
+    slow: dict = {}
+    with monkeypatch.context() as mp:
+        _general(m, mp)
+        m.step(x, s, record=slow)
+    trace = m.trace(np.stack([x, x]), None)                         # the same two steps
+    assert list(fast) == list(slow) == ["l0", "l1"]
+    for g in slow:
+        assert list(fast[g]) == list(slow[g]) == ["i", "f", "g", "o", "c", "h"]
+        for n in slow[g]:
+            assert fast[g][n].shape == slow[g][n].shape == ((1, 4) if batched else (4,))
+            assert_close(fast[g][n], slow[g][n], 1e-5, f"{g}.{n}")
+            assert_close(fast[g][n], trace[g][n][1], 1e-5, f"{g}.{n} against trace")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .analyses import open_subject
-from .subject import _numpy
+from .subject import STEP_NAMES, _numpy
 
 
 @dataclass
@@ -70,6 +70,10 @@ class Stream:
         self.window: deque = deque(maxlen=1 if task is None else task.stream_window)
         self.state = None
         self.t = 0
+        # a plain one-directional LSTM in the NumPy engine reads each step on LSTM.step's
+        # shortest path (lstmlab.numpy.kernels); everything else through the predictor
+        model = subject.model if subject.engine == "numpy" else None
+        self.model = model if model is not None and model.rnn.fast_stream else None
 
     def reset(self) -> None:
         """Forget everything read: zero state, step 0."""
@@ -90,8 +94,18 @@ class Stream:
             return v
 
         subject = self.subject
-        with subject.edited(keep):
-            out, self.state = subject.predictor.run(subject.as_input(x), self.state)
+        if self.model is not None:                              # the NumPy engine's stream step
+            rec: dict = {}
+            m, x_t = self.model, subject.as_input(x)[0]          # (1, F), or (1,) token ids
+            y, self.state = m.rnn.step(x_t if m.embedding is None else m.embedding(x_t), self.state,
+                                       record=rec)
+            out = m.head(y)
+            for group, values in rec.items():                    # in the order the step makes them
+                for name in STEP_NAMES["lstm"]:
+                    keep(group, name, values[name], self.t - 1)
+        else:
+            with subject.edited(keep):
+                out, self.state = subject.predictor.run(subject.as_input(x), self.state)
         out = np.asarray(out, np.float64)
         out = out.reshape(-1, out.shape[-1])[-1]                 # (1, 1, O) or (1, O) -> (O,)
         task = subject.task

@@ -355,6 +355,9 @@ class Recurrent(Module):
         steps past a sequence's end are zero.
         """
         _, _, cache = self.forward(x, state, lengths)
+        return self._traces(cache)
+
+    def _traces(self, cache: Cache) -> dict[str, dict[str, np.ndarray]]:
         out = {}
         for k, d, sfx in self._groups():
             dc = cache.layers[k][d]
@@ -373,15 +376,18 @@ class Recurrent(Module):
                  for n in self.cells[0].state_sizes()]
         return self._public(None, zeros, batch is None)[1]
 
-    def step(self, x_t, state=None):
+    def step(self, x_t, state=None, *, record: dict | None = None):
         """Advance one time step, for streaming: x_t (B, I), or (I,) for one stream.
 
         Returns (y_t, state); y_t (B, D*H). For a unidirectional model, calling it T times
         equals one `forward` call. A bidirectional model runs both directions over this one
         step, as forward() does on a sequence of length 1 (the reverse direction cannot see
-        the future of a stream).
+        the future of a stream). One stream of a plain one-directional LSTM (`fast_stream`)
+        takes the shortest path, a few microseconds a step (`lstmlab bench`).
+        record: a dict that receives this step's inside, as `trace` gives it for a sequence:
+        per layer and direction ("l0", ...) the gates and states by name, each (B, H) or (H,).
         """
-        fast = self._step_stream(x_t, state)
+        fast = self._step_stream(x_t, state, record)
         if fast is not None:
             return fast
         x_t = self._as_array(x_t, "x_t")
@@ -390,10 +396,18 @@ class Recurrent(Module):
         x = x_t[None] if x_t.ndim == 2 else x_t[None, :]         # one time step: (1, B, I) or (1, I)
         if self.batch_first and x_t.ndim == 2:
             x = x.transpose(1, 0, 2)
-        y, state, _ = self._forward(x, state, None, keep=False)
+        y, state, cache = self._forward(x, state, None, keep=record is not None)
+        if record is not None:
+            record.update({g: {n: v[0] for n, v in tr.items()} for g, tr in self._traces(cache).items()})
         return (y[:, 0] if self.batch_first else y[0]) if x_t.ndim == 2 else y[0], state
 
-    def _step_stream(self, x_t, state):
+    @property
+    def fast_stream(self) -> bool:
+        """Whether step() on one stream (x_t of shape (I,) or (1, I)) takes the shortest path:
+        a plain one-directional LSTM without projection (lstmlab.numpy.kernels.lstm_stream)."""
+        return self._stream_names is not None and self.edit is None
+
+    def _step_stream(self, x_t, state, record):
         """step() for one stream of a plain LSTM with the least work per call: each layer's
         parameters as they are (nothing prepared), no sequence machinery. None when the call
         is anything else (also a NaN, or the wrong type or shape): the general path then
@@ -416,12 +430,17 @@ class Recurrent(Module):
             return None
         h, c = np.empty(want, dt), np.empty(want, dt)
         hp, cp, hn, cn = h0.reshape(L, H), c0.reshape(L, H), h.reshape(L, H), c.reshape(L, H)
-        z, x, p, total = np.empty(4 * H, dt), x_t.reshape(-1), self.params, 0.0
+        z, x, p, total = np.empty((L, 4 * H), dt), x_t.reshape(-1), self.params, 0.0
         for k, (w, r, bi, bh) in enumerate(names):
-            total += kernels.lstm_stream(p[w], p[r], p[bi], p[bh], x, hp[k], cp[k], hn[k], cn[k], z)
+            total += kernels.lstm_stream(p[w], p[r], p[bi], p[bh], x, hp[k], cp[k], hn[k], cn[k], z[k])
             x = hn[k]
         if not math.isfinite(total):                            # a NaN or inf came in
             return None
+        if record is not None:                                  # z[k] holds i, f, g, o
+            shape = want[1:]
+            record.update({f"l{k}": {n: v.reshape(shape) for n, v in zip(
+                "ifgoch", (z[k, :H], z[k, H:2 * H], z[k, 2 * H:3 * H], z[k, 3 * H:], cn[k], hn[k]))}
+                for k in range(L)})
         return h[L - 1].copy(), (h, c)
 
     # --- boundary checks and layout ------------------------------------------------------
