@@ -13,11 +13,11 @@ from tests.conftest import assert_close
 COVERED = [n for n, s in lstmlab.VARIANTS.items() if sequence.covers(s)]
 
 
-def _grads(m, x, state):
+def _grads(m, x, state, lengths=None):
     """y, final state and every gradient of a fixed random loss."""
     x = x.clone().requires_grad_(True)
     state = tuple(s.clone().requires_grad_(True) for s in state)
-    y, final = m(x, state)
+    y, final = m(x, state, lengths)
     g = torch.Generator().manual_seed(5)
     loss = sum((t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum() for t in (y, *final))
     loss.backward()
@@ -32,26 +32,28 @@ def test_covers_every_lstm_variant_but_gate_recurrence():
 
 @pytest.mark.parametrize("name", COVERED)
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
-def test_sequence_equals_generic_path(name, dtype, tol):
+@pytest.mark.parametrize("lengths", [None, [7, 3]])
+def test_sequence_equals_generic_path(name, dtype, tol, lengths):
     fast = lt.LSTM(3, 5, num_layers=2, bidirectional=True, variant=name, seed=1).to(dtype)
     slow = lt.LSTM(3, 5, num_layers=2, bidirectional=True, variant=name, seed=1, fast=False).to(dtype)
     rng = torch.Generator().manual_seed(0)
     x = torch.randn(7, 2, 3, generator=rng, dtype=dtype)
     state = tuple(torch.randn(4, 2, 5, generator=rng, dtype=dtype) for _ in range(2))
-    for a, b in zip(_grads(fast, x, state), _grads(slow, x, state)):
+    for a, b in zip(_grads(fast, x, state, lengths), _grads(slow, x, state, lengths)):
         assert_close(a.detach().numpy(), b.detach().numpy(), tol, name)
 
 
 @pytest.mark.parametrize("name", ["peephole", "cifg", "layernorm", "lstm1997"])
-def test_sequence_equals_numpy_engine(name):
+@pytest.mark.parametrize("lengths", [None, [9, 1, 5]])
+def test_sequence_equals_numpy_engine(name, lengths):
     tm = lt.LSTM(4, 6, variant=name, dtype=np.float64, seed=2)
     nm = lstmlab.numpy.LSTM(4, 6, variant=name, dtype=np.float64, seed=2)
     x = np.random.default_rng(3).standard_normal((9, 3, 4))
     dy = np.random.default_rng(4).standard_normal((9, 3, 6))
     xt = torch.tensor(x, requires_grad=True)
-    y, _ = tm(xt)
+    y, _ = tm(xt, lengths=lengths)
     (y * torch.tensor(dy)).sum().backward()
-    y_np, _, cache = nm.forward(x)
+    y_np, _, cache = nm.forward(x, lengths=lengths)
     grads, dx, _ = nm.backward(cache, dy)
     assert_close(y.detach().numpy(), y_np, 1e-12, "y")
     assert_close(xt.grad.numpy(), dx, 1e-10, "dx")
@@ -60,7 +62,8 @@ def test_sequence_equals_numpy_engine(name):
 
 
 @pytest.mark.parametrize("name", ["peephole", "cifg", "layernorm", "nog", "noaf"])
-def test_sequence_gradcheck(name):
+@pytest.mark.parametrize("mask", [None, [[True, True], [True, False], [True, False], [False, False]]])
+def test_sequence_gradcheck(name, mask):
     """Finite differences of the Function itself, every input and weight."""
     m = lt.LSTM(2, 3, variant=name, dtype=np.float64, seed=4)
     w = {base: getattr(m, pn).detach().clone().requires_grad_(True) for base, pn in m._param_names[0, 0]}
@@ -69,24 +72,27 @@ def test_sequence_gradcheck(name):
     x, h0, c0 = (torch.randn(*s, generator=rng, dtype=torch.float64, requires_grad=True)
                  for s in ((4, 2, 2), (2, 3), (2, 3)))
 
+    m_ = None if mask is None else torch.tensor(mask)[:, :, None]
+
     def f(x, h0, c0, *ws):
-        y, (h, c) = sequence.run(spec, dict(zip(w, ws)), x, h0, c0)
+        y, (h, c) = sequence.run(spec, dict(zip(w, ws)), x, h0, c0, mask=m_)
         return y, h, c
 
     assert torch.autograd.gradcheck(f, (x, h0, c0, *w.values()), eps=1e-6, atol=1e-7)
 
 
 def test_sequence_runs_where_it_applies(monkeypatch):
-    """The peephole model runs the Function; lengths, zoneout, an edit or fast=False run the steps."""
+    """The peephole model runs the Function, also with lengths; zoneout, fast=False, a projection
+    or FGR run the steps."""
     calls = []
     real = recurrent.run_layer
     monkeypatch.setattr(recurrent, "run_layer", lambda *a, **k: calls.append(1) or real(*a, **k))
     x = torch.randn(5, 2, 3)
     lt.LSTM(3, 4, variant="peephole")(x)
-    assert calls == []
     lt.LSTM(3, 4, variant="peephole")(x, lengths=[5, 3])
+    assert calls == []
     lt.LSTM(3, 4, variant="peephole", zoneout=0.1)(x)
     lt.LSTM(3, 4, variant="peephole", fast=False)(x)
     lt.LSTM(3, 4, variant="peephole", proj_size=2)(x)
     lt.LSTM(3, 4, variant="fgr")(x)
-    assert len(calls) == 5
+    assert len(calls) == 4

@@ -7,8 +7,8 @@ keys), so weights move between the engines and from torch.nn unchanged.
 Three paths compute the same function:
   fast     `lstm`, `gru`, `rnn_tanh`, `rnn_relu`: PyTorch's fused kernels (cuDNN on a GPU),
            called on this module's own parameters; variable lengths via packed sequences.
-  sequence the other LSTM variants (not FGR; no projection, lengths, recurrent dropout,
-           zoneout or edit): each layer and direction one autograd Function whose backward
+  sequence the other LSTM variants (not FGR; no projection, recurrent dropout, zoneout
+           or edit): each layer and direction one autograd Function whose backward
            is the recurrence written out (sequence.py), instead of a graph of every step.
   generic  every variant: cell (cells.py) -> layer (`run_layer`) -> stack (`_generic`),
            written once; autograd gives the backward pass.
@@ -290,8 +290,8 @@ class Recurrent(nn.Module):
         finals = [[] for _ in state0]
         traces = {}
         p_rec = self.recurrent_dropout if self.training else 0.0
-        whole = (self.fast and self._sequence and mask is None and not p_rec and not self.zoneout
-                 and not record and self.edit is None)          # sequence.py's one Function
+        whole = (self.fast and self._sequence and not p_rec and not self.zoneout and not record
+                 and self.edit is None)                         # sequence.py's one Function
         for k, d, sfx in self._groups():
             if d == 0:
                 outs = []
@@ -299,7 +299,8 @@ class Recurrent(nn.Module):
             rmask = variational_mask(B, self.out_size, p_rec, x) if p_rec else None
             rec = defaultdict(list) if record else None
             if whole:
-                y, final = sequence.run(self.spec, weights[k][d], xin, *(s[k * D + d] for s in state0))
+                y, final = sequence.run(self.spec, weights[k][d], xin, *(s[k * D + d] for s in state0),
+                                        mask=mask)
             else:
                 y, final = run_layer(self.cell, weights[k][d], xin, tuple(s[k * D + d] for s in state0),
                                      mask, rmask=rmask, zoneout=self.zoneout, training=self.training,

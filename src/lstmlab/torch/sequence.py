@@ -10,8 +10,8 @@ operations and one product, then every weight gradient as one product over all s
 The equations are cells.LSTMCell's (tests hold the two equal in float64, and to autograd).
 
 Used by Recurrent's generic path for an LSTM variant without gate recurrence (FGR), with no
-projection, variable lengths, recurrent dropout, zoneout, trace or edit in play; the rest
-still runs cells.py's steps.
+projection, recurrent dropout, zoneout, trace or edit in play; the rest still runs cells.py's
+steps. Variable lengths as there: past its end a sequence holds its state, its output is 0.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ def covers(spec: CellSpec) -> bool:
     return spec.family == "lstm" and not spec.gate_recurrence
 
 
-def run(spec: CellSpec, w: dict, x, h0, c0):
-    """x (T, B, I), h0 and c0 (B, H), w the layer's weights by base name ->
-    (y (T, B, H), (h_T, c_T))."""
+def run(spec: CellSpec, w: dict, x, h0, c0, mask=None):
+    """x (T, B, I), h0 and c0 (B, H), w the layer's weights by base name, mask None or
+    (T, B, 1) bool, True inside each sequence -> (y (T, B, H), (h_T, c_T))."""
     extra = ([w["weight_peephole"]] if spec.peepholes else []) + (
         [w[n] for n in ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias")]
         if spec.layer_norm else [])
-    y, hT, cT = LSTMSequence.apply(spec, x, h0, c0, w["weight_ih"], w["weight_hh"],
+    y, hT, cT = LSTMSequence.apply(spec, mask, x, h0, c0, w["weight_ih"], w["weight_hh"],
                                    w["bias_ih"], w["bias_hh"], *extra)
     return y, (hT, cT)
 
@@ -72,7 +72,7 @@ def _sig_grad(y):
 
 
 class LSTMSequence(torch.autograd.Function):
-    """apply(spec, x, h0, c0, W_ih, W_hh, b_ih, b_hh[, P][, g_ih, g_hh, g_c, b_c]) ->
+    """apply(spec, mask, x, h0, c0, W_ih, W_hh, b_ih, b_hh[, P][, g_ih, g_hh, g_c, b_c]) ->
     (y, h_T, c_T); P the peepholes (sigmoid gates, H), g/b the layer norms' weights.
 
     The gates are stored in spec.gates order: the "front" gates (those of i, f, g the variant
@@ -83,7 +83,7 @@ class LSTMSequence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, spec, x, h0, c0, W, R, b_i, b_h, *extra):
+    def forward(ctx, spec, mask, x, h0, c0, W, R, b_i, b_h, *extra):
         T, B, I = x.shape
         H = h0.shape[1]
         G = W.shape[0]
@@ -112,6 +112,7 @@ class LSTMSequence(torch.autograd.Function):
         # the sigmoid gates squashed right after the product: contiguous runs of columns
         early = [g for g in ("i", "f", "o") if g in blk and not (g == "o" and po is not None)]
         runs = [z[:, :, sl].unbind(0) for sl in merge_runs([blk[g] for g in early])]
+        masks = None if mask is None else mask.unbind(0)
         coupled, act_in, act_out = spec.coupled_gates, spec.input_activation, spec.output_activation
         for t in range(T):
             zt, c, cn, a = zs[t], cl[t], cl[t + 1], acts[t]
@@ -151,16 +152,19 @@ class LSTMSequence(torch.autograd.Function):
                 torch.mul(go[t], a, out=hl[t + 1])
             else:
                 hl[t + 1].copy_(a)
+            if mask is not None and not masks[t].all():     # past its end a sequence holds its state
+                torch.where(masks[t], cn, c, out=cn)
+                torch.where(masks[t], hl[t + 1], hl[t], out=hl[t + 1])
         saved = [x, W, R, z, act, hs, cs] + ([P] if P is not None else []) + (
             [*ln, xhat, xrstd, rhat, rrstd, chat, crstd] if ln is not None else [])
         ctx.save_for_backward(*saved)
-        ctx.spec = spec
-        return hs[1:].clone(), hs[T].clone(), cs[T].clone()
+        ctx.spec, ctx.mask = spec, mask
+        return (hs[1:].clone() if mask is None else hs[1:] * mask), hs[T].clone(), cs[T].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dhT, dcT):
-        spec = ctx.spec
+        spec, mask = ctx.spec, ctx.mask
         x, W, R, z, act, hs, cs, *rest = ctx.saved_tensors
         P = rest.pop(0) if spec.peepholes else None
         ln = rest if spec.layer_norm else None
@@ -195,6 +199,7 @@ class LSTMSequence(torch.autograd.Function):
         OKs = None if OK is None else OK.unbind(0)
         AOs = None if AO is None else AO.unbind(0)
         dys = None if dy is None else dy.unbind(0)
+        masks = None if mask is None else mask.unbind(0)
         pi, pf, po = (peep.get(n) for n in "ifo")
         if ln is not None:
             g_ih, g_hh, g_c, _, xhat, xrstd, rhat, rrstd, chat, crstd = ln
@@ -203,7 +208,11 @@ class LSTMSequence(torch.autograd.Function):
         dc_next = torch.zeros_like(cs[0]) if dcT is None else dcT
         for t in reversed(range(T)):
             if dys is not None:
-                dh += dys[t]
+                dh += dys[t] if masks is None else dys[t] * masks[t]
+            held = masks is not None and not masks[t].all()
+            if held:                                        # past its end: straight through
+                pass_h, pass_c = dh * ~masks[t], dc_next * ~masks[t]
+                dh, dc_next = dh * masks[t], dc_next * masks[t]
             dout = dh if OKs is None else dh * OKs[t]       # undo h = o act_out(c)
             if ln is not None:                              # undo act(LN(c) g_c + b_c)
                 du[t] = dout
@@ -227,6 +236,9 @@ class LSTMSequence(torch.autograd.Function):
             else:
                 dh = das[t] @ R
             dc_next = dc_prev
+            if held:
+                dh += pass_h
+                dc_next = dc_next + pass_c
         da2 = da.reshape(T * B, G)
         x2, h2 = x.reshape(T * B, I), hs[:-1].reshape(T * B, H)
         db = da2.sum(0)
@@ -239,5 +251,5 @@ class LSTMSequence(torch.autograd.Function):
             lng = []
         pg = [] if P is None else [torch.stack([
             (da[:, :, blk[n]] * (cs[1:] if n == "o" else c_prev)).sum((0, 1)) for n in spec.sigmoid_gates])]
-        return (None, dx.reshape(T, B, I), dh, dc_next, dW, dR, db, db.clone(), *pg, *lng)
+        return (None, None, dx.reshape(T, B, I), dh, dc_next, dW, dR, db, db.clone(), *pg, *lng)
 
