@@ -1,16 +1,19 @@
-"""Compiled kernels: the elementwise work of one LSTM step in one call (optional, numba).
+"""Compiled kernels: the NumPy engine's LSTM loops without Python per step (optional, numba).
 
 Per step the NumPy engine makes one matrix product and then squashes the gates, updates
 the cell and forms h: as NumPy calls that is a dozen passes over small arrays, each with
 its own call overhead, and NumPy's float32 tanh runs about 4 ns per element here. At the
 shapes most people start with, (T, B, I, H) = (100, 32, 32, 128), that elementwise work
-took more time than the product. These kernels do it in one pass, compiled by numba
-(the `fast` extra), with a tanh that vectorises:
+and the Python around it took more time than the product. These kernels, compiled by numba
+(the `fast` extra), run a layer's whole time loop in one call, the elementwise work of a
+step in one pass with a tanh that vectorises, the products on NumPy's own BLAS:
 
-    forward:   z = [x, 1, h] [W | b | R]^T (sigmoid rows pre-halved) -> i, f, g, o, c, tanh c, h
-    backward:  dh, dc_next and the stored gates -> dL/da for the four gates, dc_prev
-    stream:    one step of one stream (B = 1, `LSTM.step`), products included: about 500 us
-               through the sequence machinery, a tenth of that here (see `lstmlab bench`)
+    lstm_run:            forward over all steps: z = [x, 1, h] [W | b | R]^T (sigmoid rows
+                         pre-halved) -> i, f, g, o, c, tanh c, h; lengths held as in recurrent.py
+    lstm_run_backward:   backward over all steps: dL/da of every step, dL/d(initial state)
+    lstm_forward/_backward: one step's elementwise part (the loop in Python: with a projection)
+    lstm_stream:         one step of one stream (B = 1, `LSTM.step`), products included: about
+                         500 us through the sequence machinery, a few us here (`lstmlab bench`)
 
 They cover the plain LSTM (`variant="lstm"`) in float32: the variants and float64 run on
 the NumPy code in cells.py (and the stream step on the NumPy lines of `lstm_stream`), which
@@ -25,6 +28,7 @@ TensorFlow): at most 2 float32 units in the last place from the true tanh, exact
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import os
 
@@ -33,10 +37,34 @@ import numpy as np
 from .ops import sigmoid
 
 
+def numpy_sgemm() -> tuple[int, int] | None:
+    """(address, integer bits) of NumPy's own cblas_sgemm, or None.
+
+    The compiled loops make their products through it, on the BLAS (and thread pool) the
+    rest of NumPy uses. numba's np.dot would call SciPy's BLAS: a second pool, whose threads
+    and NumPy's, each spinning after its own work, halved the speed of training on 2 cores.
+    """
+    import ctypes
+
+    try:                                                         # NumPy 2, then 1
+        umath = importlib.import_module("numpy._core._multiarray_umath")
+    except ImportError:
+        umath = importlib.import_module("numpy.core._multiarray_umath")
+    try:
+        lib = ctypes.CDLL(umath.__file__)                        # dlsym searches its BLAS too
+    except OSError:
+        return None
+    for name, bits in (("scipy_cblas_sgemm64_", 64), ("cblas_sgemm64_", 64), ("cblas_sgemm", 32)):
+        fn = getattr(lib, name, None)                            # NumPy's wheels, other builds
+        if fn is not None:
+            return ctypes.cast(fn, ctypes.c_void_p).value or 0, bits
+    return None
+
+
 def _wanted() -> bool:
     if os.environ.get("LSTMLAB_KERNELS", "1").strip().lower() in ("0", "off", "false", "no"):
         return False
-    return importlib.util.find_spec("numba") is not None
+    return importlib.util.find_spec("numba") is not None and numpy_sgemm() is not None
 
 
 # whether the compiled kernels run; tests switch it to compare the two paths
@@ -58,6 +86,27 @@ def lstm_backward(dh, dc_next, z, act, c_prev, da, dc_prev) -> None:
 # multiply-adds of a stream step up to which one compiled loop beats two BLAS calls: at H = 128
 # (82 k) it took 6 us against 12 us, at H = 512 (1.1 M) 97 us against 54 us on 2 cores
 _STREAM_PRODUCT = 1 << 18
+
+
+def lstm_run(xh, W, z, act, c, mask, keep: bool) -> None:
+    """The whole forward loop of one layer and direction, in one call (no Python per step).
+    xh (T + 1, B, K): the rows [x_t, 1, h_t], h_0 set; each step writes its h into the last
+    H columns of the next row. W (4H, K) = [W | b | R] with the sigmoid gates' rows halved.
+    z (T, B, 4H) and act (T, B, H) receive each step's gates and tanh(c) (one step's worth,
+    rewritten each step, when not keep); c (T + 1, B, H), c[0] set. mask None or (T, B, 1)
+    bool: past its end a sequence holds its state."""
+    _code().run(xh, W, z, act, c, _NO_MASK if mask is None else mask[:, :, 0], keep)
+
+
+def lstm_run_backward(dy, dh, dc, z, act, c, RT, da, mask) -> None:
+    """The whole backward loop of one layer and direction, in one call: dy (T, B, H) the
+    outputs' gradient, dh and dc (B, H) the final state's, overwritten with the initial
+    state's; z, act, c as lstm_run kept them; RT = weight_hh^T, contiguous; da (T, B, 4H)
+    receives dL/da."""
+    _code().run_back(dy, dh, dc, z, act, c, RT, da, _NO_MASK if mask is None else mask[:, :, 0])
+
+
+_NO_MASK = np.zeros((0, 0), bool)
 
 
 def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z) -> float:

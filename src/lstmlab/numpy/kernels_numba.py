@@ -7,8 +7,23 @@ loops from vectorising. `cache=True` keeps the machine code between processes.
 
 from __future__ import annotations
 
+import llvmlite.binding as llvm
 import numba
 import numpy as np
+from numba import types
+
+from .kernels import numpy_sgemm
+
+# NumPy's cblas_sgemm, called by name from the compiled loops (the name is bound again in each
+# process, so numba's cache keeps the machine code)
+_address, _bits = numpy_sgemm() or (0, 64)
+llvm.add_symbol("lstmlab_numpy_sgemm", _address)
+_int = types.int64 if _bits == 64 else types.int32
+_SGEMM = types.ExternalFunction("lstmlab_numpy_sgemm", types.void(
+    types.intc, types.intc, types.intc, _int, _int, _int, types.float32, types.voidptr, _int,
+    types.voidptr, _int, types.float32, types.voidptr, _int))
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_SMALL_PRODUCT = 1 << 18    # multiply-adds up to which a compiled loop beats a BLAS call (as in stream)
 
 _ONE, _HALF = np.float32(1.0), np.float32(0.5)
 _LIM = np.float32(7.90531110763549805)      # tanh is +-1 in float32 beyond this
@@ -35,8 +50,11 @@ def tanh(x):
     return p / q
 
 
-@_jit
-def forward(z, c_prev, c, act, h):
+_inline = numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+
+
+@_inline
+def _step(z, c_prev, c, act, h):
     B, H = c.shape
     for b in range(B):
         zb = z[b]
@@ -53,8 +71,8 @@ def forward(z, c_prev, c, act, h):
             c[b, j], act[b, j], h[b, j] = cn, a, o * a
 
 
-@_jit
-def backward(dh, dc_next, z, act, c_prev, da, dc_prev):
+@_inline
+def _step_back(dh, dc_next, z, act, c_prev, da, dc_prev):
     B, H = dc_prev.shape
     for b in range(B):
         for j in range(H):
@@ -66,6 +84,76 @@ def backward(dh, dc_next, z, act, c_prev, da, dc_prev):
             da[b, 2 * H + j] = dc * i * (_ONE - g * g)
             da[b, 3 * H + j] = d * a * o * (_ONE - o)
             dc_prev[b, j] = dc * f
+
+
+@_inline
+def _gemm_nt(a, b, c):
+    """c = a b^T: a (M, K), b (N, K), c (M, N), each C-contiguous. NumPy's BLAS, or for a small
+    product (a batch of one) dot products here: a BLAS call costs more than the arithmetic."""
+    M, K = a.shape
+    N = b.shape[0]
+    if M * N * K > _SMALL_PRODUCT:
+        _SGEMM(_ROW_MAJOR, _NO_TRANS, _TRANS, M, N, K, 1.0, a.ctypes, K, b.ctypes, K, 0.0, c.ctypes, N)
+        return
+    for m in range(M):
+        for n in range(N):
+            acc = a[m, 0] * b[n, 0]
+            for k in range(1, K):
+                acc += a[m, k] * b[n, k]
+            c[m, n] = acc
+
+
+@_jit
+def forward(z, c_prev, c, act, h):
+    _step(z, c_prev, c, act, h)
+
+
+@_jit
+def backward(dh, dc_next, z, act, c_prev, da, dc_prev):
+    _step_back(dh, dc_next, z, act, c_prev, da, dc_prev)
+
+
+@_jit
+def run(xh, W, z, act, c, mask, keep):
+    """The whole forward loop of one layer and direction (see kernels.lstm_run)."""
+    T, B, H = c.shape[0] - 1, c.shape[1], c.shape[2]
+    K = xh.shape[2]
+    for t in range(T):
+        k = t if keep else 0
+        _gemm_nt(xh[t], W, z[k])                                # [x, 1, h] [W | b | R]^T
+        h = xh[t + 1, :, K - H:]
+        _step(z[k], c[t], c[t + 1], act[k], h)
+        if mask.shape[0]:                                       # past its end a sequence holds its state
+            for b in range(B):
+                if not mask[t, b]:
+                    c[t + 1, b] = c[t, b]
+                    h[b] = xh[t, b, K - H:]
+
+
+@_jit
+def run_back(dy, dh, dc, z, act, c, RT, da, mask):
+    """The whole backward loop of one layer and direction (see kernels.lstm_run_backward)."""
+    T, B, H = dy.shape
+    dc_prev = np.empty_like(dc)
+    carry = np.empty((RT.shape[0], B), dh.dtype)                # dL/dh_prev, transposed: (R^T da^T)
+    carry[:] = dh.T                                             # is the layout BLAS runs fastest here
+    hold_h, hold_c = np.zeros_like(dh), np.zeros_like(dc)
+    for t in range(T - 1, -1, -1):
+        for b in range(B):
+            for j in range(H):
+                dh[b, j] = carry[j, b] + dy[t, b, j]
+            if mask.shape[0] and not mask[t, b]:                # past the end: straight through
+                hold_h[b], hold_c[b] = dh[b], dc[b]
+                dh[b], dc[b] = 0.0, 0.0
+            elif mask.shape[0]:
+                hold_h[b], hold_c[b] = 0.0, 0.0
+        _step_back(dh, dc, z[t], act[t], c[t], da[t], dc_prev)
+        _gemm_nt(RT, da[t], carry)                              # undo R h
+        dc[:] = dc_prev
+        if mask.shape[0]:
+            carry += hold_h.T
+            dc += hold_c
+    dh[:] = carry.T
 
 
 @numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")

@@ -80,6 +80,9 @@ def _run(cell: RecurrentCell, w: dict, x: np.ndarray, state0: list, mask: np.nda
     Tc = T if keep else 1
     cache = cell.alloc(Tc, B, x.dtype, empty)
     hfull = empty((Tc, B, cell.hidden_size), x.dtype) if "weight_hr_T" in w else None
+    if _compiled(cell, x.dtype) and hfull is None:               # the whole loop in one call
+        kernels.lstm_run(xp, w["weight_x1h"], cache["gates"], cache["act"], hist[1], mask, keep)
+        return _DirectionCache(x, ctx, w, hist, cache, hfull, keep)
     for t in range(T):
         tc = t if keep else 0
         prev = tuple(hk[t] for hk in hist)
@@ -110,8 +113,25 @@ def _run_backward(cell: RecurrentCell, dc: _DirectionCache, dy: np.ndarray, dsta
     da = empty((T, B, cell.G), x.dtype)                          # dL/d(pre-activations) = dL/dxp
     hfull = dc.hfull
     dproj = None if hfull is None else empty(dy.shape, dy.dtype)
-    carry = list(dstate)
-    for t in reversed(range(T)):
+    if _compiled(cell, x.dtype) and hfull is None and seen is None:   # the whole loop in one call
+        carry = [np.array(d, x.dtype) for d in dstate]           # overwritten with dL/d(state0)
+        kernels.lstm_run_backward(dy, carry[0], carry[1], dc.cache["gates"], dc.cache["act"], hist[1],
+                                  w["weight_hh_T"], da, mask)
+    else:
+        carry = _backward_steps(cell, dc, dy, list(dstate), mask, da, dproj, seen)
+    grads: dict[str, np.ndarray] = {}
+    dx = cell.project_backward(w, x, dc.ctx, da, grads)
+    cell.param_grads(w, da, hist, dc.cache, grads)
+    if dproj is not None and hfull is not None:
+        grads["weight_hr"] = dproj.reshape(T * B, -1).T @ hfull.reshape(T * B, -1)
+    return grads, dx, carry
+
+
+def _backward_steps(cell, dc, dy, carry, mask, da, dproj, seen) -> list:
+    """_run_backward's loop over the steps, last first: fills da (and dproj); returns the
+    gradient of the initial state."""
+    w, hist, hfull = dc.w, dc.hist, dc.hfull
+    for t in reversed(range(dy.shape[0])):
         dnew = [carry[0] + dy[t]] + carry[1:]
         if mask is not None:                                     # past the end: straight through
             passthrough = [np.where(mask[t], 0.0, d) for d in dnew]
@@ -127,12 +147,13 @@ def _run_backward(cell: RecurrentCell, dc: _DirectionCache, dy: np.ndarray, dsta
         carry = list(cell.step_backward(w, dnew, prev, new, dc.cache, t, da[t]))
         if mask is not None:
             carry = [a + b for a, b in zip(carry, passthrough)]
-    grads: dict[str, np.ndarray] = {}
-    dx = cell.project_backward(w, x, dc.ctx, da, grads)
-    cell.param_grads(w, da, hist, dc.cache, grads)
-    if dproj is not None and hfull is not None:
-        grads["weight_hr"] = dproj.reshape(T * B, -1).T @ hfull.reshape(T * B, -1)
-    return grads, dx, carry
+    return carry
+
+
+def _compiled(cell, dtype) -> bool:
+    """Whether `cell` runs its loops on lstmlab.numpy.kernels: the plain LSTM's fast cell in
+    float32 with the kernels enabled."""
+    return getattr(cell, "plain", False) and kernels.enabled and dtype == np.float32
 
 
 # family name -> the class that builds it (LSTM, GRU, RNN register themselves)
