@@ -676,3 +676,32 @@ def compare_cmd(task_name, variants, seeds, engine, task_opts, out_dir, device, 
                       str(r["num_params"]))
     out.print(table)
     out.print(f"figure: {result['figure']}", soft_wrap=True)
+
+
+@main.command("bench")
+@click.option("--quick", is_flag=True, help="fewer rounds and sizes: under a minute on 2 cores")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder for bench.json and the figure bench.png")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="threads for every library  [default: the libraries' own]")
+@click.option("--tiny", is_flag=True, hidden=True)               # the tests: tiny sizes, 1 round
+@json_option
+@command
+def bench_cmd(quick, out_dir, threads, tiny, as_json):
+    """Time lstmlab on this machine next to PyTorch and onnxruntime: LSTM forward and
+    backward, one streaming step, the torch engine's variants, GFLOP/s against the machine's
+    matrix-product peak, and the memory of training on a long stream."""
+    from .bench import run_bench, summary, tables
+
+    with progress_bar(disable=as_json, console=err) as bar:
+        task = bar.add_task("bench", total=1, status="")
+        result = run_bench(quick, threads, out_dir, tiny=tiny, progress=lambda what, done, total:
+                           bar.update(task, completed=done, total=total, status=what))
+    if as_json:
+        _print_json(result)
+        return
+    for table in tables(result):
+        out.print(table)
+    out.print(summary(result), soft_wrap=True)
+    if "files" in result:
+        out.print(f"wrote {result['files']['json']} and {result['files']['figure']}", soft_wrap=True)
