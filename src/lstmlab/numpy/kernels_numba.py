@@ -50,11 +50,8 @@ def tanh(x):
     return p / q
 
 
-_inline = numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
-
-
-@_inline
-def _step(z, c_prev, c, act, h):
+@_jit
+def forward(z, c_prev, c, act, h):
     B, H = c.shape
     for b in range(B):
         zb = z[b]
@@ -71,8 +68,8 @@ def _step(z, c_prev, c, act, h):
             c[b, j], act[b, j], h[b, j] = cn, a, o * a
 
 
-@_inline
-def _step_back(dh, dc_next, z, act, c_prev, da, dc_prev):
+@_jit
+def backward(dh, dc_next, z, act, c_prev, da, dc_prev):
     B, H = dc_prev.shape
     for b in range(B):
         for j in range(H):
@@ -86,7 +83,7 @@ def _step_back(dh, dc_next, z, act, c_prev, da, dc_prev):
             dc_prev[b, j] = dc * f
 
 
-@_inline
+@_jit
 def _gemm_nt(a, b, c):
     """c = a b^T: a (M, K), b (N, K), c (M, N), each C-contiguous. NumPy's BLAS, or for a small
     product (a batch of one) dot products here: a BLAS call costs more than the arithmetic."""
@@ -103,14 +100,8 @@ def _gemm_nt(a, b, c):
             c[m, n] = acc
 
 
-@_jit
-def forward(z, c_prev, c, act, h):
-    _step(z, c_prev, c, act, h)
-
-
-@_jit
-def backward(dh, dc_next, z, act, c_prev, da, dc_prev):
-    _step_back(dh, dc_next, z, act, c_prev, da, dc_prev)
+# the loops below copy element by element: numba compiles an array-slice assignment in
+# seconds (generic broadcasting), which made the first use of these kernels take 15 s
 
 
 @_jit
@@ -121,13 +112,13 @@ def run(xh, W, z, act, c, mask, keep):
     for t in range(T):
         k = t if keep else 0
         _gemm_nt(xh[t], W, z[k])                                # [x, 1, h] [W | b | R]^T
-        h = xh[t + 1, :, K - H:]
-        _step(z[k], c[t], c[t + 1], act[k], h)
+        forward(z[k], c[t], c[t + 1], act[k], xh[t + 1, :, K - H:])
         if mask.shape[0]:                                       # past its end a sequence holds its state
             for b in range(B):
                 if not mask[t, b]:
-                    c[t + 1, b] = c[t, b]
-                    h[b] = xh[t, b, K - H:]
+                    for j in range(H):
+                        c[t + 1, b, j] = c[t, b, j]
+                        xh[t + 1, b, K - H + j] = xh[t, b, K - H + j]
 
 
 @_jit
@@ -135,25 +126,29 @@ def run_back(dy, dh, dc, z, act, c, RT, da, mask):
     """The whole backward loop of one layer and direction (see kernels.lstm_run_backward)."""
     T, B, H = dy.shape
     dc_prev = np.empty_like(dc)
-    carry = np.empty((RT.shape[0], B), dh.dtype)                # dL/dh_prev, transposed: (R^T da^T)
-    carry[:] = dh.T                                             # is the layout BLAS runs fastest here
-    hold_h, hold_c = np.zeros_like(dh), np.zeros_like(dc)
+    carry = np.empty((H, B), dh.dtype)                          # dL/dh_prev, transposed: (R^T da^T)
+    hold = np.zeros((2, B, H), dh.dtype)                        # is the layout BLAS runs fastest here
+    for b in range(B):
+        for j in range(H):
+            carry[j, b] = dh[b, j]
     for t in range(T - 1, -1, -1):
         for b in range(B):
+            held = mask.shape[0] and not mask[t, b]             # past the end: straight through
             for j in range(H):
-                dh[b, j] = carry[j, b] + dy[t, b, j]
-            if mask.shape[0] and not mask[t, b]:                # past the end: straight through
-                hold_h[b], hold_c[b] = dh[b], dc[b]
-                dh[b], dc[b] = 0.0, 0.0
-            elif mask.shape[0]:
-                hold_h[b], hold_c[b] = 0.0, 0.0
-        _step_back(dh, dc, z[t], act[t], c[t], da[t], dc_prev)
+                d = carry[j, b] + dy[t, b, j]
+                if held:
+                    hold[0, b, j], hold[1, b, j], dh[b, j], dc[b, j] = d, dc[b, j], 0.0, 0.0
+                else:
+                    hold[0, b, j], hold[1, b, j], dh[b, j] = 0.0, 0.0, d
+        backward(dh, dc, z[t], act[t], c[t], da[t], dc_prev)
         _gemm_nt(RT, da[t], carry)                              # undo R h
-        dc[:] = dc_prev
-        if mask.shape[0]:
-            carry += hold_h.T
-            dc += hold_c
-    dh[:] = carry.T
+        for b in range(B):
+            for j in range(H):
+                carry[j, b] += hold[0, b, j]
+                dc[b, j] = dc_prev[b, j] + hold[1, b, j]
+    for b in range(B):
+        for j in range(H):
+            dh[b, j] = carry[j, b]
 
 
 @numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
