@@ -4,6 +4,7 @@
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
@@ -68,8 +69,6 @@ def test_kernels_run_only_where_they_apply(monkeypatch):
 
 
 def test_kernel_tanh_accuracy():
-    import numba
-
     from lstmlab.numpy import kernels_numba
 
     @numba.njit
@@ -220,3 +219,15 @@ def test_stream_step_record_equals_general_path(monkeypatch, batched):
             assert fast[g][n].shape == slow[g][n].shape == ((1, 4) if batched else (4,))
             assert_close(fast[g][n], slow[g][n], 1e-5, f"{g}.{n}")
             assert_close(fast[g][n], trace[g][n][1], 1e-5, f"{g}.{n} against trace")
+
+
+def test_compiled_without_a_cache_folder():
+    """A function numba finds no cache folder for (here: source in no file; on a read-only
+    install and home, every kernel) is compiled in each process instead of failing."""
+    from lstmlab.numpy.kernels_numba import compiled
+
+    scope: dict = {}
+    exec("def twice(a):\n    return 2 * a\n", scope)                      # source in no file
+    with pytest.raises(RuntimeError, match="cannot cache"):
+        numba.njit(cache=True)(scope["twice"])
+    assert compiled(scope["twice"])(3.0) == 6.0

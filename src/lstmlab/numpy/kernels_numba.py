@@ -37,10 +37,25 @@ _Q0, _Q1, _Q2, _Q3 = _Q
 
 # fast math without "nnan" and "ninf": a NaN must stay a NaN for stream's check
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}
-_jit = numba.njit(cache=True, fastmath=_FAST, error_model="numpy", nogil=True)
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+def compiled(fn=None, **options):
+    """numba.njit with this module's options, its machine code cached between processes; where
+    numba finds no folder to write its cache to (a read-only install and home), compiled in
+    each process instead of failing."""
+    if fn is None:
+        return lambda f: compiled(f, **options)
+    options = {"fastmath": _FAST, "error_model": "numpy", **options}
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError:                                        # "cannot cache ...: no locator"
+        return numba.njit(**options)(fn)
+
+
+_jit = compiled(nogil=True)
+
+
+@compiled(inline="always")
 def tanh(x):
     """Eigen's rational tanh: x (clipped) times an odd degree-13 over an even degree-6 polynomial."""
     x = min(max(x, -_LIM), _LIM)
@@ -151,7 +166,7 @@ def run_back(dy, dh, dc, z, act, c, RT, da, mask):
             dh[b, j] = carry[j, b]
 
 
-@numba.njit(cache=True, inline="always", fastmath=_FAST, error_model="numpy")
+@compiled(inline="always")
 def _stream_gates(z, b_i, b_h, c, h_out, c_out):
     """z (4H,) holds W x + R h; adds the biases, squashes, updates the state. Returns the sum of
     the pre-activations and of c_out: not finite when a NaN or inf came in."""
