@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 
 import matplotlib.image
 import numpy as np
@@ -16,7 +17,8 @@ from lstmlab.config import TrainConfig
 from lstmlab.io.files import read_tensors
 from lstmlab.tasks import get_task
 from lstmlab.tasks.sine import Sine
-from lstmlab.train import TrainingDiverged, fit
+from lstmlab.train import TrainingDiverged, TrainingInterrupted, fit
+from lstmlab.train.callbacks import Callback
 from lstmlab.train.runs import RunFolder
 from tests.conftest import Crash, crash_at
 
@@ -50,6 +52,26 @@ def test_same_seed_same_numbers(tmp_path):
     a = _small_run(tmp_path / "a", steps=20)
     b = _small_run(tmp_path / "b", steps=20)
     assert a["metrics"] == b["metrics"]
+
+
+def test_ctrl_c_inside_a_finalizer_still_stops_the_training(tmp_path):
+    """Ctrl-C that lands while a finalizer runs (the NumPy engine gives its buffers back to
+    its pool in one) stops the training after that step: Python would print a KeyboardInterrupt
+    raised there and carry on. The handler is the previous one again afterwards."""
+    class CtrlCInAFinalizer(Callback):
+        def on_step(self, step, loss, lr):
+            if step == 3:
+                class Owner:
+                    pass
+                weakref.finalize(Owner(), os.kill, os.getpid(), signal.SIGINT)  # runs at once
+
+    before = signal.getsignal(signal.SIGINT)
+    task = get_task("sine", seed=0, test_size=16)
+    with pytest.raises(TrainingInterrupted) as e:
+        fit(task, task.model_config(hidden_size=8), TrainConfig(**SMALL), tmp_path / "run",
+            callbacks=[CtrlCInAFinalizer()])
+    assert e.value.step in (3, 4) and e.value.checkpoint_step is None
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_run_folder_is_not_overwritten(tmp_path):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,9 +75,9 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
     used = configure_threads(threads, step_work(model, train))   # before the engine loads torch
     run = RunFolder(run_dir)
     reached = _LastStep()
-    with run.lock():
+    with run.lock(), _CtrlC() as ctrl_c:
         try:
-            result = _fit(task, model, train, run, engine, device, resume, [*callbacks, reached])
+            result = _fit(task, model, train, run, engine, device, resume, [*callbacks, reached, ctrl_c])
             return {**result, "threads": used}
         except KeyboardInterrupt:
             try:
@@ -94,6 +96,43 @@ def step_work(model: ModelConfig, train: TrainConfig) -> float:
     dirs = 2 if model.bidirectional else 1
     gates = make_spec(model.variant).num_gates
     return 3.0 * train.batch_size * (model.input_size + R) * gates * H * model.num_layers * dirs
+
+
+class _CtrlC(Callback):
+    """Ctrl-C (SIGINT) while training is noted and acted on after the step or evaluation under
+    way, as KeyboardInterrupt: raised wherever the signal landed, it could fall inside a
+    finalizer (a buffer going back to the NumPy engine's pool), where Python only prints it
+    and carries on, and the training went on to its end. A second Ctrl-C interrupts at once.
+    Only in the main thread (signals are delivered there); the previous handler comes back."""
+
+    def __init__(self):
+        self.requested, self.installed, self.previous = False, False, None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.installed:                                       # None: one not set from Python
+            signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None
+                          else self.previous)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def _check(self):
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def on_step(self, step, loss, lr):
+        self._check()
+
+    def on_model(self, step, predictor):
+        self._check()
 
 
 class _LastStep(Callback):
