@@ -150,7 +150,7 @@ def test_stream_step_runs_the_stream_path(monkeypatch):
         m.step(np.ones((2, 3), np.float32))
 
 
-@pytest.mark.parametrize("hidden", [8, 300])       # 300: past _STREAM_PRODUCT, BLAS makes the products
+@pytest.mark.parametrize("hidden", [8, 300])       # 300: past SMALL_PRODUCT, BLAS makes the products
 def test_stream_step_sees_weights_changed_in_place(monkeypatch, hidden):
     m = lstmlab.numpy.LSTM(3, hidden, dtype=np.float32, seed=0)
     x = np.random.default_rng(2).standard_normal(3).astype(np.float32)

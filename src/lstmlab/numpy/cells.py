@@ -61,6 +61,7 @@ class Cell:
     # (r multiplies R_n h) and layer norm (normalises R h alone) keep the two products:
     # xp = [x, 1] [W | b]^T for all steps at once, then R h_prev per step.
     merged = True
+    plain = False    # the plain LSTM, whose loops lstmlab.numpy.kernels compile (LSTMCell sets it)
 
     def prepare(self, p: dict) -> dict:
         w = dict(p)
@@ -255,7 +256,7 @@ class LSTMCell(Cell):
         spec, blk = self.spec, self.blk
         h, c = prev[0], prev[1]
         z = cache["gates"][t]                                   # (B, G): a, then the gates
-        if self.plain and kernels.enabled and z.dtype == np.float32:   # the rest in one call
+        if kernels.runs(self, z.dtype):                        # the rest in one call
             np.matmul(xp_t, w["weight_x1h"].T, out=z)
             kernels.lstm_forward(z, c, new[1], cache["act"][t], new[0])
             return
@@ -308,7 +309,7 @@ class LSTMCell(Cell):
         dh, dc_next = dnew[0], dnew[1]
         c = prev[1]
         z, act = cache["gates"][t], cache["act"][t]
-        if self.plain and kernels.enabled and z.dtype == np.float32:
+        if kernels.runs(self, z.dtype):
             dc_prev = np.empty_like(c)
             kernels.lstm_backward(dh, dc_next, z, act, c, da, dc_prev)
             return self._undo_recurrent(w, da), dc_prev

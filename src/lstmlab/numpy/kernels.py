@@ -83,9 +83,16 @@ def lstm_backward(dh, dc_next, z, act, c_prev, da, dc_prev) -> None:
     _code().backward(dh, dc_next, z, act, c_prev, da, dc_prev)
 
 
-# multiply-adds of a stream step up to which one compiled loop beats two BLAS calls: at H = 128
-# (82 k) it took 6 us against 12 us, at H = 512 (1.1 M) 97 us against 54 us on 2 cores
-_STREAM_PRODUCT = 1 << 18
+# multiply-adds of a product up to which compiled dot loops beat BLAS calls (the stream step,
+# a batch of one in the loops): a stream step at H = 128 (82 k) took 6 us against 12 us,
+# at H = 512 (1.1 M) 97 us against 54 us on 2 cores
+SMALL_PRODUCT = 1 << 18
+
+
+def runs(cell, dtype) -> bool:
+    """Whether `cell`'s steps run on these kernels: a plain LSTM's fast cell (not the reference
+    equations) in float32, the kernels enabled."""
+    return enabled and getattr(cell, "plain", False) and dtype == np.float32
 
 
 def lstm_run(xh, W, z, act, c, mask, keep: bool) -> None:
@@ -115,7 +122,7 @@ def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z) -> float:
     before; writes h_out, c_out (H,) and the gates i, f, g, o into z (4H,). Returns the sum
     of the pre-activations and of c_out: not finite when a NaN or inf came in."""
     if enabled and z.dtype == np.float32:
-        if z.size * (x.size + h.size) <= _STREAM_PRODUCT:
+        if z.size * (x.size + h.size) <= SMALL_PRODUCT:
             return _code().stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z)
         np.matmul(W, x, out=z)                                  # large: BLAS's threads win
         z += R @ h

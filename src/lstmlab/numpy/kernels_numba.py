@@ -12,7 +12,7 @@ import numba
 import numpy as np
 from numba import types
 
-from .kernels import numpy_sgemm
+from .kernels import SMALL_PRODUCT, numpy_sgemm
 
 # NumPy's cblas_sgemm, called by name from the compiled loops (the name is bound again in each
 # process, so numba's cache keeps the machine code)
@@ -23,7 +23,6 @@ _SGEMM = types.ExternalFunction("lstmlab_numpy_sgemm", types.void(
     types.intc, types.intc, types.intc, _int, _int, _int, types.float32, types.voidptr, _int,
     types.voidptr, _int, types.float32, types.voidptr, _int))
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-_SMALL_PRODUCT = 1 << 18    # multiply-adds up to which a compiled loop beats a BLAS call (as in stream)
 
 _ONE, _HALF = np.float32(1.0), np.float32(0.5)
 _LIM = np.float32(7.90531110763549805)      # tanh is +-1 in float32 beyond this
@@ -104,7 +103,7 @@ def _gemm_nt(a, b, c):
     product (a batch of one) dot products here: a BLAS call costs more than the arithmetic."""
     M, K = a.shape
     N = b.shape[0]
-    if M * N * K > _SMALL_PRODUCT:
+    if M * N * K > SMALL_PRODUCT:
         _SGEMM(_ROW_MAJOR, _NO_TRANS, _TRANS, M, N, K, 1.0, a.ctypes, K, b.ctypes, K, 0.0, c.ctypes, N)
         return
     for m in range(M):

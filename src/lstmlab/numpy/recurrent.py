@@ -80,7 +80,7 @@ def _run(cell: RecurrentCell, w: dict, x: np.ndarray, state0: list, mask: np.nda
     Tc = T if keep else 1
     cache = cell.alloc(Tc, B, x.dtype, empty)
     hfull = empty((Tc, B, cell.hidden_size), x.dtype) if "weight_hr_T" in w else None
-    if _compiled(cell, x.dtype) and hfull is None:               # the whole loop in one call
+    if kernels.runs(cell, x.dtype) and hfull is None:               # the whole loop in one call
         kernels.lstm_run(xp, w["weight_x1h"], cache["gates"], cache["act"], hist[1], mask, keep)
         return _DirectionCache(x, ctx, w, hist, cache, hfull, keep)
     for t in range(T):
@@ -113,7 +113,7 @@ def _run_backward(cell: RecurrentCell, dc: _DirectionCache, dy: np.ndarray, dsta
     da = empty((T, B, cell.G), x.dtype)                          # dL/d(pre-activations) = dL/dxp
     hfull = dc.hfull
     dproj = None if hfull is None else empty(dy.shape, dy.dtype)
-    if _compiled(cell, x.dtype) and hfull is None and seen is None:   # the whole loop in one call
+    if kernels.runs(cell, x.dtype) and hfull is None and seen is None:   # the whole loop in one call
         carry = [np.array(d, x.dtype) for d in dstate]           # overwritten with dL/d(state0)
         kernels.lstm_run_backward(dy, carry[0], carry[1], dc.cache["gates"], dc.cache["act"], hist[1],
                                   w["weight_hh_T"], da, mask)
@@ -148,12 +148,6 @@ def _backward_steps(cell, dc, dy, carry, mask, da, dproj, seen) -> list:
         if mask is not None:
             carry = [a + b for a, b in zip(carry, passthrough)]
     return carry
-
-
-def _compiled(cell, dtype) -> bool:
-    """Whether `cell` runs its loops on lstmlab.numpy.kernels: the plain LSTM's fast cell in
-    float32 with the kernels enabled."""
-    return getattr(cell, "plain", False) and kernels.enabled and dtype == np.float32
 
 
 # family name -> the class that builds it (LSTM, GRU, RNN register themselves)
@@ -206,9 +200,9 @@ class Recurrent(Module):
         # step() on one stream of a plain one-directional LSTM runs on kernels.lstm_stream:
         # the parameter names of each layer, in its argument order, and the state's shape for
         # each shape of x_t
+        streams = getattr(self.cells[0], "plain", False) and not bidirectional and not proj_size
         self._stream_names = [tuple(f"{n}_l{k}" for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-                              for k in range(num_layers)] if (
-            spec == CellSpec() and not bidirectional and not proj_size and self.fast) else None
+                              for k in range(num_layers)] if streams and self.fast else None
         self._stream_shapes = {(input_size,): (num_layers, hidden_size),
                                (1, input_size): (num_layers, 1, hidden_size)}
         # None, or edit(group, name, value, when) -> value: while set, every step runs on the
