@@ -7,6 +7,7 @@ import torch
 
 import lstmlab
 import lstmlab.torch as lt
+from lstmlab.numpy import kernels
 from lstmlab.torch import recurrent, sequence
 from tests.conftest import assert_close
 
@@ -41,6 +42,39 @@ def test_sequence_equals_generic_path(name, dtype, tol, lengths):
     state = tuple(torch.randn(4, 2, 5, generator=rng, dtype=dtype) for _ in range(2))
     for a, b in zip(_grads(fast, x, state, lengths), _grads(slow, x, state, lengths)):
         assert_close(a.detach().numpy(), b.detach().numpy(), tol, name)
+
+
+@pytest.mark.parametrize("name", COVERED)
+@pytest.mark.parametrize("lengths", [None, [11, 4, 1]])
+def test_compiled_steps_equal_torch_steps(name, lengths, monkeypatch):
+    """On the CPU in float32 the steps run on the compiled kernels; with them switched off, as
+    torch operations: the two agree. H = 19, so that the vectorised loops and their remainders
+    both run."""
+    monkeypatch.setattr(kernels, "enabled", True)
+    m = lt.LSTM(6, 19, num_layers=2, bidirectional=True, variant=name, seed=3)
+    rng = torch.Generator().manual_seed(2)
+    x = torch.randn(11, 3, 6, generator=rng)
+    state = tuple(torch.randn(4, 3, 19, generator=rng) for _ in range(2))
+    compiled = _grads(m, x, state, lengths)
+    m.zero_grad()
+    monkeypatch.setattr(kernels, "enabled", False)
+    for a, b in zip(compiled, _grads(m, x, state, lengths)):
+        assert_close(a.detach().numpy(), b.detach().numpy(), 3e-5, name)
+
+
+def test_compiled_steps_run_where_they_apply(monkeypatch):
+    """CPU float32 uses the compiled steps; float64 and a disabled switch the torch operations."""
+    monkeypatch.setattr(kernels, "enabled", True)
+    calls = []
+    real = kernels.variant_steps
+    monkeypatch.setattr(kernels, "variant_steps", lambda: calls.append(1) or real())
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    lt.LSTM(3, 4, variant="peephole")(x)[0].sum().backward()
+    assert len(calls) == 2                                  # forward and backward
+    lt.LSTM(3, 4, variant="peephole", dtype=np.float64)(x.double())[0].sum().backward()
+    monkeypatch.setattr(kernels, "enabled", False)
+    lt.LSTM(3, 4, variant="peephole")(x)[0].sum().backward()
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("name", ["peephole", "cifg", "layernorm", "lstm1997"])

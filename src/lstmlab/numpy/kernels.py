@@ -14,9 +14,12 @@ step in one pass with a tanh that vectorises, the products on NumPy's own BLAS:
     lstm_forward/_backward: one step's elementwise part (the loop in Python: with a projection)
     lstm_stream:         one step of one stream (B = 1, `LSTM.step`), products included: about
                          500 us through the sequence machinery, a few us here (`lstmlab bench`)
+    variant_steps:       one step of any LSTM variant without gate recurrence (peepholes, CIFG,
+                         layer norm, missing gates, other activations) and its backward, the
+                         products left to the caller: the torch engine's LSTMSequence on the CPU
 
-They cover the plain LSTM (`variant="lstm"`) in float32: the variants and float64 run on
-the NumPy code in cells.py (and the stream step on the NumPy lines of `lstm_stream`), which
+The NumPy engine's loops cover the plain LSTM (`variant="lstm"`) in float32: the variants and
+float64 run on the NumPy code in cells.py (and the stream step on the NumPy lines of `lstm_stream`), which
 is also what runs when numba is not installed or `LSTMLAB_KERNELS=0` is set. Tests hold the
 two paths equal (tests/test_numpy_kernels.py).
 
@@ -142,6 +145,47 @@ def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z) -> float:
     np.tanh(c_out, out=h_out)                                   # h = o tanh(c)
     h_out *= o
     return float(a_sum + c_out.sum())
+
+
+def variant_layout(spec, hidden_size: int) -> np.ndarray:
+    """What `variant_step` needs to know of an LSTM variant (spec: a CellSpec without gate
+    recurrence), as int64: the column offsets of the gates i, f, g, o in the pre-activations
+    (-1: the variant has no such gate), the rows of i, f, o in the peephole matrix (-1: none),
+    coupled gates, the input and output activations (0 tanh, 1 identity, 2 sigmoid2,
+    3 sigmoid4) and layer norm."""
+    H, gates = hidden_size, spec.gates
+    peep = spec.sigmoid_gates if spec.peepholes else ()
+    codes = {"tanh": 0, "identity": 1, "sigmoid2": 2, "sigmoid4": 3}
+    return np.array([gates.index(g) * H if g in gates else -1 for g in "ifgo"]
+                    + [peep.index(g) if g in peep else -1 for g in "ifo"]
+                    + [spec.coupled_gates, codes[spec.input_activation],
+                       codes[spec.output_activation], spec.layer_norm], np.int64)
+
+
+def variant_steps():
+    """(step, step_back, ln_rows_back): the compiled elementwise part of one step of an LSTM variant and of
+    its backward, for a caller that makes the products itself (the torch engine's
+    LSTMSequence on the CPU, in float32). All arrays float32 (lay int64, mask bool), C-contiguous;
+    an absent one (no peepholes, no layer norm, no mask, no dy) is an empty array of its rank.
+
+    step(t, lay, z, r, xp, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+        z[t] (B, G) holds x W^T + b + h_t R^T (with layer norm: xp[t] holds the input's part and
+        r (B, G) h_t R^T, and the step writes z[t]); the step squashes the gates into z[t]
+        and writes act[t] = act_out(c), cs[t + 1], hs[t + 1], and the layer norms' xhat and
+        1 / std into rhat, rrstd, chat, crstd. mask (T, B): past its end a sequence holds.
+    step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
+              chat, crstd, dr, dln):
+        dhp (B, H): dL/dh_t reaching back through step t + 1's product, hold (B, H) what
+        passed straight through a held step (zeros at first), dc (B, H) dL/dc_t, rewritten
+        with dL/dc_(t-1); writes da[t] = dL/d(pre-activations), with layer norm dr[t] (the
+        gradient of R h) and adds the gradients of g_hh, g_c and b_c to dln (G + 2H,
+        float64). dL/dh_(t-1) is then dhp = da[t] R (dr[t] R), plus hold after the last step.
+    ln_rows_back(d, g, xhat, rstd, out, dg):
+        the input's layer norm undone for all steps at once: d (N, G) = dL/dy of
+        y = LN(x) g + b, writes out = dL/dx, adds dL/dg to dg (G, float64).
+    """
+    code = _code()
+    return code.variant_step, code.variant_step_back, code.ln_rows_back
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import numpy as np
 from numba import types
 
 from .kernels import SMALL_PRODUCT, numpy_sgemm
+from .ops import LN_EPS
 
 # NumPy's cblas_sgemm, called by name from the compiled loops (the name is bound again in each
 # process, so numba's cache keeps the machine code)
@@ -64,37 +65,46 @@ def tanh(x):
     return p / q
 
 
+# The elementwise loops run over range(n) of views (zi = zb[:H], ...): with an index LLVM cannot
+# prove non-negative (zb[H + j]) numba keeps its negative-index wraparound in the loop, which
+# stops it from vectorising: those loops ran 2-6x slower.
+
+
 @_jit
 def forward(z, c_prev, c, act, h):
     B, H = c.shape
     for b in range(B):
-        zb = z[b]
+        zb, cp, cb, ab, hb = z[b], c_prev[b], c[b], act[b], h[b]
         for j in range(4 * H):                                  # one vectorised pass over the gates
             zb[j] = tanh(zb[j])                                 # (a first, fused loop ran 3x slower)
+        zi, zf, zg, zo = zb[:H], zb[H:2 * H], zb[2 * H:3 * H], zb[3 * H:]
         for j in range(H):
-            i = _HALF + _HALF * zb[j]                           # sigma(a) = (1 + tanh(a/2)) / 2
-            f = _HALF + _HALF * zb[H + j]
-            g = zb[2 * H + j]
-            o = _HALF + _HALF * zb[3 * H + j]
-            zb[j], zb[H + j], zb[3 * H + j] = i, f, o
-            cn = f * c_prev[b, j] + i * g
+            i = _HALF + _HALF * zi[j]                           # sigma(a) = (1 + tanh(a/2)) / 2
+            f = _HALF + _HALF * zf[j]
+            o = _HALF + _HALF * zo[j]
+            zi[j], zf[j], zo[j] = i, f, o
+            cn = f * cp[j] + i * zg[j]
             a = tanh(cn)
-            c[b, j], act[b, j], h[b, j] = cn, a, o * a
+            cb[j], ab[j], hb[j] = cn, a, o * a
 
 
 @_jit
 def backward(dh, dc_next, z, act, c_prev, da, dc_prev):
     B, H = dc_prev.shape
     for b in range(B):
+        zb, dab = z[b], da[b]
+        zi, zf, zg, zo = zb[:H], zb[H:2 * H], zb[2 * H:3 * H], zb[3 * H:]
+        di, df, dg, do = dab[:H], dab[H:2 * H], dab[2 * H:3 * H], dab[3 * H:]
+        ab, dhb, dcn, cp, dcp = act[b], dh[b], dc_next[b], c_prev[b], dc_prev[b]
         for j in range(H):
-            i, f, g, o = z[b, j], z[b, H + j], z[b, 2 * H + j], z[b, 3 * H + j]
-            a, d = act[b, j], dh[b, j]
-            dc = d * o * (_ONE - a * a) + dc_next[b, j]         # through h = o tanh(c), plus c's own
-            da[b, j] = dc * g * i * (_ONE - i)
-            da[b, H + j] = dc * c_prev[b, j] * f * (_ONE - f)
-            da[b, 2 * H + j] = dc * i * (_ONE - g * g)
-            da[b, 3 * H + j] = d * a * o * (_ONE - o)
-            dc_prev[b, j] = dc * f
+            i, f, g, o = zi[j], zf[j], zg[j], zo[j]
+            a, d = ab[j], dhb[j]
+            dc = d * o * (_ONE - a * a) + dcn[j]                # through h = o tanh(c), plus c's own
+            di[j] = dc * g * i * (_ONE - i)
+            df[j] = dc * cp[j] * f * (_ONE - f)
+            dg[j] = dc * i * (_ONE - g * g)
+            do[j] = d * a * o * (_ONE - o)
+            dcp[j] = dc * f
 
 
 @_jit
@@ -175,12 +185,13 @@ def _stream_gates(z, b_i, b_h, c, h_out, c_out):
         a = z[g] + b_i[g] + b_h[g]
         z[g] = a
         total += a
+    zi, zf, zg, zo = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
     for j in range(H):
-        i = _HALF + _HALF * tanh(_HALF * z[j])
-        f = _HALF + _HALF * tanh(_HALF * z[H + j])
-        g = tanh(z[2 * H + j])
-        o = _HALF + _HALF * tanh(_HALF * z[3 * H + j])
-        z[j], z[H + j], z[2 * H + j], z[3 * H + j] = i, f, g, o
+        i = _HALF + _HALF * tanh(_HALF * zi[j])
+        f = _HALF + _HALF * tanh(_HALF * zf[j])
+        g = tanh(zg[j])
+        o = _HALF + _HALF * tanh(_HALF * zo[j])
+        zi[j], zf[j], zg[j], zo[j] = i, f, g, o
         cn = f * c[j] + i * g
         c_out[j], h_out[j] = cn, o * tanh(cn)
         total += cn
@@ -206,3 +217,271 @@ def stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z):
 def stream_gates(z, b_i, b_h, c, h_out, c_out):
     """The rest of a step whose products W x + R h BLAS made into z (large layers)."""
     return _stream_gates(z, b_i, b_h, c, h_out, c_out)
+
+
+# --- one step of any LSTM variant without gate recurrence, the products made by the caller ---
+# (the torch engine's LSTMSequence on the CPU: torch makes the products, these the rest)
+
+_ZERO, _TWO, _QUARTER = np.float32(0.0), np.float32(2.0), np.float32(0.25)
+_EPS = np.float32(LN_EPS)
+# the entries of `lay` (kernels.variant_layout): gate column offsets (-1: no such gate),
+# peephole rows (-1: none), and the flags
+_OI, _OF, _OG, _OO, _PI, _PF, _PO, _COUPLED, _ACT_IN, _ACT_OUT, _LN = range(11)
+
+
+# A gate the variant lacks gets a view of block 0, never used (see _block).
+
+
+@compiled(inline="always")
+def _squash(code, v):
+    """v = act(v) in place: 0 tanh, 1 identity, 2 2 sigma - 1, 3 4 sigma - 2."""
+    if code == 0:
+        for k in range(v.shape[0]):
+            v[k] = tanh(v[k])
+    elif code == 2:                                             # 2 sigma(a) - 1 = tanh(a / 2)
+        for k in range(v.shape[0]):
+            v[k] = tanh(_HALF * v[k])
+    elif code == 3:
+        for k in range(v.shape[0]):
+            v[k] = _TWO * tanh(_HALF * v[k])
+
+
+@compiled(inline="always")
+def _squash_grad(code, y):
+    """d act / d a, from y = act(a)."""
+    if code == 0:
+        return _ONE - y * y
+    if code == 1:
+        return _ONE
+    if code == 2:
+        return _HALF * (_ONE - y * y)
+    return _ONE - _QUARTER * y * y
+
+
+@compiled(inline="always")
+def _times_squash_grad(code, y, v):
+    """v *= d act / d a, from y = act(a)."""
+    if code == 0:
+        for k in range(v.shape[0]):
+            v[k] *= _ONE - y[k] * y[k]
+    elif code == 2:
+        for k in range(v.shape[0]):
+            v[k] *= _HALF * (_ONE - y[k] * y[k])
+    elif code == 3:
+        for k in range(v.shape[0]):
+            v[k] *= _ONE - _QUARTER * y[k] * y[k]
+
+
+@compiled(inline="always")
+def _sigmoids(v):
+    """v = sigma(v) in place."""
+    for k in range(v.shape[0]):
+        v[k] = _HALF + _HALF * tanh(_HALF * v[k])
+
+
+@compiled(inline="always")
+def _moments(v):
+    """Mean and 1 / sqrt(variance + eps) of a row, as torch's layer norm (biased variance;
+    float32 sums, as torch's)."""
+    n = v.shape[0]
+    s = _ZERO
+    for k in range(n):
+        s += v[k]
+    mean = s / np.float32(n)
+    q = _ZERO
+    for k in range(n):
+        e = v[k] - mean
+        q += e * e
+    return mean, _ONE / np.sqrt(q / np.float32(n) + _EPS)
+
+
+@compiled(inline="always")
+def _ln_back(d, xhat, rstd, out):
+    """out = dL/dx of xhat = layer_norm(x), from d = dL/dxhat (one row)."""
+    n = d.shape[0]
+    s1 = _ZERO
+    s2 = _ZERO
+    for k in range(n):
+        s1 += d[k]
+        s2 += d[k] * xhat[k]
+    m1, m2 = s1 / np.float32(n), s2 / np.float32(n)
+    for k in range(n):
+        out[k] = rstd * (d[k] - m1 - xhat[k] * m2)
+
+
+@compiled(inline="always")
+def _block(v, offset, H):
+    """The H entries of a gate at `offset` (-1, a gate the variant lacks: block 0, unused)."""
+    lo = max(offset, 0)
+    return v[lo:lo + H]
+
+
+@_jit
+def variant_step(t, lay, z, r, xp, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+    """Step t of an LSTM variant, after the product (see kernels.variant_steps)."""
+    B, G = z.shape[1], z.shape[2]
+    H = cs.shape[2]
+    oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
+    pi, pf, po = lay[_PI], lay[_PF], lay[_PO]
+    coupled, a_in, a_out, ln = lay[_COUPLED], lay[_ACT_IN], lay[_ACT_OUT], lay[_LN]
+    has_i, has_f, has_o = oi >= 0, of >= 0, oo >= 0
+    for b in range(B):
+        zb, c, cn, a, hn = z[t, b], cs[t, b], cs[t + 1, b], act[t, b], hs[t + 1, b]
+        zi, zf, zg, zo = _block(zb, oi, H), _block(zb, of, H), _block(zb, og, H), _block(zb, oo, H)
+        if ln:                                                  # z = x-part + LN(R h) g_hh
+            rb, rh, xb = r[b], rhat[t, b], xp[t, b]
+            mean, rstd = _moments(rb)
+            rrstd[t, b, 0] = rstd
+            for k in range(G):
+                v = (rb[k] - mean) * rstd
+                rh[k] = v
+                zb[k] = xb[k] + v * g_hh[k]
+        if pi >= 0:                                             # i, f look at c_prev
+            p = P[pi]
+            for j in range(H):
+                zi[j] += c[j] * p[j]
+        if pf >= 0:
+            p = P[pf]
+            for j in range(H):
+                zf[j] += c[j] * p[j]
+        if has_i:
+            _sigmoids(zi)
+        if has_f:
+            _sigmoids(zf)
+        if has_o and po < 0:
+            _sigmoids(zo)
+        _squash(a_in, zg)
+        for j in range(H):                                      # c = f c_prev + i g
+            i = zi[j] if has_i else _ONE
+            f = zf[j] if has_f else (_ONE - i if coupled else _ONE)
+            cn[j] = f * c[j] + i * zg[j]
+        if has_o and po >= 0:                                   # o looks at the new c
+            p = P[po]
+            for j in range(H):
+                zo[j] += cn[j] * p[j]
+            _sigmoids(zo)
+        if ln:                                                  # act(LN(c) g_c + b_c)
+            mean, rstd = _moments(cn)
+            crstd[t, b, 0] = rstd
+            ch = chat[t, b]
+            for j in range(H):
+                v = (cn[j] - mean) * rstd
+                ch[j] = v
+                a[j] = v * g_c[j] + b_c[j]
+        else:
+            for j in range(H):
+                a[j] = cn[j]
+        _squash(a_out, a)
+        for j in range(H):
+            hn[j] = a[j] * zo[j] if has_o else a[j]
+        if mask.shape[0] and not mask[t, b]:                    # past its end: the state holds
+            hp = hs[t, b]
+            for j in range(H):
+                cn[j], hn[j] = c[j], hp[j]
+
+
+@_jit
+def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
+                      chat, crstd, dr, dln):
+    """Undo step t of an LSTM variant, up to the product (see kernels.variant_steps)."""
+    B, G = da.shape[1], da.shape[2]
+    H = cs.shape[2]
+    oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
+    pi, pf, po = lay[_PI], lay[_PF], lay[_PO]
+    coupled, a_in, a_out, ln = lay[_COUPLED], lay[_ACT_IN], lay[_ACT_OUT], lay[_LN]
+    has_i, has_f, has_o, has_dy = oi >= 0, of >= 0, oo >= 0, dy.shape[0] > 0
+    d_out = np.empty(H, np.float32)
+    d_c = np.empty(H, np.float32)
+    dxhat = np.empty(G, np.float32)
+    part = np.zeros(dln.shape[0], np.float32)                  # this step's share of dln
+    p_i, p_f, p_o = P[max(pi, 0)] if pi >= 0 else d_c, P[max(pf, 0)] if pf >= 0 else d_c, \
+        P[max(po, 0)] if po >= 0 else d_c
+    for b in range(B):
+        zb, dab, dcb, hb, ab, cp = z[t, b], da[t, b], dc[b], hold[b], act[t, b], cs[t, b]
+        dh = dhp[b]
+        if mask.shape[0] and not mask[t, b]:                    # past the end: straight through
+            for j in range(H):
+                hb[j] += dh[j]
+            for k in range(G):
+                dab[k] = 0.0
+            if ln:
+                for k in range(G):
+                    dr[t, b, k] = 0.0
+            continue
+        zi, zf, zg, zo = _block(zb, oi, H), _block(zb, of, H), _block(zb, og, H), _block(zb, oo, H)
+        di, df, dg, do = _block(dab, oi, H), _block(dab, of, H), _block(dab, og, H), _block(dab, oo, H)
+        for j in range(H):                                      # dL/dh_t, all of it
+            d_out[j] = dh[j] + hb[j]
+            hb[j] = 0.0
+        if has_dy:
+            dyb = dy[t, b]
+            for j in range(H):
+                d_out[j] += dyb[j]
+        if has_o:                                               # undo h = o act(c)
+            for j in range(H):
+                o = zo[j]
+                do[j] = d_out[j] * ab[j] * o * (_ONE - o)
+                d_out[j] *= o
+        _times_squash_grad(a_out, ab, d_out)
+        if ln:                                                  # undo act(LN(c) g_c + b_c)
+            ch = chat[t, b]
+            for j in range(H):
+                part[G + j] += d_out[j] * ch[j]
+                part[G + H + j] += d_out[j]
+                d_out[j] *= g_c[j]
+            _ln_back(d_out, ch, crstd[t, b, 0], d_c)
+            for j in range(H):
+                d_c[j] += dcb[j]
+        else:
+            for j in range(H):
+                d_c[j] = d_out[j] + dcb[j]
+        if po >= 0:                                             # o looked at c
+            for j in range(H):
+                d_c[j] += do[j] * p_o[j]
+        for j in range(H):                                      # undo c = f c_prev + i g
+            dg[j] = d_c[j] * zi[j] if has_i else d_c[j]
+        _times_squash_grad(a_in, zg, dg)
+        if has_i and coupled:                                   # c = c_prev + i (g - c_prev)
+            for j in range(H):
+                i = zi[j]
+                di[j] = d_c[j] * (zg[j] - cp[j]) * i * (_ONE - i)
+                dcb[j] = d_c[j] * (_ONE - i)
+        elif has_i:
+            for j in range(H):
+                di[j] = d_c[j] * zg[j] * zi[j] * (_ONE - zi[j])
+        if has_f:
+            for j in range(H):
+                f = zf[j]
+                df[j] = d_c[j] * cp[j] * f * (_ONE - f)
+                dcb[j] = d_c[j] * f
+        elif not coupled:
+            for j in range(H):
+                dcb[j] = d_c[j]
+        if pi >= 0:                                             # i, f looked at c_prev
+            for j in range(H):
+                dcb[j] += di[j] * p_i[j]
+        if pf >= 0:
+            for j in range(H):
+                dcb[j] += df[j] * p_f[j]
+        if ln:                                                  # undo LN(R h) g_hh
+            rh = rhat[t, b]
+            for k in range(G):
+                part[k] += dab[k] * rh[k]
+                dxhat[k] = dab[k] * g_hh[k]
+            _ln_back(dxhat, rh, rrstd[t, b, 0], dr[t, b])
+    for k in range(dln.shape[0]):
+        dln[k] += part[k]
+
+
+@_jit
+def ln_rows_back(d, g, xhat, rstd, out, dg):
+    """out = dL/dx of y = layer_norm(x) g + b over the rows of x (N, n), from d = dL/dy;
+    dg (n,), float64, += dL/dg."""
+    N, n = d.shape
+    scaled = np.empty(n, np.float32)
+    for row in range(N):
+        db, xb = d[row], xhat[row]
+        for k in range(n):
+            dg[k] += db[k] * xb[k]
+            scaled[k] = db[k] * g[k]
+        _ln_back(scaled, xb, rstd[row, 0], out[row])

@@ -9,6 +9,12 @@ recurrence written out, as lstmlab.numpy's cells do it: per step a handful of wh
 operations and one product, then every weight gradient as one product over all steps.
 The equations are cells.LSTMCell's (tests hold the two equal in float64, and to autograd).
 
+On the CPU in float32, with the `fast` extra (numba), the elementwise part of each step runs as
+one compiled call (lstmlab.numpy.kernels.variant_steps, the layer norms included) between
+torch's products, where torch operations took a dozen calls a step: at (100, 32, 32, 128)
+forward+backward of peephole went from 2.3x to about 1.3x nn.LSTM's fused kernel, layernorm
+from 5.4x to about 1.6x (`lstmlab bench`). Other devices and dtypes run the torch operations.
+
 Used by Recurrent's generic path for an LSTM variant without gate recurrence (FGR), with no
 projection, recurrent dropout, zoneout, trace or edit in play; the rest still runs cells.py's
 steps. Variable lengths as there: past its end a sequence holds its state, its output is 0.
@@ -16,10 +22,12 @@ steps. Variable lengths as there: past its end a sequence holds its state, its o
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
 from ..families import gate_blocks, merge_runs
+from ..numpy import kernels
 from ..numpy.ops import LN_EPS
 from ..spec import CellSpec
 
@@ -87,10 +95,8 @@ class LSTMSequence(torch.autograd.Function):
         T, B, I = x.shape
         H = h0.shape[1]
         G = W.shape[0]
-        blk = gate_blocks(spec, H)
         P = extra[0] if spec.peepholes else None
         ln = extra[1 if spec.peepholes else 0:] if spec.layer_norm else None
-        peep = {g: P[k] for k, g in enumerate(spec.sigmoid_gates)} if P is not None else {}
         x2 = x.reshape(T * B, I)
         if ln is not None:                                  # LN(W x) g_ih + b: statistics kept
             xhat, _, xrstd = torch.native_layer_norm(x2 @ W.t(), (G,), None, None, LN_EPS)
@@ -102,61 +108,12 @@ class LSTMSequence(torch.autograd.Function):
         z, act = new(T, B, G), new(T, B, H)                 # the gates; act_out(c) (of LN(c))
         hs, cs = new(T + 1, B, H), new(T + 1, B, H)
         hs[0], cs[0] = h0, c0
-        if ln is not None:
-            rhat, rrstd, chat, crstd = new(T, B, G), new(T, B, 1), new(T, B, H), new(T, B, 1)
-        Rt = R.t()
-        views = {g: z[:, :, sl].unbind(0) for g, sl in blk.items()}    # per gate, per step
-        zs, xps, acts, hl, cl = z.unbind(0), xp.unbind(0), act.unbind(0), hs.unbind(0), cs.unbind(0)
-        gi, gf, gg, go = (views.get(g) for g in "ifgo")
-        pi, pf, po = (peep.get(g) for g in "ifo")
-        # the sigmoid gates squashed right after the product: contiguous runs of columns
-        early = [g for g in ("i", "f", "o") if g in blk and not (g == "o" and po is not None)]
-        runs = [z[:, :, sl].unbind(0) for sl in merge_runs([blk[g] for g in early])]
-        masks = None if mask is None else mask.unbind(0)
-        coupled, act_in, act_out = spec.coupled_gates, spec.input_activation, spec.output_activation
-        for t in range(T):
-            zt, c, cn, a = zs[t], cl[t], cl[t + 1], acts[t]
-            if ln is not None:
-                r, _, rs = torch.native_layer_norm(hl[t] @ Rt, (G,), None, None, LN_EPS)
-                rhat[t], rrstd[t] = r, rs
-                torch.addcmul(xps[t], r, ln[1], out=zt)
-            else:
-                torch.addmm(xps[t], hl[t], Rt, out=zt)
-            if pi is not None:                              # i, f look at c_prev
-                gi[t].addcmul_(c, pi)
-            if pf is not None:
-                gf[t].addcmul_(c, pf)
-            for run in runs:
-                run[t].sigmoid_()
-            g = _activate(act_in, gg[t])
-            if coupled:                                     # c = c + i (g - c)
-                torch.addcmul(c, gi[t], g - c, out=cn)
-            else:
-                ig = g if gi is None else gi[t] * g
-                if gf is not None:                          # c = f c + i g
-                    torch.addcmul(ig, gf[t], c, out=cn)
-                else:                                       # no forget gate: c = c + i g
-                    torch.add(c, ig, out=cn)
-            if po is not None:                              # o looks at the new c
-                go[t].addcmul_(cn, po).sigmoid_()
-            if ln is not None:
-                ch, _, cr = torch.native_layer_norm(cn, (H,), None, None, LN_EPS)
-                chat[t], crstd[t] = ch, cr
-                torch.addcmul(ln[3], ch, ln[2], out=a)
-                _activate(act_out, a)
-            elif act_out == "tanh":
-                torch.tanh(cn, out=a)
-            else:
-                _activate(act_out, a.copy_(cn))
-            if go is not None:
-                torch.mul(go[t], a, out=hl[t + 1])
-            else:
-                hl[t + 1].copy_(a)
-            if mask is not None and not masks[t].all():     # past its end a sequence holds its state
-                torch.where(masks[t], cn, c, out=cn)
-                torch.where(masks[t], hl[t + 1], hl[t], out=hl[t + 1])
+        # layer norm's statistics per step: R h's xhat and 1 / std, c's
+        kept = (new(T, B, G), new(T, B, 1), new(T, B, H), new(T, B, 1)) if ln is not None else None
+        steps = _forward_steps_compiled if _compiled(x) else _forward_steps
+        steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept)
         saved = [x, W, R, z, act, hs, cs] + ([P] if P is not None else []) + (
-            [*ln, xhat, xrstd, rhat, rrstd, chat, crstd] if ln is not None else [])
+            [*ln, xhat, xrstd, *kept] if ln is not None else [])
         ctx.save_for_backward(*saved)
         ctx.spec, ctx.mask = spec, mask
         return (hs[1:].clone() if mask is None else hs[1:] * mask), hs[T].clone(), cs[T].clone()
@@ -170,86 +127,221 @@ class LSTMSequence(torch.autograd.Function):
         ln = rest if spec.layer_norm else None
         T, B, I = x.shape
         H, G = hs.shape[2], W.shape[0]
-        blk = gate_blocks(spec, H)
-        peep = {g: P[k] for k, g in enumerate(spec.sigmoid_gates)} if P is not None else {}
-        i, f, g, o = (z[:, :, blk[n]] if n in blk else None for n in "ifgo")
-        c_prev = cs[:-1]
-        # the factors that do not depend on the incoming gradient, for all steps at once:
-        # dL/da of each front gate = dc * M, dc_prev = dc * F, dout = dh * OK, dL/da_o = dh * AO
-        kg = _activate_grad(spec.input_activation, g)
-        front = []
-        if i is not None:
-            front.append((g - c_prev if spec.coupled_gates else g) * _sig_grad(i))
-        if f is not None:
-            front.append(c_prev * _sig_grad(f))
-        front.append((kg if i is None else i * kg) if kg is not None else
-                     (torch.ones_like(g) if i is None else i))
-        n = len(front)
-        M = torch.cat(front, 2).view(T, B, n, H).unbind(0)
-        F = f if f is not None else (1.0 - i if spec.coupled_gates else None)
-        K = _activate_grad(spec.output_activation, act)
-        OK = o if K is None else (K if o is None else o * K)
-        AO = None if o is None else act * _sig_grad(o)
         da = x.new_empty(T, B, G)
-        das = da.unbind(0)
-        fronts = da[:, :, :n * H].view(T, B, n, H).unbind(0)
-        das_o = None if o is None else da[:, :, blk["o"]].unbind(0)
-        das_if = [da[:, :, blk[n]].unbind(0) if n in peep else None for n in ("i", "f")]
-        Fs = None if F is None else F.unbind(0)
-        OKs = None if OK is None else OK.unbind(0)
-        AOs = None if AO is None else AO.unbind(0)
-        dys = None if dy is None else dy.unbind(0)
-        masks = None if mask is None else mask.unbind(0)
-        pi, pf, po = (peep.get(n) for n in "ifo")
-        if ln is not None:
-            g_ih, g_hh, g_c, _, xhat, xrstd, rhat, rrstd, chat, crstd = ln
-            dr, du = x.new_empty(T, B, G), x.new_empty(T, B, H)
-        dh = torch.zeros_like(hs[0]) if dhT is None else dhT.clone()
-        dc_next = torch.zeros_like(cs[0]) if dcT is None else dcT
-        for t in reversed(range(T)):
-            if dys is not None:
-                dh += dys[t] if masks is None else dys[t] * masks[t]
-            held = masks is not None and not masks[t].all()
-            if held:                                        # past its end: straight through
-                pass_h, pass_c = dh * ~masks[t], dc_next * ~masks[t]
-                dh, dc_next = dh * masks[t], dc_next * masks[t]
-            dout = dh if OKs is None else dh * OKs[t]       # undo h = o act_out(c)
-            if ln is not None:                              # undo act(LN(c) g_c + b_c)
-                du[t] = dout
-                dc = _ln_backward(dout * g_c, chat[t], crstd[t]).add_(dc_next)
-            else:
-                dc = dout + dc_next
-            if AOs is not None:                             # undo o = sigma(...)
-                d_o = torch.mul(dh, AOs[t], out=das_o[t])
-                if po is not None:
-                    dc.addcmul_(d_o, po)
-            torch.mul(dc.unsqueeze(1), M[t], out=fronts[t])   # undo c = f c_prev + i g
-            dc_prev = dc if Fs is None else dc * Fs[t]
-            if pi is not None:                              # undo i, f's look at c_prev
-                dc_prev.addcmul_(das_if[0][t], pi)
-            if pf is not None:
-                dc_prev.addcmul_(das_if[1][t], pf)
-            if ln is not None:                              # undo LN(R h) g_hh
-                drt = _ln_backward(das[t] * g_hh, rhat[t], rrstd[t])
-                dr[t] = drt
-                dh = drt @ R
-            else:
-                dh = das[t] @ R
-            dc_next = dc_prev
-            if held:
-                dh += pass_h
-                dc_next = dc_next + pass_c
-        da2 = da.reshape(T * B, G)
+        dr = x.new_empty(T, B, G) if ln is not None else None   # layer norm: dL/d(R h) per step
+        whole = torch.contiguous_format
+        dh = torch.zeros_like(hs[0]) if dhT is None else dhT.clone(memory_format=whole)
+        dc = torch.zeros_like(cs[0]) if dcT is None else dcT.clone(memory_format=whole)
+        steps = _backward_steps_compiled if _compiled(x) else _backward_steps
+        # dwx: dL/d(the input's product x W^T), all steps; lng: the layer norms' weights'
+        dh, dc, dwx, lng = steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr)
         x2, h2 = x.reshape(T * B, I), hs[:-1].reshape(T * B, H)
-        db = da2.sum(0)
-        if ln is not None:
-            dwx = _ln_backward(da2 * g_ih, xhat, xrstd)
-            dx, dW, dR = dwx @ W, dwx.t() @ x2, dr.reshape(T * B, G).t() @ h2
-            lng = [(da2 * xhat).sum(0), (da * rhat).sum((0, 1)), (du * chat).sum((0, 1)), du.sum((0, 1))]
-        else:
-            dx, dW, dR = da2 @ W, da2.t() @ x2, da2.t() @ h2
-            lng = []
+        db = da.reshape(T * B, G).sum(0)
+        dx, dW, dR = dwx @ W, dwx.t() @ x2, (da if dr is None else dr).reshape(T * B, G).t() @ h2
+        blk = gate_blocks(spec, H)
         pg = [] if P is None else [torch.stack([
-            (da[:, :, blk[n]] * (cs[1:] if n == "o" else c_prev)).sum((0, 1)) for n in spec.sigmoid_gates])]
-        return (None, None, dx.reshape(T, B, I), dh, dc_next, dW, dR, db, db.clone(), *pg, *lng)
+            (da[:, :, blk[n]] * (cs[1:] if n == "o" else cs[:-1])).sum((0, 1)) for n in spec.sigmoid_gates])]
+        return (None, None, dx.reshape(T, B, I), dh, dc, dW, dR, db, db.clone(), *pg, *lng)
 
+
+def _compiled(x) -> bool:
+    """Whether the steps run on lstmlab's compiled kernels (CPU, float32, numba installed) rather
+    than as torch operations: a dozen torch calls a step cost more than the step's product."""
+    return kernels.enabled and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def _forward_steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
+    """The steps of LSTMSequence.forward as torch operations (any device and dtype): writes
+    z, act, hs[1:], cs[1:] and, with layer norm, kept = (rhat, rrstd, chat, crstd)."""
+    T, B, G = z.shape
+    H = hs.shape[2]
+    blk = gate_blocks(spec, H)
+    peep = {g: P[k] for k, g in enumerate(spec.sigmoid_gates)} if P is not None else {}
+    if ln is not None:
+        rhat, rrstd, chat, crstd = kept
+    Rt = R.t()
+    views = {g: z[:, :, sl].unbind(0) for g, sl in blk.items()}    # per gate, per step
+    zs, xps, acts, hl, cl = z.unbind(0), xp.unbind(0), act.unbind(0), hs.unbind(0), cs.unbind(0)
+    gi, gf, gg, go = (views.get(g) for g in "ifgo")
+    pi, pf, po = (peep.get(g) for g in "ifo")
+    # the sigmoid gates squashed right after the product: contiguous runs of columns
+    early = [g for g in ("i", "f", "o") if g in blk and not (g == "o" and po is not None)]
+    runs = [z[:, :, sl].unbind(0) for sl in merge_runs([blk[g] for g in early])]
+    masks = None if mask is None else mask.unbind(0)
+    coupled, act_in, act_out = spec.coupled_gates, spec.input_activation, spec.output_activation
+    for t in range(T):
+        zt, c, cn, a = zs[t], cl[t], cl[t + 1], acts[t]
+        if ln is not None:
+            r, _, rs = torch.native_layer_norm(hl[t] @ Rt, (G,), None, None, LN_EPS)
+            rhat[t], rrstd[t] = r, rs
+            torch.addcmul(xps[t], r, ln[1], out=zt)
+        else:
+            torch.addmm(xps[t], hl[t], Rt, out=zt)
+        if pi is not None:                              # i, f look at c_prev
+            gi[t].addcmul_(c, pi)
+        if pf is not None:
+            gf[t].addcmul_(c, pf)
+        for run in runs:
+            run[t].sigmoid_()
+        g = _activate(act_in, gg[t])
+        if coupled:                                     # c = c + i (g - c)
+            torch.addcmul(c, gi[t], g - c, out=cn)
+        else:
+            ig = g if gi is None else gi[t] * g
+            if gf is not None:                          # c = f c + i g
+                torch.addcmul(ig, gf[t], c, out=cn)
+            else:                                       # no forget gate: c = c + i g
+                torch.add(c, ig, out=cn)
+        if po is not None:                              # o looks at the new c
+            go[t].addcmul_(cn, po).sigmoid_()
+        if ln is not None:
+            ch, _, cr = torch.native_layer_norm(cn, (H,), None, None, LN_EPS)
+            chat[t], crstd[t] = ch, cr
+            torch.addcmul(ln[3], ch, ln[2], out=a)
+            _activate(act_out, a)
+        elif act_out == "tanh":
+            torch.tanh(cn, out=a)
+        else:
+            _activate(act_out, a.copy_(cn))
+        if go is not None:
+            torch.mul(go[t], a, out=hl[t + 1])
+        else:
+            hl[t + 1].copy_(a)
+        if mask is not None and not masks[t].all():     # past its end a sequence holds its state
+            torch.where(masks[t], cn, c, out=cn)
+            torch.where(masks[t], hl[t + 1], hl[t], out=hl[t + 1])
+
+
+def _backward_steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc_next, da, dr):
+    """The steps of LSTMSequence.backward as torch operations (any device and dtype), from
+    dL/d(h_T, c_T): writes da (and with layer norm dr) and returns dL/d(h_0, c_0), the
+    gradient of the input's product x W^T (T B, G) and those of the layer norms' weights."""
+    T, B, G = da.shape
+    H = cs.shape[2]
+    blk = gate_blocks(spec, H)
+    peep = {g: P[k] for k, g in enumerate(spec.sigmoid_gates)} if P is not None else {}
+    i, f, g, o = (z[:, :, blk[n]] if n in blk else None for n in "ifgo")
+    c_prev = cs[:-1]
+    # the factors that do not depend on the incoming gradient, for all steps at once:
+    # dL/da of each front gate = dc * M, dc_prev = dc * F, dout = dh * OK, dL/da_o = dh * AO
+    kg = _activate_grad(spec.input_activation, g)
+    front = []
+    if i is not None:
+        front.append((g - c_prev if spec.coupled_gates else g) * _sig_grad(i))
+    if f is not None:
+        front.append(c_prev * _sig_grad(f))
+    front.append((kg if i is None else i * kg) if kg is not None else
+                 (torch.ones_like(g) if i is None else i))
+    n = len(front)
+    M = torch.cat(front, 2).view(T, B, n, H).unbind(0)
+    F = f if f is not None else (1.0 - i if spec.coupled_gates else None)
+    K = _activate_grad(spec.output_activation, act)
+    OK = o if K is None else (K if o is None else o * K)
+    AO = None if o is None else act * _sig_grad(o)
+    das = da.unbind(0)
+    fronts = da[:, :, :n * H].view(T, B, n, H).unbind(0)
+    das_o = None if o is None else da[:, :, blk["o"]].unbind(0)
+    das_if = [da[:, :, blk[n]].unbind(0) if n in peep else None for n in ("i", "f")]
+    Fs = None if F is None else F.unbind(0)
+    OKs = None if OK is None else OK.unbind(0)
+    AOs = None if AO is None else AO.unbind(0)
+    dys = None if dy is None else dy.unbind(0)
+    masks = None if mask is None else mask.unbind(0)
+    pi, pf, po = (peep.get(n) for n in "ifo")
+    if ln is not None:
+        g_ih, g_hh, g_c, _, xhat, xrstd, rhat, rrstd, chat, crstd = ln
+        du = da.new_empty(T, B, H)                          # dL/d(LN(c) g_c + b_c)
+    for t in reversed(range(T)):
+        if dys is not None:
+            dh += dys[t] if masks is None else dys[t] * masks[t]
+        held = masks is not None and not masks[t].all()
+        if held:                                        # past its end: straight through
+            pass_h, pass_c = dh * ~masks[t], dc_next * ~masks[t]
+            dh, dc_next = dh * masks[t], dc_next * masks[t]
+        dout = dh if OKs is None else dh * OKs[t]       # undo h = o act_out(c)
+        if ln is not None:                              # undo act(LN(c) g_c + b_c)
+            du[t] = dout
+            dc = _ln_backward(dout * g_c, chat[t], crstd[t]).add_(dc_next)
+        else:
+            dc = dout + dc_next
+        if AOs is not None:                             # undo o = sigma(...)
+            d_o = torch.mul(dh, AOs[t], out=das_o[t])
+            if po is not None:
+                dc.addcmul_(d_o, po)
+        torch.mul(dc.unsqueeze(1), M[t], out=fronts[t])   # undo c = f c_prev + i g
+        dc_prev = dc if Fs is None else dc * Fs[t]
+        if pi is not None:                              # undo i, f's look at c_prev
+            dc_prev.addcmul_(das_if[0][t], pi)
+        if pf is not None:
+            dc_prev.addcmul_(das_if[1][t], pf)
+        if ln is not None:                              # undo LN(R h) g_hh
+            drt = _ln_backward(das[t] * g_hh, rhat[t], rrstd[t])
+            dr[t] = drt
+            dh = drt @ R
+        else:
+            dh = das[t] @ R
+        dc_next = dc_prev
+        if held:
+            dh += pass_h
+            dc_next = dc_next + pass_c
+    da2 = da.reshape(T * B, G)
+    if ln is None:
+        return dh, dc_next, da2, []
+    lng = [(da2 * xhat).sum(0), (da * rhat).sum((0, 1)), (du * chat).sum((0, 1)), du.sum((0, 1))]
+    return dh, dc_next, _ln_backward(da2 * g_ih, xhat, xrstd), lng
+
+
+def _numpy(v, shape=(0,)):
+    """A tensor's NumPy view for the compiled steps (an empty array of the rank it would have,
+    for one the variant lacks)."""
+    return np.zeros(shape, np.float32) if v is None else v.detach().contiguous().numpy()
+
+
+def _shared(spec, H, mask, P, ln) -> tuple:
+    """What the compiled forward and backward steps share: (lay, mask, P, g_hh, g_c, b_c)."""
+    m = np.zeros((0, 0), bool) if mask is None else mask[:, :, 0].contiguous().numpy()
+    return (kernels.variant_layout(spec, H), m, _numpy(P, (0, 0)),
+            *(_numpy(None if ln is None else ln[k]) for k in (1, 2, 3)))
+
+
+def _forward_steps_compiled(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
+    """_forward_steps on the CPU in float32: per step torch's product and one compiled call
+    (kernels.variant_steps) for the rest, where the torch operations took a dozen calls."""
+    step = kernels.variant_steps()[0]
+    T, B, G = z.shape
+    lay, m, Pn, g_hh, g_c, b_c = _shared(spec, hs.shape[2], mask, P, ln)
+    kn = [_numpy(k, (0, 0, 0)) for k in kept or [None] * 4]
+    zn, xpn, hsn, csn, actn = (_numpy(v) for v in (z, xp, hs, cs, act))
+    r = xp.new_empty(B, G) if ln is not None else None          # R h, normalised in the step
+    rn = _numpy(r, (0, 0))
+    Rt, zs, xps, hl = R.t(), z.unbind(0), xp.unbind(0), hs.unbind(0)
+    for t in range(T):
+        if r is not None:
+            torch.mm(hl[t], Rt, out=r)
+        else:
+            torch.addmm(xps[t], hl[t], Rt, out=zs[t])
+        step(t, lay, zn, rn, xpn, hsn, csn, actn, m, Pn, g_hh, g_c, b_c, *kn)
+
+
+def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr):
+    """_backward_steps on the CPU in float32: per step one compiled call and torch's product."""
+    _, back, ln_rows_back = kernels.variant_steps()
+    T, B, G = da.shape
+    H = cs.shape[2]
+    lay, m, Pn, g_hh, g_c, _ = _shared(spec, H, mask, P, ln)
+    kn = [_numpy(k, (0, 0, 0)) for k in (ln[6:] if ln is not None else [None] * 4)]
+    dln = np.zeros(G + 2 * H if ln is not None else 0)          # layer norm: g_hh, g_c, b_c
+    hold = torch.zeros_like(dh)                                 # dL/dh that skipped a held step
+    zn, actn, csn, dyn, dhn, holdn, dcn, dan, drn = (
+        _numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da, dr))
+    grads = (da if dr is None else dr).unbind(0)                # what the product R h receives
+    for t in reversed(range(T)):
+        back(t, lay, zn, actn, csn, dyn, dhn, holdn, dcn, dan, m, Pn, g_hh, g_c, *kn, drn, dln)
+        torch.mm(grads[t], R, out=dh)
+    da2 = da.reshape(T * B, G)
+    if ln is None:
+        return dh + hold, dc, da2, []
+    dwx, dg_ih = torch.empty_like(da2), np.zeros(G)
+    ln_rows_back(dan.reshape(T * B, G), _numpy(ln[0]), _numpy(ln[4]), _numpy(ln[5]), dwx.numpy(), dg_ih)
+    lng = [torch.from_numpy(v.astype(np.float32)) for v in (dg_ih, dln[:G], dln[G:G + H], dln[G + H:])]
+    return dh + hold, dc, dwx, lng
