@@ -231,3 +231,15 @@ def test_compiled_without_a_cache_folder():
     with pytest.raises(RuntimeError, match="cannot cache"):
         numba.njit(cache=True)(scope["twice"])
     assert compiled(scope["twice"])(3.0) == 6.0
+
+
+def test_inference_loop_with_the_transposed_product_equals_the_training_loop():
+    """Inference (nothing kept) runs each step's product transposed when it is large enough; the
+    outputs and final state equal the training forward's, with and without lengths."""
+    m = lstmlab.numpy.LSTM(8, 64, seed=3)
+    x = np.random.default_rng(0).standard_normal((12, 16, 8)).astype(np.float32)
+    for lengths in (None, np.arange(16) % 12 + 1):
+        y, (h, c) = m(x, lengths=lengths)
+        y_k, (h_k, c_k), _ = m.forward(x, lengths=lengths)
+        for a, b in ((y, y_k), (h, h_k), (c, c_k)):
+            assert np.abs(a - b).max() <= 1e-6

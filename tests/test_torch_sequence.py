@@ -130,3 +130,28 @@ def test_sequence_runs_where_it_applies(monkeypatch):
     lt.LSTM(3, 4, variant="peephole", proj_size=2)(x)
     lt.LSTM(3, 4, variant="fgr")(x)
     assert len(calls) == 4
+
+
+def test_pooled_buffers_are_not_shared_between_live_graphs(monkeypatch):
+    """The compiled path takes its buffers from the model's pool and gives them back when the
+    graph is gone: two graphs alive at once (the same model run twice before one backward),
+    a backward run twice (retain_graph) and a run from the filled pool all give exactly what
+    fresh buffers give."""
+    monkeypatch.setattr(kernels, "enabled", True)
+    m = lt.LSTM(4, 80, variant="layernorm", seed=5)              # (T, B, 4H): over the pool's minimum
+    rng = torch.Generator().manual_seed(3)
+    xa, xb = (torch.randn(30, 8, 4, generator=rng) for _ in range(2))
+
+    def grads():
+        m.zero_grad()
+        ya, yb = m(xa)[0], m(xb)[0]                              # both graphs alive
+        loss = (ya * yb).sum() + (ya ** 2).sum()
+        loss.backward(retain_graph=True)
+        loss.backward()                                          # again: the saved buffers intact
+        return [ya, yb] + [p.grad.clone() for p in m.parameters()]
+
+    first, second = grads(), grads()                              # the second from the filled pool
+    assert m._workspace._free                                     # the buffers came back
+    monkeypatch.setattr(m, "_workspace", None)                    # fresh tensors
+    for a, b, c in zip(first, second, grads()):
+        assert torch.equal(a, c) and torch.equal(b, c)

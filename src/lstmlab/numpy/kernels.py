@@ -34,6 +34,8 @@ import functools
 import importlib
 import importlib.util
 import os
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -162,15 +164,16 @@ def variant_layout(spec, hidden_size: int) -> np.ndarray:
                        codes[spec.output_activation], spec.layer_norm], np.int64)
 
 
-def variant_steps():
-    """(step, step_back, ln_rows_back): the compiled elementwise part of one step of an LSTM variant and of
-    its backward, for a caller that makes the products itself (the torch engine's
-    LSTMSequence on the CPU, in float32). All arrays float32 (lay int64, mask bool), C-contiguous;
-    an absent one (no peepholes, no layer norm, no mask, no dy) is an empty array of its rank.
+def variant_steps() -> VariantSteps:
+    """(step, step_back, ln_rows, ln_rows_back): the compiled elementwise part of one step of
+    an LSTM variant and of its backward, and the input's layer norm, for a caller that makes
+    the products itself (the torch engine's LSTMSequence on the CPU, in float32). All arrays
+    float32 (lay int64, mask bool), C-contiguous; an absent one (no peepholes, no layer norm,
+    no mask, no dy) is an empty array of its rank.
 
-    step(t, lay, z, r, xp, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
-        z[t] (B, G) holds x W^T + b + h_t R^T (with layer norm: xp[t] holds the input's part and
-        r (B, G) h_t R^T, and the step writes z[t]); the step squashes the gates into z[t]
+    step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+        z[t] (B, G) holds x W^T + b + h_t R^T (with layer norm: z[t] holds the input's part,
+        r (B, G) h_t R^T, and the step adds LN(r) g_hh); the step squashes the gates into z[t]
         and writes act[t] = act_out(c), cs[t + 1], hs[t + 1], and the layer norms' xhat and
         1 / std into rhat, rrstd, chat, crstd. mask (T, B): past its end a sequence holds.
     step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
@@ -180,12 +183,24 @@ def variant_steps():
         with dL/dc_(t-1); writes da[t] = dL/d(pre-activations), with layer norm dr[t] (the
         gradient of R h) and adds the gradients of g_hh, g_c and b_c to dln (G + 2H,
         float64). dL/dh_(t-1) is then dhp = da[t] R (dr[t] R), plus hold after the last step.
+    ln_rows(x, g, b, rstd, out):
+        the input's layer norm for all steps at once: x (N, G) becomes xhat, rstd (N, 1)
+        receives 1 / std, out = xhat g + b.
     ln_rows_back(d, g, xhat, rstd, out, dg):
         the input's layer norm undone for all steps at once: d (N, G) = dL/dy of
-        y = LN(x) g + b, writes out = dL/dx, adds dL/dg to dg (G, float64).
+        y = LN(x) g + b, writes out = dL/dx (out may be d), adds dL/dg to dg (G, float64).
     """
     code = _code()
-    return code.variant_step, code.variant_step_back, code.ln_rows_back
+    return VariantSteps(code.variant_step, code.variant_step_back, code.ln_rows, code.ln_rows_back)
+
+
+class VariantSteps(NamedTuple):
+    """What `variant_steps` returns."""
+
+    step: Callable
+    step_back: Callable
+    ln_rows: Callable
+    ln_rows_back: Callable
 
 
 @functools.cache

@@ -37,6 +37,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from ..checks import check_lengths, check_numbers, check_state_shape, state_parts
 from ..families import FAMILIES, check_stack, family_of, groups, layer_shapes
 from ..numpy.init import init_stack
+from ..numpy.workspace import Workspace
 from ..spec import VARIANTS, CellSpec
 from ..spec import variant as make_spec
 from . import sequence
@@ -156,6 +157,7 @@ class Recurrent(nn.Module):
         self.cell = make_cell(spec, hidden_size, proj_size)      # holds no weights: one for all layers
         self._kernel = _KERNELS.get(spec)
         self._sequence = sequence.covers(spec) and not proj_size
+        self._workspace = Workspace()                           # sequence.py's buffers, reused
         for name, value in initial.items():
             self.register_parameter(name, nn.Parameter(torch.tensor(value, device=dev)))
         # (layer, direction) -> [(base name, parameter name)], in storage order
@@ -300,7 +302,7 @@ class Recurrent(nn.Module):
             rec = defaultdict(list) if record else None
             if whole:
                 y, final = sequence.run(self.spec, weights[k][d], xin, *(s[k * D + d] for s in state0),
-                                        mask=mask)
+                                        mask=mask, workspace=self._workspace)
             else:
                 y, final = run_layer(self.cell, weights[k][d], xin, tuple(s[k * D + d] for s in state0),
                                      mask, rmask=rmask, zoneout=self.zoneout, training=self.training,

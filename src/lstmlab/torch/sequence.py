@@ -29,6 +29,7 @@ from torch.autograd.function import once_differentiable
 from ..families import gate_blocks, merge_runs
 from ..numpy import kernels
 from ..numpy.ops import LN_EPS
+from ..numpy.workspace import Workspace
 from ..spec import CellSpec
 
 
@@ -37,13 +38,14 @@ def covers(spec: CellSpec) -> bool:
     return spec.family == "lstm" and not spec.gate_recurrence
 
 
-def run(spec: CellSpec, w: dict, x, h0, c0, mask=None):
+def run(spec: CellSpec, w: dict, x, h0, c0, mask=None, workspace: Workspace | None = None):
     """x (T, B, I), h0 and c0 (B, H), w the layer's weights by base name, mask None or
-    (T, B, 1) bool, True inside each sequence -> (y (T, B, H), (h_T, c_T))."""
+    (T, B, 1) bool, True inside each sequence -> (y (T, B, H), (h_T, c_T)). workspace: where
+    the compiled steps take their buffers from (none: fresh tensors)."""
     extra = ([w["weight_peephole"]] if spec.peepholes else []) + (
         [w[n] for n in ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias")]
         if spec.layer_norm else [])
-    y, hT, cT = LSTMSequence.apply(spec, mask, x, h0, c0, w["weight_ih"], w["weight_hh"],
+    y, hT, cT = LSTMSequence.apply(spec, mask, workspace, x, h0, c0, w["weight_ih"], w["weight_hh"],
                                    w["bias_ih"], w["bias_hh"], *extra)
     return y, (hT, cT)
 
@@ -80,7 +82,7 @@ def _sig_grad(y):
 
 
 class LSTMSequence(torch.autograd.Function):
-    """apply(spec, mask, x, h0, c0, W_ih, W_hh, b_ih, b_hh[, P][, g_ih, g_hh, g_c, b_c]) ->
+    """apply(spec, mask, workspace, x, h0, c0, W_ih, W_hh, b_ih, b_hh[, P][, g_ih, g_hh, g_c, b_c]) ->
     (y, h_T, c_T); P the peepholes (sigmoid gates, H), g/b the layer norms' weights.
 
     The gates are stored in spec.gates order: the "front" gates (those of i, f, g the variant
@@ -91,31 +93,38 @@ class LSTMSequence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, spec, mask, x, h0, c0, W, R, b_i, b_h, *extra):
+    def forward(ctx, spec, mask, workspace, x, h0, c0, W, R, b_i, b_h, *extra):
         T, B, I = x.shape
         H = h0.shape[1]
         G = W.shape[0]
         P = extra[0] if spec.peepholes else None
         ln = extra[1 if spec.peepholes else 0:] if spec.layer_norm else None
         x2 = x.reshape(T * B, I)
-        if ln is not None:                                  # LN(W x) g_ih + b: statistics kept
+        compiled = _compiled(x)
+        new, lease = _buffers(x, workspace if compiled else None)
+        z = new(T, B, G)                                    # each step's pre-activations, then gates:
+        if ln is not None and compiled:                     # first the input's part, LN(W x) g_ih + b
+            xhat, xrstd = torch.mm(x2, W.t(), out=new(T * B, G)), x.new_empty(T * B, 1)
+            kernels.variant_steps().ln_rows(*map(_numpy, (xhat, ln[0], b_i + b_h, xrstd, z.view(T * B, G))))
+        elif ln is not None:
             xhat, _, xrstd = torch.native_layer_norm(x2 @ W.t(), (G,), None, None, LN_EPS)
-            xp = torch.addcmul(b_i + b_h, xhat, ln[0]).reshape(T, B, G)
-        else:
+            torch.addcmul(b_i + b_h, xhat, ln[0], out=z.view(T * B, G))
+        else:                                               # or W x + b
             xhat = xrstd = None
-            xp = torch.addmm(b_i + b_h, x2, W.t()).reshape(T, B, G)
-        new = x.new_empty
-        z, act = new(T, B, G), new(T, B, H)                 # the gates; act_out(c) (of LN(c))
+            torch.addmm(b_i + b_h, x2, W.t(), out=z.view(T * B, G))
+        act = new(T, B, H)                                  # act_out(c) (of LN(c))
         hs, cs = new(T + 1, B, H), new(T + 1, B, H)
         hs[0], cs[0] = h0, c0
         # layer norm's statistics per step: R h's xhat and 1 / std, c's
         kept = (new(T, B, G), new(T, B, 1), new(T, B, H), new(T, B, 1)) if ln is not None else None
-        steps = _forward_steps_compiled if _compiled(x) else _forward_steps
-        steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept)
+        steps = _forward_steps_compiled if compiled else _forward_steps
+        steps(spec, mask, hs, cs, z, act, R, P, ln, kept)
+        if lease is not None:                               # back to the pool with the graph
+            lease.bind(ctx)
         saved = [x, W, R, z, act, hs, cs] + ([P] if P is not None else []) + (
             [*ln, xhat, xrstd, *kept] if ln is not None else [])
         ctx.save_for_backward(*saved)
-        ctx.spec, ctx.mask = spec, mask
+        ctx.spec, ctx.mask, ctx.workspace = spec, mask, workspace
         return (hs[1:].clone() if mask is None else hs[1:] * mask), hs[T].clone(), cs[T].clone()
 
     @staticmethod
@@ -123,25 +132,42 @@ class LSTMSequence(torch.autograd.Function):
     def backward(ctx, dy, dhT, dcT):
         spec, mask = ctx.spec, ctx.mask
         x, W, R, z, act, hs, cs, *rest = ctx.saved_tensors
+        compiled = _compiled(x)
+        new, lease = _buffers(x, ctx.workspace if compiled else None)
         P = rest.pop(0) if spec.peepholes else None
         ln = rest if spec.layer_norm else None
         T, B, I = x.shape
         H, G = hs.shape[2], W.shape[0]
-        da = x.new_empty(T, B, G)
-        dr = x.new_empty(T, B, G) if ln is not None else None   # layer norm: dL/d(R h) per step
+        da = new(T, B, G)
+        dr = new(T, B, G) if ln is not None else None       # layer norm: dL/d(R h) per step
         whole = torch.contiguous_format
         dh = torch.zeros_like(hs[0]) if dhT is None else dhT.clone(memory_format=whole)
         dc = torch.zeros_like(cs[0]) if dcT is None else dcT.clone(memory_format=whole)
-        steps = _backward_steps_compiled if _compiled(x) else _backward_steps
-        # dwx: dL/d(the input's product x W^T), all steps; lng: the layer norms' weights'
-        dh, dc, dwx, lng = steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr)
-        x2, h2 = x.reshape(T * B, I), hs[:-1].reshape(T * B, H)
-        db = da.reshape(T * B, G).sum(0)
-        dx, dW, dR = dwx @ W, dwx.t() @ x2, (da if dr is None else dr).reshape(T * B, G).t() @ h2
+        steps = _backward_steps_compiled if compiled else _backward_steps
+        dh, dc, lng = steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr)
+        x2, h2, da2 = x.reshape(T * B, I), hs[:-1].reshape(T * B, H), da.reshape(T * B, G)
+        db = da2.sum(0)
+        dR = (da2 if dr is None else dr.reshape(T * B, G)).t() @ h2
         blk = gate_blocks(spec, H)
         pg = [] if P is None else [torch.stack([
             (da[:, :, blk[n]] * (cs[1:] if n == "o" else cs[:-1])).sum((0, 1)) for n in spec.sigmoid_gates])]
-        return (None, None, dx.reshape(T, B, I), dh, dc, dW, dR, db, db.clone(), *pg, *lng)
+        if ln is not None:                                  # undo LN(x W^T) g_ih
+            da2, dg_ih = (_ln_input_backward_compiled if compiled else _ln_input_backward)(da2, ln)
+            lng = [dg_ih, *lng]
+        dx, dW = da2 @ W, da2.t() @ x2
+        if lease is not None:                               # nothing returned is a view of them
+            lease.end()
+        return (None, None, None, dx.reshape(T, B, I), dh, dc, dW, dR, db, db.clone(), *pg, *lng)
+
+
+def _buffers(x, workspace):
+    """(new(*shape), lease): the call's large buffers, from `workspace` when one is given (a
+    fresh multi-megabyte tensor costs a page fault per page, at (100, 32, 32, 128) about a
+    quarter of a layernorm step's time here), else fresh tensors like x."""
+    if workspace is None:
+        return (lambda *shape: x.new_empty(shape)), None
+    lease = workspace.lease()
+    return (lambda *shape: torch.from_numpy(lease(shape, np.float32))), lease
 
 
 def _compiled(x) -> bool:
@@ -150,9 +176,10 @@ def _compiled(x) -> bool:
     return kernels.enabled and x.device.type == "cpu" and x.dtype == torch.float32
 
 
-def _forward_steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
-    """The steps of LSTMSequence.forward as torch operations (any device and dtype): writes
-    z, act, hs[1:], cs[1:] and, with layer norm, kept = (rhat, rrstd, chat, crstd)."""
+def _forward_steps(spec, mask, hs, cs, z, act, R, P, ln, kept):
+    """The steps of LSTMSequence.forward as torch operations (any device and dtype): adds the
+    recurrent part to z (which holds the input's) and squashes it into the gates; writes act,
+    hs[1:], cs[1:] and, with layer norm, kept = (rhat, rrstd, chat, crstd)."""
     T, B, G = z.shape
     H = hs.shape[2]
     blk = gate_blocks(spec, H)
@@ -161,7 +188,7 @@ def _forward_steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
         rhat, rrstd, chat, crstd = kept
     Rt = R.t()
     views = {g: z[:, :, sl].unbind(0) for g, sl in blk.items()}    # per gate, per step
-    zs, xps, acts, hl, cl = z.unbind(0), xp.unbind(0), act.unbind(0), hs.unbind(0), cs.unbind(0)
+    zs, acts, hl, cl = z.unbind(0), act.unbind(0), hs.unbind(0), cs.unbind(0)
     gi, gf, gg, go = (views.get(g) for g in "ifgo")
     pi, pf, po = (peep.get(g) for g in "ifo")
     # the sigmoid gates squashed right after the product: contiguous runs of columns
@@ -174,9 +201,9 @@ def _forward_steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
         if ln is not None:
             r, _, rs = torch.native_layer_norm(hl[t] @ Rt, (G,), None, None, LN_EPS)
             rhat[t], rrstd[t] = r, rs
-            torch.addcmul(xps[t], r, ln[1], out=zt)
+            zt.addcmul_(r, ln[1])
         else:
-            torch.addmm(xps[t], hl[t], Rt, out=zt)
+            zt.addmm_(hl[t], Rt)
         if pi is not None:                              # i, f look at c_prev
             gi[t].addcmul_(c, pi)
         if pf is not None:
@@ -214,8 +241,8 @@ def _forward_steps(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
 
 def _backward_steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc_next, da, dr):
     """The steps of LSTMSequence.backward as torch operations (any device and dtype), from
-    dL/d(h_T, c_T): writes da (and with layer norm dr) and returns dL/d(h_0, c_0), the
-    gradient of the input's product x W^T (T B, G) and those of the layer norms' weights."""
+    dL/d(h_T, c_T): writes da (and with layer norm dr) and returns dL/d(h_0, c_0) and, with
+    layer norm, the gradients of g_hh, g_c and b_c."""
     T, B, G = da.shape
     H = cs.shape[2]
     blk = gate_blocks(spec, H)
@@ -249,7 +276,7 @@ def _backward_steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc_next, da, dr):
     masks = None if mask is None else mask.unbind(0)
     pi, pf, po = (peep.get(n) for n in "ifo")
     if ln is not None:
-        g_ih, g_hh, g_c, _, xhat, xrstd, rhat, rrstd, chat, crstd = ln
+        _, g_hh, g_c, _, _, _, rhat, rrstd, chat, crstd = ln
         du = da.new_empty(T, B, H)                          # dL/d(LN(c) g_c + b_c)
     for t in reversed(range(T)):
         if dys is not None:
@@ -284,11 +311,15 @@ def _backward_steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc_next, da, dr):
         if held:
             dh += pass_h
             dc_next = dc_next + pass_c
-    da2 = da.reshape(T * B, G)
     if ln is None:
-        return dh, dc_next, da2, []
-    lng = [(da2 * xhat).sum(0), (da * rhat).sum((0, 1)), (du * chat).sum((0, 1)), du.sum((0, 1))]
-    return dh, dc_next, _ln_backward(da2 * g_ih, xhat, xrstd), lng
+        return dh, dc_next, []
+    return dh, dc_next, [(da * rhat).sum((0, 1)), (du * chat).sum((0, 1)), du.sum((0, 1))]
+
+
+def _ln_input_backward(da2, ln):
+    """dL/d(x W^T) and dL/dg_ih of LN(x W^T) g_ih, from da2 = dL/d(that) (T B, G)."""
+    g_ih, xhat, xrstd = ln[0], ln[4], ln[5]
+    return _ln_backward(da2 * g_ih, xhat, xrstd), (da2 * xhat).sum(0)
 
 
 def _numpy(v, shape=(0,)):
@@ -304,28 +335,28 @@ def _shared(spec, H, mask, P, ln) -> tuple:
             *(_numpy(None if ln is None else ln[k]) for k in (1, 2, 3)))
 
 
-def _forward_steps_compiled(spec, mask, xp, hs, cs, z, act, R, P, ln, kept):
+def _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, kept):
     """_forward_steps on the CPU in float32: per step torch's product and one compiled call
     (kernels.variant_steps) for the rest, where the torch operations took a dozen calls."""
-    step = kernels.variant_steps()[0]
+    step = kernels.variant_steps().step
     T, B, G = z.shape
     lay, m, Pn, g_hh, g_c, b_c = _shared(spec, hs.shape[2], mask, P, ln)
     kn = [_numpy(k, (0, 0, 0)) for k in kept or [None] * 4]
-    zn, xpn, hsn, csn, actn = (_numpy(v) for v in (z, xp, hs, cs, act))
-    r = xp.new_empty(B, G) if ln is not None else None          # R h, normalised in the step
+    zn, hsn, csn, actn = (_numpy(v) for v in (z, hs, cs, act))
+    r = z.new_empty(B, G) if ln is not None else None           # R h, normalised in the step
     rn = _numpy(r, (0, 0))
-    Rt, zs, xps, hl = R.t(), z.unbind(0), xp.unbind(0), hs.unbind(0)
+    Rt, zs, hl = R.t(), z.unbind(0), hs.unbind(0)
     for t in range(T):
         if r is not None:
             torch.mm(hl[t], Rt, out=r)
         else:
-            torch.addmm(xps[t], hl[t], Rt, out=zs[t])
-        step(t, lay, zn, rn, xpn, hsn, csn, actn, m, Pn, g_hh, g_c, b_c, *kn)
+            zs[t].addmm_(hl[t], Rt)
+        step(t, lay, zn, rn, hsn, csn, actn, m, Pn, g_hh, g_c, b_c, *kn)
 
 
 def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr):
     """_backward_steps on the CPU in float32: per step one compiled call and torch's product."""
-    _, back, ln_rows_back = kernels.variant_steps()
+    back = kernels.variant_steps().step_back
     T, B, G = da.shape
     H = cs.shape[2]
     lay, m, Pn, g_hh, g_c, _ = _shared(spec, H, mask, P, ln)
@@ -338,10 +369,15 @@ def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, d
     for t in reversed(range(T)):
         back(t, lay, zn, actn, csn, dyn, dhn, holdn, dcn, dan, m, Pn, g_hh, g_c, *kn, drn, dln)
         torch.mm(grads[t], R, out=dh)
-    da2 = da.reshape(T * B, G)
     if ln is None:
-        return dh + hold, dc, da2, []
-    dwx, dg_ih = torch.empty_like(da2), np.zeros(G)
-    ln_rows_back(dan.reshape(T * B, G), _numpy(ln[0]), _numpy(ln[4]), _numpy(ln[5]), dwx.numpy(), dg_ih)
-    lng = [torch.from_numpy(v.astype(np.float32)) for v in (dg_ih, dln[:G], dln[G:G + H], dln[G + H:])]
-    return dh + hold, dc, dwx, lng
+        return dh + hold, dc, []
+    parts = (dln[:G], dln[G:G + H], dln[G + H:])                # g_hh, g_c, b_c
+    return dh + hold, dc, [torch.from_numpy(v.astype(np.float32)) for v in parts]
+
+
+def _ln_input_backward_compiled(da2, ln):
+    """_ln_input_backward in one compiled pass, in place over da2."""
+    dg = np.zeros(da2.shape[1])
+    d = _numpy(da2)
+    kernels.variant_steps().ln_rows_back(d, _numpy(ln[0]), _numpy(ln[4]), _numpy(ln[5]), d, dg)
+    return da2, torch.from_numpy(dg.astype(np.float32))
