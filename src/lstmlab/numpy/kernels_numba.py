@@ -179,15 +179,13 @@ def _run_transposed(xh, W, c, mask):
                 v = f * cpj[b] + i * zg[b]
                 cnj[b] = v
                 hj[b] = o * tanh(v)
-        held = mask.shape[0] > 0
         for b in range(B):
-            keep_b = held and not mask[t, b]                    # past its end a sequence holds its state
-            for j in range(H):
-                if keep_b:
+            if mask.shape[0] and not mask[t, b]:                # past its end a sequence holds its state
+                for j in range(H):
                     cn[j, b] = cp[j, b]
-                    xh[t + 1, b, K - H + j] = xh[t, b, K - H + j]
-                else:
-                    xh[t + 1, b, K - H + j] = hT[j, b]
+                    hT[j, b] = xh[t, b, K - H + j]
+            for j in range(H):
+                xh[t + 1, b, K - H + j] = hT[j, b]
                 c[t + 1, b, j] = cn[j, b]
 
 
@@ -293,18 +291,6 @@ def _squash(code, v):
 
 
 @compiled(inline="always")
-def _squash_grad(code, y):
-    """d act / d a, from y = act(a)."""
-    if code == 0:
-        return _ONE - y * y
-    if code == 1:
-        return _ONE
-    if code == 2:
-        return _HALF * (_ONE - y * y)
-    return _ONE - _QUARTER * y * y
-
-
-@compiled(inline="always")
 def _times_squash_grad(code, y, v):
     """v *= d act / d a, from y = act(a)."""
     if code == 0:
@@ -353,6 +339,12 @@ def _ln_back(d, xhat, rstd, out):
     m1, m2 = s1 / np.float32(n), s2 / np.float32(n)
     for k in range(n):
         out[k] = rstd * (d[k] - m1 - xhat[k] * m2)
+
+
+@compiled(inline="always")
+def _peephole(P, row, spare):
+    """A gate's peephole weights, P[row] (-1, a gate without: `spare`, unused)."""
+    return P[row] if row >= 0 else spare
 
 
 @compiled(inline="always")
@@ -440,8 +432,7 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, 
     d_c = np.empty(H, np.float32)
     dxhat = np.empty(G, np.float32)
     part = np.zeros(dln.shape[0], np.float32)                  # this step's share of dln
-    p_i, p_f, p_o = P[max(pi, 0)] if pi >= 0 else d_c, P[max(pf, 0)] if pf >= 0 else d_c, \
-        P[max(po, 0)] if po >= 0 else d_c
+    p_i, p_f, p_o = _peephole(P, pi, d_c), _peephole(P, pf, d_c), _peephole(P, po, d_c)
     for b in range(B):
         zb, dab, dcb, hb, ab, cp = z[t, b], da[t, b], dc[b], hold[b], act[t, b], cs[t, b]
         dh = dhp[b]
