@@ -44,3 +44,17 @@ def test_buffers_are_reused_after_the_cache_is_gone():
     _, _, cache = m.forward(x)
     taken = {address(a) for dc in cache.layers[0] for a in dc.hist}
     assert taken & pooled
+
+
+def test_pooled_arrays_start_on_a_cache_line():
+    from lstmlab.numpy.workspace import Workspace, aligned_empty
+
+    for shape, dtype in [((3, 5), np.float32), ((7,), np.float64), ((70_001,), np.int8)]:
+        a = aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % 64 == 0
+    ws = Workspace()
+    a = ws.empty((300, 300), np.float32)
+    ws.give_back([a])
+    b = ws.empty((90_000,), np.float32)                   # the same memory, another shape
+    assert b.ctypes.data == a.ctypes.data and b.ctypes.data % 64 == 0

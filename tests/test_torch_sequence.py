@@ -66,8 +66,8 @@ def test_compiled_steps_run_where_they_apply(monkeypatch):
     """CPU float32 uses the compiled steps; float64 and a disabled switch the torch operations."""
     monkeypatch.setattr(kernels, "enabled", True)
     calls = []
-    real = kernels.variant_steps
-    monkeypatch.setattr(kernels, "variant_steps", lambda: calls.append(1) or real())
+    real = kernels.variant_loops
+    monkeypatch.setattr(kernels, "variant_loops", lambda: calls.append(1) or real())
     x = torch.randn(5, 2, 3, requires_grad=True)
     lt.LSTM(3, 4, variant="peephole")(x)[0].sum().backward()
     assert len(calls) == 2                                  # forward and backward

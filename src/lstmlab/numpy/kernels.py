@@ -14,9 +14,9 @@ step in one pass with a tanh that vectorises, the products on NumPy's own BLAS:
     lstm_forward/_backward: one step's elementwise part (the loop in Python: with a projection)
     lstm_stream:         one step of one stream (B = 1, `LSTM.step`), products included: about
                          500 us through the sequence machinery, a few us here (`lstmlab bench`)
-    variant_steps:       one step of any LSTM variant without gate recurrence (peepholes, CIFG,
-                         layer norm, missing gates, other activations) and its backward, the
-                         products left to the caller: the torch engine's LSTMSequence on the CPU
+    variant_loops:       the time loops of any LSTM variant without gate recurrence (peepholes,
+                         CIFG, layer norm, missing gates, other activations), forward and
+                         backward: the torch engine's LSTMSequence on the CPU
 
 The NumPy engine's loops cover the plain LSTM (`variant="lstm"`) in float32: the variants and
 float64 run on the NumPy code in cells.py (and the stream step on the NumPy lines of `lstm_stream`), which
@@ -149,6 +149,43 @@ def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z) -> float:
     return float(a_sum + c_out.sum())
 
 
+@functools.cache
+def torch_sgemm() -> int | None:
+    """The address of the Fortran sgemm inside torch's own library (MKL in the x86-64 wheels),
+    bound for variant_loops; None where torch has none that answers as one (then the torch
+    engine runs its variants as torch operations).
+
+    Torch's products and these loops then share one BLAS and one thread pool: calling NumPy's
+    instead made torch's and NumPy's threads spin against each other on 2 cores, and doubled
+    the time of torch's own fused LSTM in the same process. Checked on a 2 x 3 product first:
+    the integers are passed as int64, which an LP64 BLAS reads correctly too (little-endian)."""
+    import ctypes
+    import glob
+
+    import torch
+
+    c_float_p = ctypes.POINTER(ctypes.c_float)
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))):
+        try:
+            fn = ctypes.CDLL(path).sgemm_
+        except (OSError, AttributeError):
+            continue
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        b = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+        c = np.zeros((2, 2), np.float32)                         # c = a b^T, column-major below
+        dims = [ctypes.c_int64(v) for v in (2, 2, 3, 3, 3, 2)]
+        fn(ctypes.c_char_p(b"T"), ctypes.c_char_p(b"N"), *map(ctypes.byref, dims[:3]),
+           ctypes.byref(ctypes.c_float(1.0)), b.ctypes.data_as(c_float_p), ctypes.byref(dims[3]),
+           a.ctypes.data_as(c_float_p), ctypes.byref(dims[4]), ctypes.byref(ctypes.c_float(0.0)),
+           c.ctypes.data_as(c_float_p), ctypes.byref(dims[5]))
+        if np.array_equal(c, a @ b.T):
+            address = ctypes.cast(fn, ctypes.c_void_p).value
+            import llvmlite.binding as llvm
+            llvm.add_symbol("lstmlab_torch_sgemm", address)
+            return address
+    return None
+
+
 def variant_layout(spec, hidden_size: int) -> np.ndarray:
     """What `variant_step` needs to know of an LSTM variant (spec: a CellSpec without gate
     recurrence), as int64: the column offsets of the gates i, f, g, o in the pre-activations
@@ -164,25 +201,25 @@ def variant_layout(spec, hidden_size: int) -> np.ndarray:
                        codes[spec.output_activation], spec.layer_norm], np.int64)
 
 
-def variant_steps() -> VariantSteps:
-    """(step, step_back, ln_rows, ln_rows_back): the compiled elementwise part of one step of
-    an LSTM variant and of its backward, and the input's layer norm, for a caller that makes
-    the products itself (the torch engine's LSTMSequence on the CPU, in float32). All arrays
-    float32 (lay int64, mask bool), C-contiguous; an absent one (no peepholes, no layer norm,
-    no mask, no dy) is an empty array of its rank.
+def variant_loops() -> VariantLoops:
+    """(run, run_back, ln_rows, ln_rows_back): the compiled time loops of an LSTM variant, forward
+    and backward, and the input's layer norm, for a caller that makes the products over all steps
+    itself (the torch engine's LSTMSequence on the CPU, in float32). All arrays float32 (lay
+    int64, mask bool), C-contiguous; an absent one (no peepholes, no layer norm, no mask, no
+    dy) is an empty array of its rank. Per step one product on NumPy's BLAS and one pass.
 
-    step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
-        z[t] (B, G) holds x W^T + b + h_t R^T (with layer norm: z[t] holds the input's part,
-        r (B, G) h_t R^T, and the step adds LN(r) g_hh); the step squashes the gates into z[t]
-        and writes act[t] = act_out(c), cs[t + 1], hs[t + 1], and the layer norms' xhat and
-        1 / std into rhat, rrstd, chat, crstd. mask (T, B): past its end a sequence holds.
-    step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
-              chat, crstd, dr, dln):
-        dhp (B, H): dL/dh_t reaching back through step t + 1's product, hold (B, H) what
-        passed straight through a held step (zeros at first), dc (B, H) dL/dc_t, rewritten
-        with dL/dc_(t-1); writes da[t] = dL/d(pre-activations), with layer norm dr[t] (the
-        gradient of R h) and adds the gradients of g_hh, g_c and b_c to dln (G + 2H,
-        float64). dL/dh_(t-1) is then dhp = da[t] R (dr[t] R), plus hold after the last step.
+    run(lay, z, r, hs, cs, act, R, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+        z (T, B, G) holds x W^T + b; per step adds h_t R^T (with layer norm: r (B, G) receives
+        h_t R^T and the step adds LN(r) g_hh), squashes the gates into z[t] and writes act[t] =
+        act_out(c), cs[t + 1], hs[t + 1] (hs[0], cs[0]: the initial state), and the layer
+        norms' xhat and 1 / std into rhat, rrstd, chat, crstd. mask (T, B): past its end a
+        sequence holds its state.
+    run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd, chat, crstd,
+             dr, dln, R):
+        dh, dc (B, H): dL/dh_T and dL/dc_T, rewritten down to dL/dh_0 (less `hold`) and dL/dc_0;
+        hold (B, H), zeros at first: what passed straight through held steps, to add to dh;
+        writes da (T, B, G) = dL/d(pre-activations), with layer norm dr (the gradient of R h)
+        and adds the gradients of g_hh, g_c and b_c to dln (G + 2H, float64).
     ln_rows(x, g, b, rstd, out):
         the input's layer norm for all steps at once: x (N, G) becomes xhat, rstd (N, 1)
         receives 1 / std, out = xhat g + b.
@@ -190,15 +227,17 @@ def variant_steps() -> VariantSteps:
         the input's layer norm undone for all steps at once: d (N, G) = dL/dy of
         y = LN(x) g + b, writes out = dL/dx (out may be d), adds dL/dg to dg (G, float64).
     """
+    if torch_sgemm() is None:
+        raise RuntimeError("variant_loops needs torch's sgemm (kernels.torch_sgemm())")
     code = _code()
-    return VariantSteps(code.variant_step, code.variant_step_back, code.ln_rows, code.ln_rows_back)
+    return VariantLoops(code.variant_run, code.variant_run_back, code.ln_rows, code.ln_rows_back)
 
 
-class VariantSteps(NamedTuple):
-    """What `variant_steps` returns."""
+class VariantLoops(NamedTuple):
+    """What `variant_loops` returns."""
 
-    step: Callable
-    step_back: Callable
+    run: Callable
+    run_back: Callable
     ln_rows: Callable
     ln_rows_back: Callable
 

@@ -24,6 +24,8 @@ _SGEMM = types.ExternalFunction("lstmlab_numpy_sgemm", types.void(
     types.intc, types.intc, types.intc, _int, _int, _int, types.float32, types.voidptr, _int,
     types.voidptr, _int, types.float32, types.voidptr, _int))
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# torch's Fortran sgemm (kernels.torch_sgemm binds the name before the variant loops first run)
+_TORCH_SGEMM = types.ExternalFunction("lstmlab_torch_sgemm", types.void(*[types.voidptr] * 13))
 
 _ONE, _HALF = np.float32(1.0), np.float32(0.5)
 _LIM = np.float32(7.90531110763549805)      # tanh is +-1 in float32 beyond this
@@ -354,9 +356,51 @@ def _block(v, offset, H):
     return v[lo:lo + H]
 
 
+@compiled(inline="always")
+def _torch_gemm(trans_a, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """c = op(a) b + beta c, column-major, on torch's BLAS (op: transposed when trans_a);
+    the integers as int64 (see kernels.torch_sgemm)."""
+    flags = np.array([84 if trans_a else 78, 78], np.uint8)   # "T" / "N"
+    ints = np.array([m, n, k, lda, ldb, ldc], np.int64)
+    scalars = np.array([1.0, beta], np.float32)
+    _TORCH_SGEMM(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+                 scalars[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes, ints[4:].ctypes,
+                 scalars[1:].ctypes, c.ctypes, ints[5:].ctypes)
+
+
 @_jit
+def variant_run(lay, z, r, hs, cs, act, R, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+    """The forward loop of an LSTM variant (see kernels.variant_loops): per step torch's
+    product, then variant_step. Row-major (B, G) = (B, H) (G, H)^T is column-major
+    (G, B) = (H, G)^T (H, B)."""
+    T, B, G = z.shape
+    H = cs.shape[2]
+    for t in range(T):
+        if lay[_LN]:                                            # r = h R^T, normalised in the step
+            _torch_gemm(True, G, B, H, R, H, hs[t], H, _ZERO, r, G)
+        else:                                                   # z[t] += h R^T
+            _torch_gemm(True, G, B, H, R, H, hs[t], H, _ONE, z[t], G)
+        variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd)
+
+
+@_jit
+def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd, chat,
+                     crstd, dr, dln, R):
+    """The backward loop of an LSTM variant (see kernels.variant_loops): per step
+    variant_step_back, then torch's product dL/dh_(t-1) = da[t] R (dr[t] R), column-major
+    (H, B) = (H, G) (G, B)."""
+    T, B, G = da.shape
+    H = cs.shape[2]
+    grads = dr if lay[_LN] else da
+    for t in range(T - 1, -1, -1):
+        variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
+                          chat, crstd, dr, dln)
+        _torch_gemm(False, H, B, G, R, H, grads[t], G, _ZERO, dh, H)
+
+
+@compiled
 def variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
-    """Step t of an LSTM variant, after the product (see kernels.variant_steps)."""
+    """Step t of an LSTM variant, after the product."""
     B, G = z.shape[1], z.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
@@ -418,10 +462,10 @@ def variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd
                 cn[j], hn[j] = c[j], hp[j]
 
 
-@_jit
+@compiled
 def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
                       chat, crstd, dr, dln):
-    """Undo step t of an LSTM variant, up to the product (see kernels.variant_steps)."""
+    """Undo step t of an LSTM variant, up to the product."""
     B, G = da.shape[1], da.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]

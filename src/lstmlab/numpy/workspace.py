@@ -5,6 +5,10 @@ memory: on a machine like this one about 10 ms per 50 MB, more than the arithmet
 fills it. PyTorch avoids that cost with a caching allocator; the NumPy engine takes its
 per-call buffers (input projections, per-step gates, state histories) from this pool and
 gives them back when the forward cache that holds them is gone.
+
+Its arrays start on a 64-byte boundary, as torch's allocator's do: NumPy's start on 16, and a
+matrix product writing into an array at 48 bytes past a cache line took 3.3 ms against 1.1
+ms here (torch.mm, (3200, 32) (32, 512), MKL).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 _MIN_SIZE = 1 << 16   # elements; smaller arrays are cheap to allocate and not worth pooling
 _PER_SIZE = 4         # free arrays kept per (dtype, size)
 _SIZES = 32           # distinct (dtype, size) kept; the oldest goes first
+_ALIGN = 64           # bytes: a cache line, and what AVX-512 loads want
 
 
 class Workspace:
@@ -28,7 +33,7 @@ class Workspace:
         free = self._free.get((np.dtype(dtype), size))
         if free:
             return free.pop().reshape(shape)
-        return np.empty(shape, dtype)
+        return aligned_empty(shape, dtype)
 
     def give_back(self, arrays) -> None:
         for a in arrays:
@@ -44,6 +49,15 @@ class Workspace:
 
     def lease(self) -> Lease:
         return Lease(self)
+
+
+def aligned_empty(shape, dtype) -> np.ndarray:
+    """np.empty whose data starts on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + _ALIGN, np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
 class Lease:

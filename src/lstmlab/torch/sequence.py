@@ -9,11 +9,12 @@ recurrence written out, as lstmlab.numpy's cells do it: per step a handful of wh
 operations and one product, then every weight gradient as one product over all steps.
 The equations are cells.LSTMCell's (tests hold the two equal in float64, and to autograd).
 
-On the CPU in float32, with the `fast` extra (numba), the elementwise part of each step runs as
-one compiled call (lstmlab.numpy.kernels.variant_steps, the layer norms included) between
-torch's products, where torch operations took a dozen calls a step: at (100, 32, 32, 128)
-forward+backward of peephole went from 2.3x to about 1.3x nn.LSTM's fused kernel, layernorm
-from 5.4x to about 1.6x (`lstmlab bench`). Other devices and dtypes run the torch operations.
+On the CPU in float32, with the `fast` extra (numba), the time loops run as one compiled call
+each (lstmlab.numpy.kernels.variant_loops, the layer norms included): per step a product on
+NumPy's BLAS and one pass over the gates, where torch's product and a dozen torch operations
+a step took twice the time. At (100, 32, 32, 128) forward+backward of peephole went from
+2.3x nn.LSTM's fused kernel to about FIXME, layernorm from 5.4x to about FIXME (`lstmlab bench`).
+Other devices and dtypes run the torch operations.
 
 Used by Recurrent's generic path for an LSTM variant without gate recurrence (FGR), with no
 projection, recurrent dropout, zoneout, trace or edit in play; the rest still runs cells.py's
@@ -29,7 +30,7 @@ from torch.autograd.function import once_differentiable
 from ..families import gate_blocks, merge_runs
 from ..numpy import kernels
 from ..numpy.ops import LN_EPS
-from ..numpy.workspace import Workspace
+from ..numpy.workspace import Workspace, aligned_empty
 from ..spec import CellSpec
 
 
@@ -105,7 +106,7 @@ class LSTMSequence(torch.autograd.Function):
         z = new(T, B, G)                                    # each step's pre-activations, then gates:
         if ln is not None and compiled:                     # first the input's part, LN(W x) g_ih + b
             xhat, xrstd = torch.mm(x2, W.t(), out=new(T * B, G)), x.new_empty(T * B, 1)
-            kernels.variant_steps().ln_rows(*map(_numpy, (xhat, ln[0], b_i + b_h, xrstd, z.view(T * B, G))))
+            kernels.variant_loops().ln_rows(*map(_numpy, (xhat, ln[0], b_i + b_h, xrstd, z.view(T * B, G))))
         elif ln is not None:
             xhat, _, xrstd = torch.native_layer_norm(x2 @ W.t(), (G,), None, None, LN_EPS)
             torch.addcmul(b_i + b_h, xhat, ln[0], out=z.view(T * B, G))
@@ -171,9 +172,11 @@ def _buffers(x, workspace):
 
 
 def _compiled(x) -> bool:
-    """Whether the steps run on lstmlab's compiled kernels (CPU, float32, numba installed) rather
-    than as torch operations: a dozen torch calls a step cost more than the step's product."""
-    return kernels.enabled and x.device.type == "cpu" and x.dtype == torch.float32
+    """Whether the steps run on lstmlab's compiled loops (CPU, float32, numba installed, torch's
+    BLAS found) rather than as torch operations: a dozen torch calls a step cost more than the
+    step's product."""
+    return (kernels.enabled and x.device.type == "cpu" and x.dtype == torch.float32
+            and kernels.torch_sgemm() is not None)
 
 
 def _forward_steps(spec, mask, hs, cs, z, act, R, P, ln, kept):
@@ -336,39 +339,27 @@ def _shared(spec, H, mask, P, ln) -> tuple:
 
 
 def _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, kept):
-    """_forward_steps on the CPU in float32: per step torch's product and one compiled call
-    (kernels.variant_steps) for the rest, where the torch operations took a dozen calls."""
-    step = kernels.variant_steps().step
-    T, B, G = z.shape
+    """_forward_steps on the CPU in float32: the whole loop as one compiled call
+    (kernels.variant_loops), each step's product on NumPy's BLAS, where torch's product and
+    a dozen torch operations a step cost twice the time."""
+    B, G = z.shape[1:]
     lay, m, Pn, g_hh, g_c, b_c = _shared(spec, hs.shape[2], mask, P, ln)
     kn = [_numpy(k, (0, 0, 0)) for k in kept or [None] * 4]
-    zn, hsn, csn, actn = (_numpy(v) for v in (z, hs, cs, act))
-    r = z.new_empty(B, G) if ln is not None else None           # R h, normalised in the step
-    rn = _numpy(r, (0, 0))
-    Rt, zs, hl = R.t(), z.unbind(0), hs.unbind(0)
-    for t in range(T):
-        if r is not None:
-            torch.mm(hl[t], Rt, out=r)
-        else:
-            zs[t].addmm_(hl[t], Rt)
-        step(t, lay, zn, rn, hsn, csn, actn, m, Pn, g_hh, g_c, b_c, *kn)
+    r = aligned_empty((B, G) if ln is not None else (0, 0), np.float32)   # R h, normalised in the step
+    zn, hsn, csn, actn, Rn = map(_numpy, (z, hs, cs, act, R))
+    kernels.variant_loops().run(lay, zn, r, hsn, csn, actn, Rn, m, Pn, g_hh, g_c, b_c, *kn)
 
 
 def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr):
-    """_backward_steps on the CPU in float32: per step one compiled call and torch's product."""
-    back = kernels.variant_steps().step_back
-    T, B, G = da.shape
-    H = cs.shape[2]
+    """_backward_steps on the CPU in float32: the whole loop as one compiled call."""
+    G, H = da.shape[2], cs.shape[2]
     lay, m, Pn, g_hh, g_c, _ = _shared(spec, H, mask, P, ln)
     kn = [_numpy(k, (0, 0, 0)) for k in (ln[6:] if ln is not None else [None] * 4)]
     dln = np.zeros(G + 2 * H if ln is not None else 0)          # layer norm: g_hh, g_c, b_c
     hold = torch.zeros_like(dh)                                 # dL/dh that skipped a held step
-    zn, actn, csn, dyn, dhn, holdn, dcn, dan, drn = (
-        _numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da, dr))
-    grads = (da if dr is None else dr).unbind(0)                # what the product R h receives
-    for t in reversed(range(T)):
-        back(t, lay, zn, actn, csn, dyn, dhn, holdn, dcn, dan, m, Pn, g_hh, g_c, *kn, drn, dln)
-        torch.mm(grads[t], R, out=dh)
+    kernels.variant_loops().run_back(
+        lay, *(_numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da)), m, Pn, g_hh, g_c,
+        *kn, _numpy(dr, (0, 0, 0)), dln, _numpy(R))
     if ln is None:
         return dh + hold, dc, []
     parts = (dln[:G], dln[G:G + H], dln[G + H:])                # g_hh, g_c, b_c
@@ -379,5 +370,5 @@ def _ln_input_backward_compiled(da2, ln):
     """_ln_input_backward in one compiled pass, in place over da2."""
     dg = np.zeros(da2.shape[1])
     d = _numpy(da2)
-    kernels.variant_steps().ln_rows_back(d, _numpy(ln[0]), _numpy(ln[4]), _numpy(ln[5]), d, dg)
+    kernels.variant_loops().ln_rows_back(d, _numpy(ln[0]), _numpy(ln[4]), _numpy(ln[5]), d, dg)
     return da2, torch.from_numpy(dg.astype(np.float32))
