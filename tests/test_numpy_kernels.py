@@ -233,13 +233,20 @@ def test_compiled_without_a_cache_folder():
     assert compiled(scope["twice"])(3.0) == 6.0
 
 
-def test_inference_loop_with_the_transposed_product_equals_the_training_loop():
-    """Inference (nothing kept) runs each step's product transposed when it is large enough; the
-    outputs and final state equal the training forward's, with and without lengths."""
-    m = lstmlab.numpy.LSTM(8, 64, seed=3)
-    x = np.random.default_rng(0).standard_normal((12, 16, 8)).astype(np.float32)
-    for lengths in (None, np.arange(16) % 12 + 1):
-        y, (h, c) = m(x, lengths=lengths)
-        y_k, (h_k, c_k), _ = m.forward(x, lengths=lengths)
-        for a, b in ((y, y_k), (h, h_k), (c, c_k)):
-            assert np.abs(a - b).max() <= 1e-6
+@pytest.mark.parametrize("lengths", [None, np.arange(16) % 12 + 1])
+def test_loops_with_the_transposed_product_equal_the_numpy_path(monkeypatch, lengths):
+    """Past SMALL_PRODUCT each step's product runs transposed, the gates and state as (H, B)
+    rows written back each step: training (forward and backward) and inference equal the NumPy
+    code, with and without lengths. H = 67: the blocks of eight columns and their remainder."""
+    m = lstmlab.numpy.LSTM(8, 67, seed=3)
+    assert 16 * 4 * 67 * (8 + 1 + 67) > kernels.SMALL_PRODUCT
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 16, 8)).astype(np.float32)
+    dy = rng.standard_normal((12, 16, 67)).astype(np.float32)
+    fast, plain = _both(monkeypatch, lambda: _run(m, x, dy, lengths))
+    for a, b in zip(fast, plain):
+        assert_close(a, b, 2e-5, "transposed loops against NumPy")
+    monkeypatch.setattr(kernels, "enabled", True)
+    y, (h, c) = m(x, lengths=lengths)
+    for a, b in ((y, fast[0]), (h, fast[1]), (c, fast[2])):
+        assert np.abs(a - b).max() <= 1e-6

@@ -215,11 +215,12 @@ def variant_loops() -> VariantLoops:
         norms' xhat and 1 / std into rhat, rrstd, chat, crstd. mask (T, B): past its end a
         sequence holds its state.
     run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd, chat, crstd,
-             dr, dln, R):
+             dr, sums, R):
         dh, dc (B, H): dL/dh_T and dL/dc_T, rewritten down to dL/dh_0 (less `hold`) and dL/dc_0;
         hold (B, H), zeros at first: what passed straight through held steps, to add to dh;
-        writes da (T, B, G) = dL/d(pre-activations), with layer norm dr (the gradient of R h)
-        and adds the gradients of g_hh, g_c and b_c to dln (G + 2H, float64).
+        writes da (T, B, G) = dL/d(pre-activations), with layer norm dr (the gradient of R h),
+        and adds to sums (float64) the gradients summed over steps and batch: the bias (G),
+        the peepholes (P's rows, H each), and with layer norm g_hh (G), g_c (H) and b_c (H).
     ln_rows(x, g, b, rstd, out):
         the input's layer norm for all steps at once: x (N, G) becomes xhat, rstd (N, 1)
         receives 1 / std, out = xhat g + b.

@@ -135,8 +135,8 @@ def run(xh, W, z, act, c, mask, keep):
     """The whole forward loop of one layer and direction (see kernels.lstm_run)."""
     T, B, H = c.shape[0] - 1, c.shape[1], c.shape[2]
     K = xh.shape[2]
-    if not keep and B * 4 * H * K > SMALL_PRODUCT:              # inference: the faster layout
-        _run_transposed(xh, W, c, mask)
+    if B * 4 * H * K > SMALL_PRODUCT:                           # the faster layout
+        _run_transposed(xh, W, z, act, c, mask, keep)
         return
     for t in range(T):
         k = t if keep else 0
@@ -151,17 +151,34 @@ def run(xh, W, z, act, c, mask, keep):
 
 
 @compiled(inline="always")
-def _run_transposed(xh, W, c, mask):
+def _rows_from_columns(src, dst):
+    """dst (B, n) = src (n, B)^T, eight columns at a time (a plain loop ran 2-3x slower)."""
+    n, B = src.shape
+    whole = n - n % 8
+    for j0 in range(0, whole, 8):
+        for b in range(B):
+            row = dst[b]
+            for j in range(8):
+                row[j0 + j] = src[j0 + j, b]
+    for b in range(B):
+        row = dst[b]
+        for j in range(whole, n):
+            row[j] = src[j, b]
+
+
+@compiled(inline="always")
+def _run_transposed(xh, W, z, act, c, mask, keep):
     """run's loop with each step's product transposed, z^T = [W | b | R] [x, 1, h]^T (4H, B):
-    OpenBLAS makes that product in about half the time of [x, 1, h] [W | b | R]^T at a
-    batch of 32 here. The gates and the state then live as (H, B) rows, and h and c are
-    written back into xh and c each step. Only for inference, which keeps no gates."""
+    OpenBLAS makes that product in about 60 us against 105 us for [x, 1, h] [W | b | R]^T at
+    (B, H, K) = (32, 128, 161) here. The gates and the state then live as (H, B) rows; h and c
+    (and, to keep for backward, the gates and tanh c) are written back in rows each step."""
     T, B, H = c.shape[0] - 1, c.shape[1], c.shape[2]
     K = xh.shape[2]
     zT = np.empty((4 * H, B), np.float32)
     flat = zT.reshape(4 * H * B)
     cT = np.empty((2, H, B), np.float32)                        # c_prev and c_new, in turn
     hT = np.empty((H, B), np.float32)
+    aT = np.empty((H, B), np.float32)
     for j in range(H):
         for b in range(B):
             cT[0, j, b] = c[0, b, j]
@@ -173,22 +190,26 @@ def _run_transposed(xh, W, c, mask):
             flat[k] = tanh(flat[k])
         for j in range(H):
             zi, zf, zg, zo = zT[j], zT[H + j], zT[2 * H + j], zT[3 * H + j]
-            cpj, cnj, hj = cp[j], cn[j], hT[j]
+            cpj, cnj, hj, aj = cp[j], cn[j], hT[j], aT[j]
             for b in range(B):
                 i = _HALF + _HALF * zi[b]
                 f = _HALF + _HALF * zf[b]
                 o = _HALF + _HALF * zo[b]
+                zi[b], zf[b], zo[b] = i, f, o
                 v = f * cpj[b] + i * zg[b]
-                cnj[b] = v
-                hj[b] = o * tanh(v)
-        for b in range(B):
-            if mask.shape[0] and not mask[t, b]:                # past its end a sequence holds its state
-                for j in range(H):
-                    cn[j, b] = cp[j, b]
-                    hT[j, b] = xh[t, b, K - H + j]
-            for j in range(H):
-                xh[t + 1, b, K - H + j] = hT[j, b]
-                c[t + 1, b, j] = cn[j, b]
+                a = tanh(v)
+                cnj[b], aj[b], hj[b] = v, a, o * a
+        if keep:
+            _rows_from_columns(zT, z[t])
+            _rows_from_columns(aT, act[t])
+        if mask.shape[0]:                                       # past its end a sequence holds its state
+            for b in range(B):
+                if not mask[t, b]:
+                    for j in range(H):
+                        cn[j, b] = cp[j, b]
+                        hT[j, b] = xh[t, b, K - H + j]
+        _rows_from_columns(hT, xh[t + 1, :, K - H:])
+        _rows_from_columns(cn, c[t + 1])
 
 
 @_jit
@@ -385,7 +406,7 @@ def variant_run(lay, z, r, hs, cs, act, R, mask, P, g_hh, g_c, b_c, rhat, rrstd,
 
 @_jit
 def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd, chat,
-                     crstd, dr, dln, R):
+                     crstd, dr, sums, R):
     """The backward loop of an LSTM variant (see kernels.variant_loops): per step
     variant_step_back, then torch's product dL/dh_(t-1) = da[t] R (dr[t] R), column-major
     (H, B) = (H, G) (G, B)."""
@@ -394,7 +415,7 @@ def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, 
     grads = dr if lay[_LN] else da
     for t in range(T - 1, -1, -1):
         variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
-                          chat, crstd, dr, dln)
+                          chat, crstd, dr, sums)
         _torch_gemm(False, H, B, G, R, H, grads[t], G, _ZERO, dh, H)
 
 
@@ -464,8 +485,13 @@ def variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd
 
 @compiled
 def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
-                      chat, crstd, dr, dln):
-    """Undo step t of an LSTM variant, up to the product."""
+                      chat, crstd, dr, sums):
+    """Undo step t of an LSTM variant, up to the product; adds the step's share of the summed
+    gradients (see kernels.variant_loops) to sums, summed in float32 over the batch first.
+
+    Short loops, one or two arrays written in each: one fused loop per row, with the variant's
+    choices as selects, ran 15-30% slower (LLVM's run-time alias checks between a dozen
+    arrays give up on vectorising)."""
     B, G = da.shape[1], da.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
@@ -475,8 +501,12 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, 
     d_out = np.empty(H, np.float32)
     d_c = np.empty(H, np.float32)
     dxhat = np.empty(G, np.float32)
-    part = np.zeros(dln.shape[0], np.float32)                  # this step's share of dln
+    part = np.zeros(sums.shape[0], np.float32)                 # [db | dP rows | g_hh | g_c | b_c]
+    lo = G + P.shape[0] * H
+    db, dP = part[:G], part[G:lo].reshape(P.shape)
+    dg_hh, dg_c, db_c = part[lo:lo + G], part[lo + G:lo + G + H], part[lo + G + H:lo + G + 2 * H]
     p_i, p_f, p_o = _peephole(P, pi, d_c), _peephole(P, pf, d_c), _peephole(P, po, d_c)
+    s_i, s_f, s_o = _peephole(dP, pi, d_c), _peephole(dP, pf, d_c), _peephole(dP, po, d_c)
     for b in range(B):
         zb, dab, dcb, hb, ab, cp = z[t, b], da[t, b], dc[b], hold[b], act[t, b], cs[t, b]
         dh = dhp[b]
@@ -507,8 +537,8 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, 
         if ln:                                                  # undo act(LN(c) g_c + b_c)
             ch = chat[t, b]
             for j in range(H):
-                part[G + j] += d_out[j] * ch[j]
-                part[G + H + j] += d_out[j]
+                dg_c[j] += d_out[j] * ch[j]
+                db_c[j] += d_out[j]
                 d_out[j] *= g_c[j]
             _ln_back(d_out, ch, crstd[t, b, 0], d_c)
             for j in range(H):
@@ -544,14 +574,33 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, 
         if pf >= 0:
             for j in range(H):
                 dcb[j] += df[j] * p_f[j]
+        if pi >= 0:                                             # the peepholes' gradients
+            for j in range(H):
+                s_i[j] += di[j] * cp[j]
+        if pf >= 0:
+            for j in range(H):
+                s_f[j] += df[j] * cp[j]
+        if po >= 0:
+            cn = cs[t + 1, b]
+            for j in range(H):
+                s_o[j] += do[j] * cn[j]
+        for k in range(G):                                      # the bias's
+            db[k] += dab[k]
         if ln:                                                  # undo LN(R h) g_hh
-            rh = rhat[t, b]
+            rh, drb = rhat[t, b], dr[t, b]
+            s1 = _ZERO
+            s2 = _ZERO
+            for k in range(G):                                  # _ln_back, its sums in this pass
+                dg_hh[k] += dab[k] * rh[k]
+                e = dab[k] * g_hh[k]
+                dxhat[k] = e
+                s1 += e
+                s2 += e * rh[k]
+            m1, m2, rstd = s1 / np.float32(G), s2 / np.float32(G), rrstd[t, b, 0]
             for k in range(G):
-                part[k] += dab[k] * rh[k]
-                dxhat[k] = dab[k] * g_hh[k]
-            _ln_back(dxhat, rh, rrstd[t, b, 0], dr[t, b])
-    for k in range(dln.shape[0]):
-        dln[k] += part[k]
+                drb[k] = rstd * (dxhat[k] - m1 - rh[k] * m2)
+    for k in range(sums.shape[0]):
+        sums[k] += part[k]
 
 
 @_jit

@@ -18,7 +18,7 @@ import weakref
 import numpy as np
 
 _MIN_SIZE = 1 << 16   # elements; smaller arrays are cheap to allocate and not worth pooling
-_PER_SIZE = 4         # free arrays kept per (dtype, size)
+_PER_SIZE = 8         # free arrays kept per (dtype, size): a layernorm layer takes 5 alike
 _SIZES = 32           # distinct (dtype, size) kept; the oldest goes first
 _ALIGN = 64           # bytes: a cache line, and what AVX-512 loads want
 

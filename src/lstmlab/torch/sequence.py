@@ -145,13 +145,9 @@ class LSTMSequence(torch.autograd.Function):
         dh = torch.zeros_like(hs[0]) if dhT is None else dhT.clone(memory_format=whole)
         dc = torch.zeros_like(cs[0]) if dcT is None else dcT.clone(memory_format=whole)
         steps = _backward_steps_compiled if compiled else _backward_steps
-        dh, dc, lng = steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr)
+        dh, dc, db, pg, lng = steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr)
         x2, h2, da2 = x.reshape(T * B, I), hs[:-1].reshape(T * B, H), da.reshape(T * B, G)
-        db = da2.sum(0)
         dR = (da2 if dr is None else dr.reshape(T * B, G)).t() @ h2
-        blk = gate_blocks(spec, H)
-        pg = [] if P is None else [torch.stack([
-            (da[:, :, blk[n]] * (cs[1:] if n == "o" else cs[:-1])).sum((0, 1)) for n in spec.sigmoid_gates])]
         if ln is not None:                                  # undo LN(x W^T) g_ih
             da2, dg_ih = (_ln_input_backward_compiled if compiled else _ln_input_backward)(da2, ln)
             lng = [dg_ih, *lng]
@@ -244,8 +240,9 @@ def _forward_steps(spec, mask, hs, cs, z, act, R, P, ln, kept):
 
 def _backward_steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc_next, da, dr):
     """The steps of LSTMSequence.backward as torch operations (any device and dtype), from
-    dL/d(h_T, c_T): writes da (and with layer norm dr) and returns dL/d(h_0, c_0) and, with
-    layer norm, the gradients of g_hh, g_c and b_c."""
+    dL/d(h_T, c_T): writes da (and with layer norm dr) and returns dL/d(h_0, c_0), the bias
+    gradient, [the peepholes' gradient] (or []) and, with layer norm, the gradients of g_hh, g_c
+    and b_c (else [])."""
     T, B, G = da.shape
     H = cs.shape[2]
     blk = gate_blocks(spec, H)
@@ -314,9 +311,12 @@ def _backward_steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc_next, da, dr):
         if held:
             dh += pass_h
             dc_next = dc_next + pass_c
+    db = da.sum((0, 1))
+    pg = [] if P is None else [torch.stack([
+        (da[:, :, blk[n]] * (cs[1:] if n == "o" else c_prev)).sum((0, 1)) for n in spec.sigmoid_gates])]
     if ln is None:
-        return dh, dc_next, []
-    return dh, dc_next, [(da * rhat).sum((0, 1)), (du * chat).sum((0, 1)), du.sum((0, 1))]
+        return dh, dc_next, db, pg, []
+    return dh, dc_next, db, pg, [(da * rhat).sum((0, 1)), (du * chat).sum((0, 1)), du.sum((0, 1))]
 
 
 def _ln_input_backward(da2, ln):
@@ -351,19 +351,21 @@ def _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, kept):
 
 
 def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr):
-    """_backward_steps on the CPU in float32: the whole loop as one compiled call."""
+    """_backward_steps on the CPU in float32: the whole loop as one compiled call, which also
+    sums the bias's, the peepholes' and the layer norms' gradients."""
     G, H = da.shape[2], cs.shape[2]
     lay, m, Pn, g_hh, g_c, _ = _shared(spec, H, mask, P, ln)
     kn = [_numpy(k, (0, 0, 0)) for k in (ln[6:] if ln is not None else [None] * 4)]
-    dln = np.zeros(G + 2 * H if ln is not None else 0)          # layer norm: g_hh, g_c, b_c
+    nP = 0 if P is None else P.shape[0]
+    sums = np.zeros(G + nP * H + (G + 2 * H if ln is not None else 0))
     hold = torch.zeros_like(dh)                                 # dL/dh that skipped a held step
     kernels.variant_loops().run_back(
         lay, *(_numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da)), m, Pn, g_hh, g_c,
-        *kn, _numpy(dr, (0, 0, 0)), dln, _numpy(R))
-    if ln is None:
-        return dh + hold, dc, []
-    parts = (dln[:G], dln[G:G + H], dln[G + H:])                # g_hh, g_c, b_c
-    return dh + hold, dc, [torch.from_numpy(v.astype(np.float32)) for v in parts]
+        *kn, _numpy(dr, (0, 0, 0)), sums, _numpy(R))
+    sizes = [G, nP * H] + ([G, H, H] if ln is not None else [])     # db, dP, dg_hh, dg_c, db_c
+    parts = torch.from_numpy(sums.astype(np.float32)).split(sizes)
+    pg = [parts[1].view(nP, H)] if P is not None else []
+    return dh + hold, dc, parts[0], pg, list(parts[2:])
 
 
 def _ln_input_backward_compiled(da2, ln):
