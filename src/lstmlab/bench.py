@@ -446,8 +446,9 @@ def bench_figure(path, result: dict) -> Path:
             heights = np.array([np.nan if v is None else v for v in values], dtype=float)
             where = x + (k - (len(series) - 1) / 2) * width
             bars = ax.bar(where, heights, width, label=label, color=colours[k])
-            ax.bar_label(bars, labels=["" if np.isnan(h) else f"{h:.2f}" for h in heights],
-                         fontsize=8, padding=2)
+            for text in ax.bar_label(bars, labels=["" if np.isnan(h) else f"{h:.2f}" for h in heights],
+                                     fontsize=8, padding=2):     # readable across the dashed line
+                text.set_bbox({"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.85})
             for w in where[np.isnan(heights)]:                  # a side that was not measured
                 ax.text(w, 0.03, "not installed", rotation=90, ha="center", va="bottom",
                         fontsize=7, color="#666666", transform=ax.get_xaxis_transform())

@@ -202,36 +202,34 @@ def variant_layout(spec, hidden_size: int) -> np.ndarray:
 
 
 def variant_loops() -> VariantLoops:
-    """(run, run_back, ln_rows, ln_rows_back): the compiled time loops of an LSTM variant, forward
-    and backward, and the input's layer norm, for a caller that makes the products over all steps
-    itself (the torch engine's LSTMSequence on the CPU, in float32). All arrays float32 (lay
-    int64, mask bool), C-contiguous; an absent one (no peepholes, no layer norm, no mask, no
-    dy) is an empty array of its rank. Per step one product on NumPy's BLAS and one pass.
+    """(run, run_back): the compiled time loops of an LSTM variant, forward and backward, for a
+    caller that makes the products over all steps itself (the torch engine's LSTMSequence on
+    the CPU, in float32, where `torch_sgemm()` is found). All arrays float32 (lay int64, mask
+    bool), C-contiguous; an absent one (no peepholes, no layer norm, no mask, no dy) is an
+    empty array of its rank. Per step one product on torch's BLAS and one pass.
 
-    run(lay, z, r, hs, cs, act, R, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
-        z (T, B, G) holds x W^T + b; per step adds h_t R^T (with layer norm: r (B, G) receives
-        h_t R^T and the step adds LN(r) g_hh), squashes the gates into z[t] and writes act[t] =
-        act_out(c), cs[t + 1], hs[t + 1] (hs[0], cs[0]: the initial state), and the layer
-        norms' xhat and 1 / std into rhat, rrstd, chat, crstd. mask (T, B): past its end a
-        sequence holds its state.
-    run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd, chat, crstd,
-             dr, sums, R):
+    lnw = (g_ih, g_hh, g_c, b_c, bias) (G, G, H, H, G): the layer norms' weights and the bias,
+    stats = (xhat, xrstd, rhat, rrstd, chat, crstd) (T, B, G or 1 or H): what the layer norms
+    of x W^T, R h and c keep for backward (their xhat and 1 / std).
+
+    run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats):
+        without layer norm z (T, B, G) holds x W^T + b and each step adds h_t R^T; with it
+        xhat holds x W^T, normalised in place, r (B, G) receives h_t R^T, and each step writes
+        z = LN(x W^T) g_ih + bias + LN(h R^T) g_hh. Then the step squashes the gates into z[t]
+        and writes act[t] = act_out(c), cs[t + 1], hs[t + 1] (hs[0], cs[0]: the initial state)
+        and the statistics. mask (T, B): past its end a sequence holds its state.
+    run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, R):
         dh, dc (B, H): dL/dh_T and dL/dc_T, rewritten down to dL/dh_0 (less `hold`) and dL/dc_0;
         hold (B, H), zeros at first: what passed straight through held steps, to add to dh;
-        writes da (T, B, G) = dL/d(pre-activations), with layer norm dr (the gradient of R h),
-        and adds to sums (float64) the gradients summed over steps and batch: the bias (G),
-        the peepholes (P's rows, H each), and with layer norm g_hh (G), g_c (H) and b_c (H).
-    ln_rows(x, g, b, rstd, out):
-        the input's layer norm for all steps at once: x (N, G) becomes xhat, rstd (N, 1)
-        receives 1 / std, out = xhat g + b.
-    ln_rows_back(d, g, xhat, rstd, out, dg):
-        the input's layer norm undone for all steps at once: d (N, G) = dL/dy of
-        y = LN(x) g + b, writes out = dL/dx (out may be d), adds dL/dg to dg (G, float64).
+        writes da (T, B, G) = dL/d(pre-activations) (with layer norm: dL/d(x W^T), and dr the
+        gradient of R h), and adds to sums (float64) the gradients summed over steps and batch:
+        the bias (G), the peepholes (P's rows, H each), and with layer norm g_ih (G), g_hh (G),
+        g_c (H) and b_c (H).
     """
     if torch_sgemm() is None:
         raise RuntimeError("variant_loops needs torch's sgemm (kernels.torch_sgemm())")
     code = _code()
-    return VariantLoops(code.variant_run, code.variant_run_back, code.ln_rows, code.ln_rows_back)
+    return VariantLoops(code.variant_run, code.variant_run_back)
 
 
 class VariantLoops(NamedTuple):
@@ -239,8 +237,6 @@ class VariantLoops(NamedTuple):
 
     run: Callable
     run_back: Callable
-    ln_rows: Callable
-    ln_rows_back: Callable
 
 
 @functools.cache

@@ -390,7 +390,7 @@ def _torch_gemm(trans_a, m, n, k, a, lda, b, ldb, beta, c, ldc):
 
 
 @_jit
-def variant_run(lay, z, r, hs, cs, act, R, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+def variant_run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats):
     """The forward loop of an LSTM variant (see kernels.variant_loops): per step torch's
     product, then variant_step. Row-major (B, G) = (B, H) (G, H)^T is column-major
     (G, B) = (H, G)^T (H, B)."""
@@ -401,12 +401,11 @@ def variant_run(lay, z, r, hs, cs, act, R, mask, P, g_hh, g_c, b_c, rhat, rrstd,
             _torch_gemm(True, G, B, H, R, H, hs[t], H, _ZERO, r, G)
         else:                                                   # z[t] += h R^T
             _torch_gemm(True, G, B, H, R, H, hs[t], H, _ONE, z[t], G)
-        variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd)
+        variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats)
 
 
 @_jit
-def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd, chat,
-                     crstd, dr, sums, R):
+def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, R):
     """The backward loop of an LSTM variant (see kernels.variant_loops): per step
     variant_step_back, then torch's product dL/dh_(t-1) = da[t] R (dr[t] R), column-major
     (H, B) = (H, G) (G, B)."""
@@ -414,14 +413,15 @@ def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, 
     H = cs.shape[2]
     grads = dr if lay[_LN] else da
     for t in range(T - 1, -1, -1):
-        variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
-                          chat, crstd, dr, sums)
+        variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums)
         _torch_gemm(False, H, B, G, R, H, grads[t], G, _ZERO, dh, H)
 
 
 @compiled
-def variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd, chat, crstd):
+def variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats):
     """Step t of an LSTM variant, after the product."""
+    g_ih, g_hh, g_c, b_c, bias = lnw
+    xhat, xrstd, rhat, rrstd, chat, crstd = stats
     B, G = z.shape[1], z.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
@@ -431,7 +431,14 @@ def variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd
     for b in range(B):
         zb, c, cn, a, hn = z[t, b], cs[t, b], cs[t + 1, b], act[t, b], hs[t + 1, b]
         zi, zf, zg, zo = _block(zb, oi, H), _block(zb, of, H), _block(zb, og, H), _block(zb, oo, H)
-        if ln:                                                  # z = x-part + LN(R h) g_hh
+        if ln:                                                  # z = LN(x W^T) g_ih + b + LN(R h) g_hh
+            xb = xhat[t, b]                                     # x W^T, normalised in place
+            mean, rstd = _moments(xb)
+            xrstd[t, b, 0] = rstd
+            for k in range(G):
+                v = (xb[k] - mean) * rstd
+                xb[k] = v
+                zb[k] = v * g_ih[k] + bias[k]
             rb, rh = r[b], rhat[t, b]
             mean, rstd = _moments(rb)
             rrstd[t, b, 0] = rstd
@@ -484,14 +491,15 @@ def variant_step(t, lay, z, r, hs, cs, act, mask, P, g_hh, g_c, b_c, rhat, rrstd
 
 
 @compiled
-def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, g_c, rhat, rrstd,
-                      chat, crstd, dr, sums):
+def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, lnw, stats, dr, sums):
     """Undo step t of an LSTM variant, up to the product; adds the step's share of the summed
     gradients (see kernels.variant_loops) to sums, summed in float32 over the batch first.
 
     Short loops, one or two arrays written in each: one fused loop per row, with the variant's
     choices as selects, ran 15-30% slower (LLVM's run-time alias checks between a dozen
     arrays give up on vectorising)."""
+    g_ih, g_hh, g_c = lnw[0], lnw[1], lnw[2]
+    xhat, xrstd, rhat, rrstd, chat, crstd = stats
     B, G = da.shape[1], da.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
@@ -501,10 +509,11 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, 
     d_out = np.empty(H, np.float32)
     d_c = np.empty(H, np.float32)
     dxhat = np.empty(G, np.float32)
-    part = np.zeros(sums.shape[0], np.float32)                 # [db | dP rows | g_hh | g_c | b_c]
+    part = np.zeros(sums.shape[0], np.float32)                 # [db | dP | g_ih | g_hh | g_c | b_c]
     lo = G + P.shape[0] * H
     db, dP = part[:G], part[G:lo].reshape(P.shape)
-    dg_hh, dg_c, db_c = part[lo:lo + G], part[lo + G:lo + G + H], part[lo + G + H:lo + G + 2 * H]
+    dg_ih, dg_hh = part[lo:lo + G], part[lo + G:lo + 2 * G]
+    dg_c, db_c = part[lo + 2 * G:lo + 2 * G + H], part[lo + 2 * G + H:lo + 2 * G + 2 * H]
     p_i, p_f, p_o = _peephole(P, pi, d_c), _peephole(P, pf, d_c), _peephole(P, po, d_c)
     s_i, s_f, s_o = _peephole(dP, pi, d_c), _peephole(dP, pf, d_c), _peephole(dP, po, d_c)
     for b in range(B):
@@ -599,33 +608,17 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, g_hh, 
             m1, m2, rstd = s1 / np.float32(G), s2 / np.float32(G), rrstd[t, b, 0]
             for k in range(G):
                 drb[k] = rstd * (dxhat[k] - m1 - rh[k] * m2)
+            xb = xhat[t, b]                                     # undo LN(x W^T) g_ih, in place:
+            s1 = _ZERO                                          # da becomes dL/d(x W^T)
+            s2 = _ZERO
+            for k in range(G):
+                dg_ih[k] += dab[k] * xb[k]
+                e = dab[k] * g_ih[k]
+                dab[k] = e
+                s1 += e
+                s2 += e * xb[k]
+            m1, m2, rstd = s1 / np.float32(G), s2 / np.float32(G), xrstd[t, b, 0]
+            for k in range(G):
+                dab[k] = rstd * (dab[k] - m1 - xb[k] * m2)
     for k in range(sums.shape[0]):
         sums[k] += part[k]
-
-
-@_jit
-def ln_rows(x, g, b, rstd, out):
-    """Layer norm of the rows of x (N, n), in place (x becomes xhat), rstd (N, 1) receives
-    1 / std, out = xhat g + b."""
-    for row in range(x.shape[0]):
-        xb, ob = x[row], out[row]
-        mean, r = _moments(xb)
-        rstd[row, 0] = r
-        for k in range(xb.shape[0]):
-            v = (xb[k] - mean) * r
-            xb[k] = v
-            ob[k] = v * g[k] + b[k]
-
-
-@_jit
-def ln_rows_back(d, g, xhat, rstd, out, dg):
-    """out = dL/dx of y = layer_norm(x) g + b over the rows of x (N, n), from d = dL/dy;
-    dg (n,), float64, += dL/dg."""
-    N, n = d.shape
-    scaled = np.empty(n, np.float32)
-    for row in range(N):
-        db, xb = d[row], xhat[row]
-        for k in range(n):
-            dg[k] += db[k] * xb[k]
-            scaled[k] = db[k] * g[k]
-        _ln_back(scaled, xb, rstd[row, 0], out[row])

@@ -13,8 +13,8 @@ On the CPU in float32, with the `fast` extra (numba), the time loops run as one 
 each (lstmlab.numpy.kernels.variant_loops, the layer norms included): per step a product on
 NumPy's BLAS and one pass over the gates, where torch's product and a dozen torch operations
 a step took twice the time. At (100, 32, 32, 128) forward+backward of peephole went from
-2.3x nn.LSTM's fused kernel to about FIXME, layernorm from 5.4x to about FIXME (`lstmlab bench`).
-Other devices and dtypes run the torch operations.
+2.3x nn.LSTM's fused kernel to 1.1-1.3x, cifg from 1.7x to 0.8-1.0x, layernorm from 5.4x to
+1.4-1.7x (`lstmlab bench` runs, README). Other devices and dtypes run the torch operations.
 
 Used by Recurrent's generic path for an LSTM variant without gate recurrence (FGR), with no
 projection, recurrent dropout, zoneout, trace or edit in play; the rest still runs cells.py's
@@ -104,10 +104,9 @@ class LSTMSequence(torch.autograd.Function):
         compiled = _compiled(x)
         new, lease = _buffers(x, workspace if compiled else None)
         z = new(T, B, G)                                    # each step's pre-activations, then gates:
-        if ln is not None and compiled:                     # first the input's part, LN(W x) g_ih + b
+        if ln is not None and compiled:                     # x W^T, normalised in the loop
             xhat, xrstd = torch.mm(x2, W.t(), out=new(T * B, G)), x.new_empty(T * B, 1)
-            kernels.variant_loops().ln_rows(*map(_numpy, (xhat, ln[0], b_i + b_h, xrstd, z.view(T * B, G))))
-        elif ln is not None:
+        elif ln is not None:                                # first the input's part, LN(W x) g_ih + b
             xhat, _, xrstd = torch.native_layer_norm(x2 @ W.t(), (G,), None, None, LN_EPS)
             torch.addcmul(b_i + b_h, xhat, ln[0], out=z.view(T * B, G))
         else:                                               # or W x + b
@@ -118,8 +117,11 @@ class LSTMSequence(torch.autograd.Function):
         hs[0], cs[0] = h0, c0
         # layer norm's statistics per step: R h's xhat and 1 / std, c's
         kept = (new(T, B, G), new(T, B, 1), new(T, B, H), new(T, B, 1)) if ln is not None else None
-        steps = _forward_steps_compiled if compiled else _forward_steps
-        steps(spec, mask, hs, cs, z, act, R, P, ln, kept)
+        if compiled:
+            stats = (xhat, xrstd, *kept) if kept is not None else None
+            _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, stats, b_i + b_h)
+        else:
+            _forward_steps(spec, mask, hs, cs, z, act, R, P, ln, kept)
         if lease is not None:                               # back to the pool with the graph
             lease.bind(ctx)
         saved = [x, W, R, z, act, hs, cs] + ([P] if P is not None else []) + (
@@ -148,8 +150,8 @@ class LSTMSequence(torch.autograd.Function):
         dh, dc, db, pg, lng = steps(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr)
         x2, h2, da2 = x.reshape(T * B, I), hs[:-1].reshape(T * B, H), da.reshape(T * B, G)
         dR = (da2 if dr is None else dr.reshape(T * B, G)).t() @ h2
-        if ln is not None:                                  # undo LN(x W^T) g_ih
-            da2, dg_ih = (_ln_input_backward_compiled if compiled else _ln_input_backward)(da2, ln)
+        if ln is not None and not compiled:                 # undo LN(x W^T) g_ih (compiled: done)
+            da2, dg_ih = _ln_input_backward(da2, ln)
             lng = [dg_ih, *lng]
         dx, dW = da2 @ W, da2.t() @ x2
         if lease is not None:                               # nothing returned is a view of them
@@ -331,46 +333,49 @@ def _numpy(v, shape=(0,)):
     return np.zeros(shape, np.float32) if v is None else v.detach().contiguous().numpy()
 
 
-def _shared(spec, H, mask, P, ln) -> tuple:
-    """What the compiled forward and backward steps share: (lay, mask, P, g_hh, g_c, b_c)."""
+def _shared(spec, H, mask, P, ln, bias=None) -> tuple:
+    """What the compiled forward and backward loops share: (lay, mask, P, lnw) with lnw =
+    (g_ih, g_hh, g_c, b_c, bias) (see kernels.variant_loops)."""
     m = np.zeros((0, 0), bool) if mask is None else mask[:, :, 0].contiguous().numpy()
+    weights = [None] * 4 if ln is None else ln[:4]
     return (kernels.variant_layout(spec, H), m, _numpy(P, (0, 0)),
-            *(_numpy(None if ln is None else ln[k]) for k in (1, 2, 3)))
+            tuple(_numpy(v) for v in (*weights, None if ln is None else bias)))
 
 
-def _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, kept):
+def _stats(stats, T, B):
+    """The layer norms' statistics (xhat, xrstd, rhat, rrstd, chat, crstd) as (T, B, n) arrays
+    (empty ones without layer norm)."""
+    if stats is None:
+        return (np.zeros((0, 0, 0), np.float32),) * 6
+    return tuple(_numpy(v.view(T, B, -1)) for v in stats)
+
+
+def _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, stats, bias):
     """_forward_steps on the CPU in float32: the whole loop as one compiled call
-    (kernels.variant_loops), each step's product on NumPy's BLAS, where torch's product and
-    a dozen torch operations a step cost twice the time."""
-    B, G = z.shape[1:]
-    lay, m, Pn, g_hh, g_c, b_c = _shared(spec, hs.shape[2], mask, P, ln)
-    kn = [_numpy(k, (0, 0, 0)) for k in kept or [None] * 4]
+    (kernels.variant_loops), each step's product on torch's BLAS, where torch's product and a
+    dozen torch operations a step cost twice the time. With layer norm stats = (xhat (x W^T
+    as it comes in), xrstd, rhat, rrstd, chat, crstd), and the loop writes all of z."""
+    T, B, G = z.shape
+    lay, m, Pn, lnw = _shared(spec, hs.shape[2], mask, P, ln, bias)
     r = aligned_empty((B, G) if ln is not None else (0, 0), np.float32)   # R h, normalised in the step
     zn, hsn, csn, actn, Rn = map(_numpy, (z, hs, cs, act, R))
-    kernels.variant_loops().run(lay, zn, r, hsn, csn, actn, Rn, m, Pn, g_hh, g_c, b_c, *kn)
+    kernels.variant_loops().run(lay, zn, r, hsn, csn, actn, Rn, m, Pn, lnw, _stats(stats, T, B))
 
 
 def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr):
     """_backward_steps on the CPU in float32: the whole loop as one compiled call, which also
-    sums the bias's, the peepholes' and the layer norms' gradients."""
-    G, H = da.shape[2], cs.shape[2]
-    lay, m, Pn, g_hh, g_c, _ = _shared(spec, H, mask, P, ln)
-    kn = [_numpy(k, (0, 0, 0)) for k in (ln[6:] if ln is not None else [None] * 4)]
+    undoes the input's layer norm (da then holds dL/d(x W^T)) and sums the bias's, the
+    peepholes' and the layer norms' gradients."""
+    T, B, G = da.shape
+    H = cs.shape[2]
+    lay, m, Pn, lnw = _shared(spec, H, mask, P, ln)
     nP = 0 if P is None else P.shape[0]
-    sums = np.zeros(G + nP * H + (G + 2 * H if ln is not None else 0))
+    sizes = [G, nP * H] + ([G, G, H, H] if ln is not None else [])  # db, dP, dg_ih, dg_hh, dg_c, db_c
+    sums = np.zeros(sum(sizes))
     hold = torch.zeros_like(dh)                                 # dL/dh that skipped a held step
     kernels.variant_loops().run_back(
-        lay, *(_numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da)), m, Pn, g_hh, g_c,
-        *kn, _numpy(dr, (0, 0, 0)), sums, _numpy(R))
-    sizes = [G, nP * H] + ([G, H, H] if ln is not None else [])     # db, dP, dg_hh, dg_c, db_c
+        lay, *(_numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da)), m, Pn, lnw,
+        _stats(None if ln is None else ln[4:], T, B), _numpy(dr, (0, 0, 0)), sums, _numpy(R))
     parts = torch.from_numpy(sums.astype(np.float32)).split(sizes)
     pg = [parts[1].view(nP, H)] if P is not None else []
     return dh + hold, dc, parts[0], pg, list(parts[2:])
-
-
-def _ln_input_backward_compiled(da2, ln):
-    """_ln_input_backward in one compiled pass, in place over da2."""
-    dg = np.zeros(da2.shape[1])
-    d = _numpy(da2)
-    kernels.variant_loops().ln_rows_back(d, _numpy(ln[0]), _numpy(ln[4]), _numpy(ln[5]), d, dg)
-    return da2, torch.from_numpy(dg.astype(np.float32))
