@@ -485,6 +485,25 @@ def _timings(fn, budget: float, min_calls: int, inner: int = 1) -> list[float]:
     return times
 
 
+def _alternating_timings(fns: dict, budget: float, min_calls: int) -> dict:
+    """_timings of several functions called in turn (one call of each, then again), so that a
+    machine that slows down or speeds up meanwhile moves them all alike: {name: seconds}.
+    `budget` is each function's share."""
+    for fn in fns.values():
+        fn()
+    times: dict = {name: [] for name in fns}
+    spent, turns = 0.0, 0
+    while turns < max(min_calls, 1) or (spent < budget * len(fns) and turns < 1000):
+        turns += 1
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            seconds = time.perf_counter() - t0
+            spent += seconds
+            times[name].append(seconds)
+    return times
+
+
 def _best_gflops(matmul, a, b, n: int, repeats: int = 5) -> float:
     """The matrix-product rate: 2 n^3 operations in the fastest of `repeats` products."""
     matmul(a, b)
@@ -554,7 +573,7 @@ def _torch_worker(plan: dict) -> dict:
                  "peak_gflops": _best_gflops(torch.mm, torch.randn(n, n), torch.randn(n, n), n),
                  "lstm": [], "step": [], "variants": {}}
 
-    def timed_fwd_bwd(mod, x, dy):
+    def fwd_bwd_of(mod, x, dy):
         xg = x.clone().requires_grad_(True)
 
         def fwd_bwd():
@@ -563,7 +582,7 @@ def _torch_worker(plan: dict) -> dict:
             y, _ = mod(xg)
             y.backward(dy)
 
-        return _timings(fwd_bwd, budget, calls)
+        return fwd_bwd
 
     for T, B, I, H in plan["lstm"]:
         x, dy = torch.randn(T, B, I), torch.randn(T, B, H)
@@ -573,7 +592,8 @@ def _torch_worker(plan: dict) -> dict:
             with torch.no_grad():
                 mod(x)
 
-        out["lstm"].append({"fwd": _timings(fwd, budget, calls), "fwd_bwd": timed_fwd_bwd(mod, x, dy)})
+        out["lstm"].append({"fwd": _timings(fwd, budget, calls),
+                            "fwd_bwd": _timings(fwd_bwd_of(mod, x, dy), budget, calls)})
     I, inner = plan["step"]["input"], plan["step"]["steps_per_call"]
     for H in plan["step"]["hidden"]:
         cell = torch.nn.LSTMCell(I, H)
@@ -590,10 +610,13 @@ def _torch_worker(plan: dict) -> dict:
         out["step"].append(_timings(steps, budget, calls, inner))
     T, B, I, H = plan["variants"]["shape"]
     x, dy = torch.randn(T, B, I), torch.randn(T, B, H)
-    out["fused"] = timed_fwd_bwd(torch.nn.LSTM(I, H), x, dy)
+    cases = {"fused": fwd_bwd_of(torch.nn.LSTM(I, H), x, dy)}   # the variants alternate with it
     for name in plan["variants"]["names"]:
         cls = lstmlab.torch.GRU if lstmlab.variant(name).family == "gru" else lstmlab.torch.LSTM
-        out["variants"][name] = timed_fwd_bwd(cls(I, H, variant=name), x, dy)
+        cases[name] = fwd_bwd_of(cls(I, H, variant=name), x, dy)
+    timed = _alternating_timings(cases, budget, calls)
+    out["fused"] = timed.pop("fused")
+    out["variants"] = timed
     return out
 
 

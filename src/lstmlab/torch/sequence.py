@@ -12,9 +12,10 @@ The equations are cells.LSTMCell's (tests hold the two equal in float64, and to 
 On the CPU in float32, with the `fast` extra (numba), the time loops run as one compiled call
 each (lstmlab.numpy.kernels.variant_loops, the layer norms included): per step a product on
 torch's own BLAS (MKL's sgemm, called from the loop) and one pass over the gates, where torch's
-product and a dozen torch operations a step took twice the time. At (100, 32, 32, 128) forward+backward of peephole went from
-2.3x nn.LSTM's fused kernel to 1.1-1.3x, cifg from 1.7x to 0.8-1.0x, layernorm from 5.4x to
-1.4-1.7x (`lstmlab bench` runs, README). Other devices and dtypes run the torch operations.
+product and a dozen torch operations a step took twice the time. At (100, 32, 32, 128)
+forward+backward of peephole went from 2.3x nn.LSTM's fused kernel to 1.1-1.3x, cifg from
+1.7x to 0.8-1.0x, layernorm from 5.4x to 1.4-1.7x (`lstmlab bench` runs, README). Other
+devices and dtypes run the torch operations.
 
 Used by Recurrent's generic path for an LSTM variant without gate recurrence (FGR), with no
 projection, recurrent dropout, zoneout, trace or edit in play; the rest still runs cells.py's
