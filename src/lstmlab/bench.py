@@ -492,9 +492,9 @@ def _alternating_timings(fns: dict, budget: float, min_calls: int, block: int = 
     in a training loop: {name: seconds}. `budget` is each function's share. (Alternating call
     by call instead made the fused kernel 20% slower and favoured the variants.)"""
     times: dict = {name: [] for name in fns}
-    spent = 0.0
-    while len(times[next(iter(fns))]) < max(min_calls, 1) or (
-            spent < budget * len(fns) and len(times[next(iter(fns))]) < 1000):
+    spent, timed = 0.0, 0                                       # timed: calls of each so far
+    while timed < max(min_calls, 1) or (spent < budget * len(fns) and timed < 1000):
+        timed += block - 1
         for name, fn in fns.items():
             fn()
             for _ in range(block - 1):

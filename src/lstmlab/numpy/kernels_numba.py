@@ -351,17 +351,21 @@ def _moments(v):
 
 
 @compiled(inline="always")
-def _ln_back(d, xhat, rstd, out):
-    """out = dL/dx of xhat = layer_norm(x), from d = dL/dxhat (one row)."""
+def _ln_back(d, g, xhat, rstd, dg, scratch, out):
+    """Undo y = layer_norm(x) g for one row: from d = dL/dy, adds dL/dg to dg and writes
+    out = dL/dx (scratch receives d g; out may be d, scratch may be d)."""
     n = d.shape[0]
     s1 = _ZERO
     s2 = _ZERO
     for k in range(n):
-        s1 += d[k]
-        s2 += d[k] * xhat[k]
+        dg[k] += d[k] * xhat[k]
+        e = d[k] * g[k]
+        scratch[k] = e
+        s1 += e
+        s2 += e * xhat[k]
     m1, m2 = s1 / np.float32(n), s2 / np.float32(n)
     for k in range(n):
-        out[k] = rstd * (d[k] - m1 - xhat[k] * m2)
+        out[k] = rstd * (scratch[k] - m1 - xhat[k] * m2)
 
 
 @compiled(inline="always")
@@ -378,12 +382,18 @@ def _block(v, offset, H):
 
 
 @compiled(inline="always")
-def _torch_gemm(trans_a, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """c = op(a) b + beta c, column-major, on torch's BLAS (op: transposed when trans_a);
-    the integers as int64 (see kernels.torch_sgemm)."""
-    flags = np.array([84 if trans_a else 78, 78], np.uint8)   # "T" / "N"
-    ints = np.array([m, n, k, lda, ldb, ldc], np.int64)
-    scalars = np.array([1.0, beta], np.float32)
+def _gemm_plan(trans_a, m, n, k, lda, ldb, beta, ldc):
+    """The arguments of one product shape for _torch_gemm, made once per loop: c = op(a) b +
+    beta c, column-major (op: transposed when trans_a); the integers as int64 (see
+    kernels.torch_sgemm)."""
+    return (np.array([84 if trans_a else 78, 78], np.uint8),      # "T" / "N"
+            np.array([m, n, k, lda, ldb, ldc], np.int64), np.array([1.0, beta], np.float32))
+
+
+@compiled(inline="always")
+def _torch_gemm(plan, a, b, c):
+    """c = op(a) b + beta c on torch's BLAS, as `plan` (_gemm_plan) says."""
+    flags, ints, scalars = plan
     _TORCH_SGEMM(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
                  scalars[0:].ctypes, a.ctypes, ints[3:].ctypes, b.ctypes, ints[4:].ctypes,
                  scalars[1:].ctypes, c.ctypes, ints[5:].ctypes)
@@ -396,11 +406,10 @@ def variant_run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats):
     (G, B) = (H, G)^T (H, B)."""
     T, B, G = z.shape
     H = cs.shape[2]
-    for t in range(T):
-        if lay[_LN]:                                            # r = h R^T, normalised in the step
-            _torch_gemm(True, G, B, H, R, H, hs[t], H, _ZERO, r, G)
-        else:                                                   # z[t] += h R^T
-            _torch_gemm(True, G, B, H, R, H, hs[t], H, _ONE, z[t], G)
+    ln = lay[_LN] != 0
+    plan = _gemm_plan(True, G, B, H, H, H, _ZERO if ln else _ONE, G)
+    for t in range(T):                                          # layer norm: r = h R^T, normalised
+        _torch_gemm(plan, R, hs[t], r if ln else z[t])          # in the step; else z[t] += h R^T
         variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats)
 
 
@@ -412,9 +421,10 @@ def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats,
     T, B, G = da.shape
     H = cs.shape[2]
     grads = dr if lay[_LN] else da
+    plan = _gemm_plan(False, H, B, G, H, G, _ZERO, H)
     for t in range(T - 1, -1, -1):
         variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums)
-        _torch_gemm(False, H, B, G, R, H, grads[t], G, _ZERO, dh, H)
+        _torch_gemm(plan, R, grads[t], dh)
 
 
 @compiled
@@ -544,12 +554,9 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, lnw, s
                 d_out[j] *= o
         _times_squash_grad(a_out, ab, d_out)
         if ln:                                                  # undo act(LN(c) g_c + b_c)
-            ch = chat[t, b]
             for j in range(H):
-                dg_c[j] += d_out[j] * ch[j]
                 db_c[j] += d_out[j]
-                d_out[j] *= g_c[j]
-            _ln_back(d_out, ch, crstd[t, b, 0], d_c)
+            _ln_back(d_out, g_c, chat[t, b], crstd[t, b, 0], dg_c, d_out, d_c)
             for j in range(H):
                 d_c[j] += dcb[j]
         else:
@@ -596,29 +603,8 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, lnw, s
         for k in range(G):                                      # the bias's
             db[k] += dab[k]
         if ln:                                                  # undo LN(R h) g_hh
-            rh, drb = rhat[t, b], dr[t, b]
-            s1 = _ZERO
-            s2 = _ZERO
-            for k in range(G):                                  # _ln_back, its sums in this pass
-                dg_hh[k] += dab[k] * rh[k]
-                e = dab[k] * g_hh[k]
-                dxhat[k] = e
-                s1 += e
-                s2 += e * rh[k]
-            m1, m2, rstd = s1 / np.float32(G), s2 / np.float32(G), rrstd[t, b, 0]
-            for k in range(G):
-                drb[k] = rstd * (dxhat[k] - m1 - rh[k] * m2)
-            xb = xhat[t, b]                                     # undo LN(x W^T) g_ih, in place:
-            s1 = _ZERO                                          # da becomes dL/d(x W^T)
-            s2 = _ZERO
-            for k in range(G):
-                dg_ih[k] += dab[k] * xb[k]
-                e = dab[k] * g_ih[k]
-                dab[k] = e
-                s1 += e
-                s2 += e * xb[k]
-            m1, m2, rstd = s1 / np.float32(G), s2 / np.float32(G), xrstd[t, b, 0]
-            for k in range(G):
-                dab[k] = rstd * (dab[k] - m1 - xb[k] * m2)
+            _ln_back(dab, g_hh, rhat[t, b], rrstd[t, b, 0], dg_hh, dxhat, dr[t, b])
+            # undo LN(x W^T) g_ih, in place: da becomes dL/d(x W^T)
+            _ln_back(dab, g_ih, xhat[t, b], xrstd[t, b, 0], dg_ih, dab, dab)
     for k in range(sums.shape[0]):
         sums[k] += part[k]
