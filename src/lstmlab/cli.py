@@ -30,7 +30,8 @@ err = Console(stderr=True, highlight=False)
 
 # optional module -> the extra that installs it
 _EXTRAS = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "sklearn": "tasks",
-           "mido": "tasks", "starlette": "serve", "uvicorn": "serve", "plotly": "serve"}
+           "mido": "tasks", "starlette": "serve", "uvicorn": "serve", "plotly": "serve",
+           "espeakng_loader": "speech", "librosa": "speech", "jiwer": "speech", "soundfile": "speech"}
 
 
 def command(fn):
@@ -448,6 +449,54 @@ def predict_cmd(run_dir, input_path, text, as_json):
     for k, v in result.items():
         shown = ", ".join(f"{x:.4g}" for x in v) if isinstance(v, list) else v
         out.print(f"{k}: {shown}")
+
+
+@main.command("transcribe")
+@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.option("--wav", "wav", required=True, type=click.Path(dir_okay=False),
+              help="a recording: WAV (or FLAC, OGG), any sample rate, mono or stereo")
+@json_option
+@command
+def transcribe_cmd(run_dir, wav, as_json):
+    """Speech to text with a trained `speech` run: the text and each word's timing."""
+    from .train import load_run
+
+    task, predictor, _ = load_run(run_dir)
+    if task.name != "speech":
+        raise ValueError(f"{run_dir} is a {task.name!r} run; transcribe needs a speech run "
+                         "(lstmlab train speech)")
+    result = task.predict(predictor, wav)
+    if as_json:
+        _print_json(result)
+    else:
+        for line in result["lines"]:
+            click.echo(line)
+
+
+@main.command("prepare")
+@click.argument("task_name", metavar="TASK")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="folder to write  [default: the task's cache folder]")
+@click.option("--size", type=int, default=None, help="training examples to make  [default: the task's]")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the data")
+@json_option
+@command
+def prepare_cmd(task_name, out_dir, size, seed, as_json):
+    """Make a task's data once, ahead of training (speech: the synthesized corpus)."""
+    from .tasks import TASKS, get_task
+
+    if task_name not in TASKS:
+        get_task(task_name)                                      # the unknown task's message
+    cls = TASKS[task_name]
+    if not hasattr(cls, "prepare_data"):
+        makers = [n for n, c in TASKS.items() if hasattr(c, "prepare_data")]
+        raise ValueError(f"task {task_name!r} has nothing to prepare; tasks that do: {', '.join(makers)}")
+    result = cls.prepare_data(out_dir, size, seed, quiet=as_json)
+    if as_json:
+        _print_json(result)
+    else:
+        for k, v in result.items():
+            out.print(f"{k}: {escape(str(v))}")
 
 
 @main.command("generate")

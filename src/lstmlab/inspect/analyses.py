@@ -340,7 +340,7 @@ def _output_grad(subject: Subject, o: np.ndarray) -> np.ndarray:
     half of a Gaussian head) for a regression."""
     loss = subject.task.loss if subject.task is not None else "mse"
     o = np.asarray(o, np.float64)
-    if loss == "xent":
+    if loss in ("xent", "ctc"):                                  # ctc: the class of the frame
         e = np.exp(o - o.max(axis=-1, keepdims=True))
         p = e / e.sum(axis=-1, keepdims=True)
         onehot = np.zeros_like(p)

@@ -6,11 +6,11 @@
 
 from . import reference
 from .gradcheck import gradcheck
-from .losses import gaussian_nll_loss, mse_loss, softmax_cross_entropy
+from .losses import ctc_loss, gaussian_nll_loss, mse_loss, softmax_cross_entropy
 from .nn import Embedding, Linear
 from .optim import SGD, Adam, RMSprop, clip_grad_norm
 from .recurrent import GRU, LSTM, RNN, Recurrent
 
-__all__ = ["LSTM", "GRU", "RNN", "Recurrent", "Linear", "Embedding", "mse_loss",
+__all__ = ["LSTM", "GRU", "RNN", "Recurrent", "Linear", "Embedding", "mse_loss", "ctc_loss",
            "gaussian_nll_loss", "softmax_cross_entropy", "SGD", "Adam", "RMSprop", "clip_grad_norm",
            "gradcheck", "reference"]

@@ -13,11 +13,12 @@ from .music import Music
 from .reber import ContinualReber, Reber
 from .sentiment import Sentiment
 from .sine import Sine
+from .speech import Speech
 from .translate import Translate
 
 # in the order `lstmlab tasks` shows them: real data first, then the long-memory benchmarks
 TASKS: dict[str, type[Task]] = {t.name: t for t in (
-    Sine, Forecast, CharLM, Sentiment, Music, Classify, Translate,
+    Sine, Forecast, CharLM, Sentiment, Music, Classify, Translate, Speech,
     Adding, Copy, TemporalOrder, Reber, ContinualReber)}
 
 

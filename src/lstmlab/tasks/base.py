@@ -29,11 +29,12 @@ class Batch:
     """One training batch, time-major."""
     x: np.ndarray                      # (T, B, F) features, or (T, B) token ids
     y: np.ndarray                      # targets: (T, B, O) for mse, (T, B) ids for xent;
-                                       # no T with readout "last"
+                                       # no T with readout "last"; ctc: (B, L) ids, padded
     mask: np.ndarray | None = None     # (T, B): 1 where a target counts (padding is 0)
     lengths: np.ndarray | None = None  # (B,) steps per sequence, None when all are T
     carry: bool = False                # True: continue from the previous batch's final state (TBPTT)
     target_in: np.ndarray | None = None  # (T, B) seq2seq decoder inputs (teacher forcing): BOS + y[:-1]
+    target_lengths: np.ndarray | None = None  # ctc: (B,) labels per sequence in y
 
 
 @dataclass
@@ -199,7 +200,8 @@ class Task:
 
     name: str = ""
     summary: str = ""
-    loss: str = "mse"                  # "mse", "xent" or "gaussian" (mean and log-variance head)
+    loss: str = "mse"                  # "mse", "xent", "gaussian" (mean and log-variance head) or
+                                       # "ctc" (label sequences shorter than the input, blank 0)
     metric: str = "mse"                # the test metric that ranks models (compare)
     lower_is_better: bool = True
     loss_note: str = ""                # under loss.png: why training and validation losses differ

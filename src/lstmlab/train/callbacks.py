@@ -43,8 +43,9 @@ class ProgressBar(Callback):
     live bar shows nothing until the end): one plain line at every tenth of the run and at
     least every `every_seconds`, so a long run shows it is alive."""
 
-    def __init__(self, label: str, disable: bool = False, every_seconds: float = 30.0):
-        self.label, self.disable, self.every = label, disable, every_seconds
+    def __init__(self, label: str, disable: bool = False, every_seconds: float = 30.0,
+                 unit: str = "step"):
+        self.label, self.disable, self.every, self.unit = label, disable, every_seconds, unit
         self.bar = self.task = None
         self.loss = None
         self.valid = None
@@ -63,21 +64,24 @@ class ProgressBar(Callback):
         self.bar.start()
         self.task = self.bar.add_task(self.label, total=total_steps, completed=start_step, status="")
 
-    def on_step(self, step, loss, lr):
-        self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
+    def on_step(self, step, loss=None, lr=None):
+        """Step `step` done; loss None: work without a loss (made items, say)."""
+        if loss is not None:
+            self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
         if self.plain:
             tenth = step * 10 // self.total > (step - 1) * 10 // self.total
             if tenth or time.perf_counter() - self.last >= self.every:
                 self._line(step)
             return
         speed = self.bar.tasks[0].speed
-        rate = f"{speed:.0f} it/s " if speed else ""
-        valid = "" if self.valid is None else f" valid {self.valid:.3g}"
-        self.bar.update(self.task, completed=step, status=f"{rate}loss {self.loss:.3g}{valid}")
+        status = [f"{speed:.0f} it/s" if speed else ""]
+        status.append("" if self.loss is None else f"loss {self.loss:.3g}")
+        status.append("" if self.valid is None else f"valid {self.valid:.3g}")
+        self.bar.update(self.task, completed=step, status=" ".join(p for p in status if p))
 
     def _line(self, step):
         self.last = time.perf_counter()
-        parts = [f"{self.label}: step {step}/{self.total} ({100 * step // self.total}%)"]
+        parts = [f"{self.label}: {self.unit} {step}/{self.total} ({100 * step // self.total}%)"]
         if self.loss is not None:
             parts.append(f"loss {self.loss:.3g}")
         if self.valid is not None:

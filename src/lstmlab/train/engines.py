@@ -47,7 +47,7 @@ class NumpyEngine:
         self.opt = opt(self.model.params)
 
     def train_step(self, batch: Batch, lr: float, state, step: int) -> tuple[float, float, Any]:
-        from ..numpy import clip_grad_norm, gaussian_nll_loss, mse_loss, softmax_cross_entropy
+        from ..numpy import clip_grad_norm, ctc_loss, gaussian_nll_loss, mse_loss, softmax_cross_entropy
 
         x = batch.x.astype(self.dtype) if batch.x.dtype.kind == "f" else batch.x
         with np.errstate(over="ignore", invalid="ignore"):        # divergence is caught below
@@ -60,6 +60,9 @@ class NumpyEngine:
                 mask = None if batch.mask is None else batch.mask[..., None]
                 fn = mse_loss if self.loss == "mse" else gaussian_nll_loss
                 loss, dout = fn(out, batch.y.astype(self.dtype), mask)
+            elif self.loss == "ctc":                             # an impossible alignment counts 0
+                frames = np.full(out.shape[1], out.shape[0]) if batch.lengths is None else batch.lengths
+                loss, dout = ctc_loss(out, batch.y, frames, batch.target_lengths, zero_infinity=True)
             else:
                 loss, dout = softmax_cross_entropy(out, batch.y, batch.mask)
             if not np.isfinite(loss):
@@ -145,6 +148,12 @@ class TorchEngine:
                 loss = (err * m).sum() / (m.sum() * err.shape[-1])
             else:
                 loss = err.mean()
+        elif self.loss == "ctc":                                 # as numpy's ctc_loss
+            frames = torch.full((out.shape[1],), out.shape[0]) if batch.lengths is None \
+                else torch.as_tensor(batch.lengths)
+            loss = torch.nn.functional.ctc_loss(
+                torch.log_softmax(out, dim=-1), y.long(), frames, torch.as_tensor(batch.target_lengths),
+                zero_infinity=True)
         else:
             logp = torch.log_softmax(out, dim=-1)
             nll = -logp.gather(-1, y.long()[..., None])[..., 0]
