@@ -358,7 +358,10 @@ def test_a_training_starts_pauses_resumes_stops_continues_and_finishes(tmp_path)
     lab, run = c.app.state.lab, tmp_path / "runs" / "life"
     try:
         state = lambda: c.get("/api/run?run=life").json()["state"]    # noqa: E731
-        r = c.post("/api/train", content=_train(name="life"))
+        # 1,000 steps (5 s a 300 here): the run must still be training when it is stopped,
+        # however long the checks before take
+        body = _train(name="life", settings={**TRAINING["settings"], "steps": 1000})
+        r = c.post("/api/train", content=body)
         assert r.status_code == 200 and r.json() == {"run": "life", "state": "running"}
         wait(lambda: (run / "model.safetensors").is_file(), "the first checkpoint")
         with c.websocket_connect("/ws/run?run=life") as ws:
@@ -371,9 +374,10 @@ def test_a_training_starts_pauses_resumes_stops_continues_and_finishes(tmp_path)
         time.sleep(0.2)                                  # a write under way lands
         paused = _step(run)
         time.sleep(1.0)
-        assert _step(run) == paused < 300
+        assert _step(run) == paused < 1000
         assert c.post("/api/control", json={"run": "life", "action": "resume"}).status_code == 200
         wait(lambda: _step(run) > paused, "the step to grow again")
+        assert _step(run) < 1000
         assert c.post("/api/control", json={"run": "life", "action": "stop"}).status_code == 200
         wait(lambda: state() == "stopped", "the run to stop")
         assert (run / "checkpoint.safetensors").is_file()
