@@ -233,6 +233,134 @@ def test_prepare_and_transcribe_mistakes_are_one_line(corpus, tmp_path):
         lstmlab("train", "speech", "-o", f"corpus={broken}", "--out", tmp_path / "run"))
 
 
+@pytest.fixture(scope="module")
+def heard(corpus, tmp_path_factory):
+    """A short one-directional run (a model that can hear a stream) in a runs folder."""
+    runs = tmp_path_factory.mktemp("runs")
+    task = get_task("speech", corpus=str(corpus), size=TINY)
+    fit(task, task.model_config(hidden_size=16, num_layers=1, bidirectional=False),
+        TrainConfig(steps=20, batch_size=8, lr=5e-3, eval_every=20, clip=5.0), runs / "heard",
+        engine="torch")
+    return runs / "heard"
+
+
+def test_inspect_draws_the_gates_over_the_spectrogram(heard, corpus, tmp_path):
+    from lstmlab import inspect as ins
+
+    r = lstmlab("inspect", heard, "--example", 1, "--out", tmp_path / "ins", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    drawn = {"gates_l0", "saturation", "timescales", "gradient_flow", "connectivity"}
+    assert drawn <= set(summary["figures"])
+    assert "text" not in summary["figures"]                      # audio is not a text to colour
+    assert summary["numbers"]["top_units"]["position"]           # units that follow time
+    subject = ins.open_subject(heard)
+    task = subject.task
+    x = ins.inputs_of(subject, 1)
+    image, per_step, label = task.input_picture(x.x[:, 0])
+    u = speechdata.Corpus.read(corpus).split("test")[1]
+    frames = task.standardised(speechdata.with_deltas(speechdata.Corpus.read(corpus).logmel(u)))
+    assert per_step == 3 and label == "log-mel band" and image.shape == (40, 3 * x.length())
+    assert np.allclose(image[:, :frames.shape[0]], frames[:, :40].T, atol=1e-6)   # the bands heard
+    sat = ins.saturation(subject)
+    assert set(sat.to_json()["groups"]["l0"]) == {"i", "f", "o"}
+
+
+def test_a_one_directional_model_hears_an_utterance_step_by_step(heard, tmp_path):
+    from lstmlab import inspect as ins
+    from lstmlab.inspect.stream import Stream
+
+    subject = ins.open_subject(heard)
+    frames, said = subject.task.stream_frames(2)
+    assert said == subject.task.corpus.split("test")[2]["text"] and frames[0].shape == (240,)
+    steps = Stream(subject).step_many(frames)
+    whole = ins.activations(subject, 2)
+    for name in ("f", "c", "h"):                                 # the stream is the whole read
+        assert np.allclose([s.groups["l0"][name] for s in steps], whole.groups["l0"][name][:len(frames), 0],
+                           atol=1e-5)
+    p = steps[-1].prediction
+    assert len(p) == 3 and {"char", "p"} <= set(p[0]) and p[0]["p"] >= p[1]["p"] >= p[2]["p"]
+    with pytest.raises(ValueError, match="past the test split"):
+        subject.task.stream_frames(10**6)
+    with pytest.raises(ValueError, match="numbers, the model reads 240"):
+        Stream(subject).step([0.5])
+
+
+def test_the_lab_hears_a_test_utterance_and_shows_its_spectrogram(heard):
+    from starlette.testclient import TestClient
+
+    from lstmlab.serve.app import create_app
+
+    client = TestClient(create_app(heard.parent))
+    r = client.post("/api/inspect", json={"run": "heard", "analysis": "activations", "input": 0, "steps": 20})
+    assert r.status_code == 200, r.text
+    pic = r.json()["picture"]
+    assert len(pic["image"]) == 40 and len(pic["image"][0]) == 3 * len(r.json()["steps"]) == 60
+    with client.websocket_connect("/ws/stream?run=heard") as ws:
+        layout = ws.receive_json()
+        assert layout["kind"] == "audio" and layout["head"][1] == "loudness"
+        ws.send_json({"type": "config", "example": 0, "speed": 120})
+        assert ws.receive_json() == {"type": "reset"}
+        utterance = ws.receive_json()
+        frames, said = [], ""
+        while len(frames) < utterance["steps"]:
+            msg = ws.receive()
+            if msg.get("bytes") is not None:
+                frames.append(np.frombuffer(msg["bytes"], "<f4"))
+            else:
+                m = json.loads(msg["text"])
+                assert m["type"] == "heard" and m["text"] == said + m["char"]
+                said = m["text"]
+        assert utterance["type"] == "utterance" and utterance["text"]
+        assert [int(f[0]) for f in frames] == list(range(len(frames)))
+        assert all(0 <= f[2] <= 1 for f in frames)               # P(a character this step)
+        ws.send_json({"type": "config", "example": 10**6})
+        msg = ws.receive_json()
+        assert msg["type"] == "error" and "past the test split" in msg["error"]
+
+
+def test_transcribe_reads_every_sample_format_and_refuses_what_it_cannot(heard, tmp_path):
+    import soundfile
+
+    from lstmlab import inspect as ins
+
+    subject = ins.open_subject(heard)
+    wave = espeak.say("nine one two", "en-us")                  # float32 at 22,050 Hz
+    texts = {}
+    for subtype in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"):
+        path = tmp_path / f"{subtype}.wav"
+        soundfile.write(path, wave, espeak.SAMPLE_RATE, subtype=subtype)
+        out = subject.task.predict_file(subject.predictor, path)
+        assert out["seconds"] == pytest.approx(wave.size / espeak.SAMPLE_RATE, abs=0.04), subtype
+        texts[subtype] = out["text"]
+    assert texts["PCM_24"] == texts["PCM_32"] == texts["FLOAT"] == texts["DOUBLE"]   # the same sound
+    soundfile.write(tmp_path / "quiet.wav", np.zeros(8000, np.float32), 16000)
+    quiet = subject.task.predict_file(subject.predictor, tmp_path / "quiet.wav")
+    assert quiet["seconds"] == pytest.approx(0.5, abs=0.04) and set(quiet["text"]) <= set(ALPHABET)
+    soundfile.write(tmp_path / "slow.wav", wave[:2000], 2000)   # a rate speech is not heard at
+    bad = wave.copy()
+    bad[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", bad, espeak.SAMPLE_RATE, subtype="FLOAT")
+    (tmp_path / "text.wav").write_text("RIFF, but a letter, not a recording")
+    for name, said in [("slow.wav", "2000 Hz, which cannot be resampled"), ("nan.wav", "not numbers"),
+                       ("text.wav", "not a sound file")]:
+        assert said in one_line_error(lstmlab("transcribe", heard, "--wav", tmp_path / name)), name
+
+
+def test_the_missing_speech_extra_names_its_pip_command(tmp_path):
+    """As on a core install: the audio library is missing; the command names the extra."""
+    import os
+    import subprocess
+    import sys
+
+    missing = "raise ModuleNotFoundError(\"No module named 'librosa'\", name='librosa')"
+    (tmp_path / "librosa.py").write_text(missing)
+    r = subprocess.run([sys.executable, "-m", "lstmlab", "prepare", "speech", "--size", "16", "--out",
+                        str(tmp_path / "corpus")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert "pip install 'lstmlab[speech]'" in one_line_error(r)
+
+
 def _indices(task, step, n):
     from lstmlab.tasks.base import TRAIN
 

@@ -51,3 +51,31 @@ def test_bad_ids_and_forget_bias_are_clear_errors():
         m(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="forget_bias apply to LSTM variants only"):
         _config("gru", 0, "sequence", forget_bias=1.0)
+
+
+@pytest.mark.parametrize("variant,bidirectional,proj", [
+    ("lstm", True, 0), ("lstm", True, 3), ("gru", True, 0), ("lstm", False, 0), ("rnn_tanh", True, 0)])
+@pytest.mark.parametrize("readout", ["sequence", "mean"])
+def test_training_on_the_padded_batch_equals_the_packed_one(variant, bidirectional, proj, readout):
+    """Training runs a padded batch on the fused kernel instead of packing it (each direction
+    reads each sequence's own steps first): the same outputs and gradients as packing."""
+    c = ModelConfig(input_size=3, output_size=2, variant=variant, hidden_size=5, num_layers=2,
+                    bidirectional=bidirectional, proj_size=proj, readout=readout, dtype="float64")
+    m = lt.SequenceModel(c, seed=2).train()
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((7, 4, 3)))
+    lengths = torch.tensor([7, 2, 5, 1])
+    weight = torch.from_numpy(np.random.default_rng(2).standard_normal((7, 4, 2) if readout == "sequence"
+                                                                      else (4, 2)))
+    results = []
+    for pad in (True, False):
+        m.zero_grad()
+        m._pad_instead_of_pack = lambda pad=pad: pad             # the padded path, or packing
+        out, _ = m(x, lengths=lengths)
+        (out * weight).sum().backward()
+        if readout == "sequence":                                # past each end: not read
+            out = out * (torch.arange(7)[:, None] < lengths)[..., None]
+        results.append((out.detach().numpy(), {k: p.grad.numpy().copy() for k, p in m.named_parameters()}))
+    (out_pad, g_pad), (out_packed, g_packed) = results
+    assert_close(out_pad, out_packed, 1e-12, "outputs")
+    for k in g_packed:
+        assert_close(g_pad[k], g_packed[k], 1e-12, k)

@@ -105,10 +105,13 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
     window = acts.first(GATES_STEPS)
     if T > GATES_STEPS:
         notes.append(f"gates: the first {GATES_STEPS} of the input's {T} steps")
+    picture = None                                           # speech: the spectrogram on top
+    if subject.task is not None and not subject.seq2seq:
+        picture = subject.task.input_picture(np.asarray(inputs.x)[:min(T, GATES_STEPS), seq])
     for g in acts.groups:
         if g.startswith("decoder.") or g.startswith("encoder."):
             continue
-        p = fig.gates_figure(out / f"gates_{g}.png", window, group=g, units=units,
+        p = fig.gates_figure(out / f"gates_{g}.png", window, group=g, units=units, picture=picture,
                              title=f"{subject.name}: gates and states of {g} ({cfg.variant})")
         figures[f"gates_{g}"] = str(p)
     numbers["activations"] = {g: {n: {"mean": float(v[:T, seq].mean()), "min": float(v[:T, seq].min()),
@@ -175,7 +178,7 @@ def _text_units(subject, acts, signals, units, out, figures, numbers, notes, ste
     from ..viz import inspect as fig
 
     inputs = acts.inputs
-    text = inputs.values is None
+    text = bool(subject.config.vocab_size)                   # tokens: a text to colour
     task_signals = subject.task.signals if subject.task is not None else ("position",)
     wanted = signals or list(task_signals)
     found = []

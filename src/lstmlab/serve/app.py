@@ -452,6 +452,12 @@ class Lab:
                     shown.pop("decoder", None)
                     shown["hidden"] = {g: subject.hidden_size(g) for g in shown["groups"]}
                     shown["units"] = units
+                    picture = None if subject.task is None or subject.seq2seq else \
+                        subject.task.input_picture(np.asarray(a.inputs.x)[:len(shown["steps"]), 0])
+                    if picture is not None:                  # speech: the spectrogram it hears
+                        image, per_step, label = picture
+                        shown["picture"] = {"image": np.round(image, 3).tolist(),
+                                            "per_step": per_step, "label": label}
                     return shown
                 if analysis == "saturation":
                     return ins.saturation(subject, max_steps=PAGE_STEPS).to_json()
@@ -762,12 +768,16 @@ def create_app(runs="runs") -> Starlette:
 
 class StreamSession:
     """One page's stream into one model: the source (a sine whose frequency, amplitude, noise
-    and speed the page sets, a test example replayed, or characters typed), stepped by
-    lstmlab.inspect's Stream; each step goes out as one binary frame of float32:
+    and speed the page sets, a test example replayed, characters typed, or for speech a test
+    utterance heard step by step), stepped by lstmlab.inspect's Stream; each step goes out as
+    one binary frame of float32:
 
         [t, input, prediction made the step before (NaN at first), values of every row...]
 
-    after a {"type": "layout"} message naming the rows (group, gate or state) and units."""
+    after a {"type": "layout"} message naming the rows (group, gate or state) and units. For
+    audio (a one-directional speech model), input is the step's loudness (its mean log-mel
+    band, standardised) and prediction the probability this step says a character (not the
+    blank), and each character the greedy CTC reading emits goes out as {"type": "heard"}."""
 
     def __init__(self, subject, lock):
         from ..inspect.stream import Stream
@@ -776,9 +786,15 @@ class StreamSession:
         self.units = min(32, min(subject.hidden_size(g) for g in subject.layer_groups()))
         self.stream = Stream(subject, units=self.units)
         self.text = bool(subject.config.vocab_size)
-        self.source = {"kind": "text" if self.text else "sine", "freq": 0.05, "amp": 1.0,
-                       "noise": 0.0, "speed": 30.0}
-        self.phase, self.previous, self.replay, self.rng = 0.0, float("nan"), [], np.random.default_rng(0)
+        self.audio = subject.task is not None and hasattr(subject.task, "stream_frames")
+        self.kind = "text" if self.text else "audio" if self.audio else "series"
+        # audio replays a test utterance at the speed it was spoken (one step: `stack` frames)
+        speed = 1.0 / (subject.task.stack * 0.01) if self.audio else 30.0
+        self.source = {"kind": "replay" if self.audio else self.kind if self.text else "sine",
+                       "freq": 0.05, "amp": 1.0, "noise": 0.0, "speed": speed}
+        self.phase, self.previous, self.rng = 0.0, float("nan"), np.random.default_rng(0)
+        self.replay: list = []
+        self.last_class, self.heard = "", ""               # audio: the greedy CTC reading so far
         self.rows: list[tuple[str, str]] = []
 
     def _step(self, value) -> tuple[bytes, dict]:
@@ -790,21 +806,35 @@ class StreamSession:
         if not groups:                                   # a forecast's first season: no step yet
             groups = {g: {k: [math.nan] * self.units for _, k in self.rows} for g, _ in self.rows}
         pred = out.get("prediction")
-        numeric = pred if isinstance(pred, (int, float)) else (
-            pred[0] if isinstance(pred, list) and pred and isinstance(pred[0], (int, float)) else None)
-        x = float(value) if isinstance(value, (int, float)) else float("nan")
-        head = [out["t"], x, self.previous]
-        self.previous = float("nan") if numeric is None else float(numeric)
+        if self.audio:
+            said = 1.0 - next((o["p"] for o in pred if o["char"] == ""), 0.0)
+            picture, _, _ = self.subject.task.input_picture(np.asarray(value)[None])
+            head = [out["t"], float(picture.mean()), said]
+        else:
+            numeric = pred if isinstance(pred, (int, float)) else (
+                pred[0] if isinstance(pred, list) and pred and isinstance(pred[0], (int, float)) else None)
+            x = float(value) if isinstance(value, (int, float)) else float("nan")
+            head = [out["t"], x, self.previous]
+            self.previous = float("nan") if numeric is None else float(numeric)
         vals = [np.asarray(groups[g][k], "<f4")[:self.units] for g, k in self.rows]
         frame = np.concatenate([np.asarray(head, "<f4"), *vals]).tobytes()
         return frame, out
 
-    def _next_value(self) -> float:
+    def _heard(self, out: dict) -> str | None:
+        """Audio: the character this step adds to the greedy CTC reading (the most probable
+        class, repeats merged, blanks dropped), or None."""
+        best = out["prediction"][0]["char"]
+        new = best if best and best != self.last_class else None
+        self.last_class = best
+        if new is not None:
+            self.heard += new
+        return new
+
+    def _next_value(self):
+        """The source's next step: a number, a frame (audio), or None when a replay is over."""
         s = self.source
         if s["kind"] == "replay":
-            if not self.replay:
-                return float("nan")
-            return self.replay.pop(0)
+            return self.replay.pop(0) if self.replay else None
         self.phase += 2 * math.pi * s["freq"]
         return s["amp"] * math.sin(self.phase) + s["noise"] * float(self.rng.standard_normal())
 
@@ -826,7 +856,8 @@ class StreamSession:
                 ticker.cancel()
 
     async def _layout(self, ws: WebSocket) -> None:
-        first = self.subject.task.examples("test").steps[0][0] if self.text else 0.0
+        first = (self.subject.task.examples("test").steps[0][0] if self.text
+                 else np.zeros(self.stream.width) if self.audio else 0.0)
         for _ in range(10_000):                          # steps name the rows (a forecast
             if self.rows:                                # reads a season before its first)
                 break
@@ -834,16 +865,31 @@ class StreamSession:
         self.stream.reset()
         self.previous = float("nan")
         await ws.send_json({"type": "layout", "rows": self.rows, "units": self.units,
-                            "kind": "text" if self.text else "series",
-                            "source": self.source, "head": ["t", "input", "prediction"]})
+                            "kind": self.kind, "source": self.source,
+                            "head": ["t", "loudness", "P(a character)"] if self.audio
+                            else ["t", "input", "prediction"]})
 
     async def _handle(self, ws: WebSocket, msg) -> None:
         msg = _object(msg, "a stream message")
         kind = msg.get("type")
         if kind == "reset":
             self.stream.reset()
-            self.phase, self.previous = 0.0, float("nan")
+            self.phase, self.previous, self.last_class, self.heard = 0.0, float("nan"), "", ""
             await ws.send_json({"type": "reset"})
+        elif kind == "config" and self.audio:
+            if "speed" in msg:
+                v = _float(msg["speed"], "speed")
+                if not 1.0 <= v <= 120.0:
+                    raise Refused(f"speed must be between 1 and 120, got {v:g}")
+                self.source["speed"] = v
+            if "example" in msg:                         # hear a test utterance from its start
+                n = _int(msg["example"], "example", 0, 1 << 20)
+                frames, said = await run_in_threadpool(self.subject.task.stream_frames, n)
+                self.stream.reset()
+                self.last_class, self.heard, self.replay = "", "", frames
+                await ws.send_json({"type": "reset"})
+                await ws.send_json({"type": "utterance", "example": n, "steps": len(frames),
+                                    "text": said})
         elif kind == "config" and not self.text:
             for key, (lo, hi) in {"freq": (0.001, 0.5), "amp": (0.0, 10.0), "noise": (0.0, 5.0),
                                   "speed": (1.0, 120.0)}.items():
@@ -884,9 +930,12 @@ class StreamSession:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
             while True:
                 value = self._next_value()
-                if math.isfinite(value):
-                    frame, _ = await run_in_threadpool(self._step, value)
+                if value is not None and (self.audio or math.isfinite(value)):
+                    frame, out = await run_in_threadpool(self._step, value)
                     await ws.send_bytes(frame)
+                    if self.audio and (char := self._heard(out)) is not None:
+                        await ws.send_json({"type": "heard", "t": out["t"], "char": char,
+                                            "text": self.heard})
                 nxt += 1.0 / self.source["speed"]
                 await asyncio.sleep(max(0.0, nxt - time.perf_counter()))
                 nxt = max(nxt, time.perf_counter() - 0.5)    # after a stall, do not race

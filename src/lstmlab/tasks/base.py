@@ -309,6 +309,12 @@ class Task:
         raise ValueError(f"task {self.name!r} reads no --input; pick a test example with "
                          f"--example N (0 to {self.examples('test').size - 1})")
 
+    def input_picture(self, x: np.ndarray) -> tuple[np.ndarray, int, str] | None:
+        """What one sequence's steps read, as a picture to draw above its gates (speech: the
+        spectrogram): (image (rows, T k), k columns a step, what a row is) for the model's
+        input x (T, F). None (the default) where the input is shown otherwise (text, series)."""
+        return None
+
     # --- streaming (lstmlab.inspect.Stream) ---------------------------------------------------
     stream_width: int | None = None    # numbers a series stream reads a step (None: input_size)
     stream_window: int = 1             # values, newest last, that encoding one step needs

@@ -31,6 +31,11 @@ each step and its two neighbours, trained with the same CTC loss and decoded ali
 mono or stereo), prints the text and each word's start and end from the CTC alignment.
 Figures: a test utterance's spectrogram with the LSTM's gates and the CTC alignment under it
 (alignment.png), and the test utterances the model gets most wrong (errors.png).
+
+Inspection (lstmlab.inspect, `lstmlab inspect`, `lstmlab serve`): an input is a sound file or
+a test utterance; its gates are drawn under the spectrogram the steps hear (input_picture); a
+one-directional model (`--no-bidirectional`) hears a test utterance step by step in the
+lab's Stream view (stream_frames, stream_prediction: the blank or a character each step).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from ..config import ModelConfig
 from ..numpy.losses import ctc_loss, log_softmax
 from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
 from .kit import pad
-from .speechdata import ALPHABET, HOP, LEVELS, SAMPLE_RATE, Corpus, logmel, prepare, with_deltas
+from .speechdata import ALPHABET, HOP, LEVELS, N_MELS, SAMPLE_RATE, Corpus, logmel, prepare, with_deltas
 
 BLANK = 0
 EVAL_BATCH = 128
@@ -225,7 +230,7 @@ class Speech(Task):
     loss_note = "CTC loss per utterance, averaged per target character; validation on unheard speakers"
     defaults = TaskDefaults(engine="torch",
                             model={"hidden_size": 128, "num_layers": 2, "bidirectional": True},
-                            train={"steps": 2400, "batch_size": 32, "lr": 2e-3, "eval_every": 400,
+                            train={"steps": 4000, "batch_size": 32, "lr": 2e-3, "eval_every": 400,
                                    "clip": 5.0})
     options = {"corpus": ("", "a corpus folder made by `lstmlab prepare speech` (empty: made once "
                               "and cached in $LSTMLAB_CACHE or ~/.cache/lstmlab)"),
@@ -497,6 +502,36 @@ class Speech(Task):
         step = self.stack * HOP / SAMPLE_RATE
         return Inputs(x=x, steps=[[f"{t * step:.2f}s" for t in range(x.shape[0])]], lengths=None)
 
+    def input_picture(self, x):
+        """The spectrogram the steps read: the 40 standardised log-mel bands of each of a step's
+        `stack` frames (its deltas left out)."""
+        frames = np.asarray(x, np.float32).reshape(x.shape[0] * self.stack, FEATURES)
+        return frames[:, :N_MELS].T, self.stack, "log-mel band"
+
+    # --- streaming: a one-directional model hears an utterance step by step --------------------
+    @property
+    def stream_width(self) -> int:                               # type: ignore[override]
+        """A stream step is one step of the model's input: `stack` standardised frames."""
+        return FEATURES * self.stack
+
+    def stream_frames(self, n: int) -> tuple[list[np.ndarray], str]:
+        """Test utterance n as the steps a stream reads, (F,) each, the model's input as
+        evaluation reads it (standardised with the utterance's own mean, so over the whole
+        utterance: a live microphone would need a running mean), and what was said."""
+        x, lengths, texts, _ = self._split_arrays("test")
+        if not 0 <= n < x.shape[1]:
+            raise ValueError(f"example {n} is past the test split, which has examples 0 to "
+                             f"{x.shape[1] - 1}")
+        return list(x[:int(lengths[n]), n]), texts[n]
+
+    def stream_prediction(self, output, window):
+        """The 3 most probable outputs of this step, [{"char": c, "p": probability}, ...];
+        "" is the blank (nothing said this step)."""
+        p = np.exp(output - output.max())
+        p = p / p.sum()
+        return [{"char": "" if k == BLANK else ALPHABET[k - 1], "p": float(p[k])}
+                for k in np.argsort(-p)[:3]]
+
     def examples(self, split="test"):
         x, lengths, texts, _ = self._split_arrays(split)
         steps = [[f"{t * self.stack * HOP / SAMPLE_RATE:.2f}s" for t in range(n)] for n in lengths]
@@ -504,6 +539,7 @@ class Speech(Task):
 
 
 MAX_SECONDS = 600
+MIN_RATE, MAX_RATE = 8000, 384_000     # Hz read: telephone speech and up (its upper bands empty)
 
 
 def alignment_figure(path, frames, gates, logp, truth: str, said: str, stack: int, *, title: str):
@@ -600,6 +636,9 @@ def read_wav(path) -> np.ndarray:
                          "give a WAV (or FLAC, OGG) file") from None
     if info.frames == 0:
         raise ValueError(f"{path} holds no samples; give a recording")
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise ValueError(f"{path} is sampled at {info.samplerate} Hz, which cannot be resampled to "
+                         f"speech at {SAMPLE_RATE} Hz; give a recording at {MIN_RATE} to {MAX_RATE} Hz")
     if info.frames > MAX_SECONDS * info.samplerate:
         raise ValueError(f"{path} lasts {info.frames / info.samplerate:.0f} s; transcribe at most "
                          f"{MAX_SECONDS} s at a time (cut it into pieces)")

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import check_lengths
 from ..config import ModelConfig
 from ..numpy.init import init_embedding, init_linear
 from .device import resolve_device, torch_dtype
@@ -43,13 +42,8 @@ class SequenceModel(nn.Module):
         if self.embedding is not None:
             x = self._embed(x)                                   # (T, B) ids -> (T, B, E)
         readout = self.config.readout
-        if readout == "mean" and lengths is not None and self._pad_instead_of_pack():
-            T, B = x.shape[:2]
-            lens = check_lengths(torch.as_tensor(lengths).cpu().numpy(), T, B)  # None: all T
-            y, state = self.rnn(x, state, None)                  # (T, B, R), see below
-            if lens is not None:
-                valid = torch.arange(T)[:, None] < torch.from_numpy(lens)       # (T, B)
-                y = y * valid[..., None].to(y.device, y.dtype)
+        if readout != "last" and state is None and lengths is not None and self._pad_instead_of_pack():
+            y, state = self.rnn.padded(x, lengths), None         # (T, B, D*R), see below
         else:
             y, state = self.rnn(x, state, lengths)
         if readout == "mean":                                    # y is 0 past each sequence's end
@@ -61,16 +55,16 @@ class SequenceModel(nn.Module):
         return self.head(feats), state
 
     def _pad_instead_of_pack(self) -> bool:
-        """Whether training with readout "mean" may run the padded batch without packing it.
+        """Whether training with readout "mean" or "sequence" may run the padded batch
+        without packing it (Recurrent.padded: each direction reads each sequence's own steps
+        first, the outputs past each end zeroed; same outputs and gradients).
 
         PyTorch's CPU kernel trains about 20 times slower on packed sequences than on the
         padded batch (torch 2.13, one thread, T=200, B=64, H=64; the forward alone is 2.5
-        times slower, the backward is the bulk). A one-direction stack is causal: its outputs
-        at a sequence's own steps never see the padding after them, so the padded run, with the
-        outputs past each end zeroed, gives the same mean and the same gradients. Only the
-        final state differs (it ran on through the padding); the mean readout does not read
-        it, and in evaluation packing stays."""
-        return self.training and not self.rnn.bidirectional and self.rnn.fast_path
+        times slower, the backward is the bulk). Only the final state differs (it ran on
+        through the padding): the readouts that read it ("last") and a carried state keep
+        packing, and in evaluation packing stays."""
+        return self.training and self.rnn.fast_path
 
     def _embed(self, ids):
         e = self.embedding

@@ -242,6 +242,50 @@ class Recurrent(nn.Module):
             y, finals, _ = self._generic(x, state0, lengths, weights)
         return self._public(y, finals, unbatched)
 
+    def padded(self, x, lengths):
+        """Outputs y (T, B, D*H) of a time-major padded batch with `lengths` (B,), right at
+        each sequence's own steps (zero past its end), on PyTorch's fused kernel without
+        packing the batch, for training on the fast path (fast_path must hold), from a zero
+        state. No final state: the directions run on through the padding.
+
+        PyTorch's CPU kernel trains 2-3 times slower on a packed batch than on the padded
+        one (torch 2.13, 2 threads, T = 170, B = 32, I = 240, H = 128, 2 layers each way:
+        0.50-0.75 s against 0.27 s a step forward and backward). A forward direction is
+        causal: its outputs at a sequence's own steps never see the padding after them. A
+        reverse direction reads each sequence reversed within its own length (its padding
+        last), on the one-direction kernel, and its outputs are put back in time order. So
+        the values and the gradients at the sequences' own steps are the packed run's."""
+        x, _ = self._check_x(x)                                  # time-major (T, B, I)
+        T, B, _ = x.shape
+        lengths = self._check_lengths(lengths, T, B)
+        if lengths is None or not self.bidirectional:
+            y, _ = self._fast(x, self._zeros(B), None, self._weights())
+        else:
+            mask, rev = _masks(lengths, T, x.device)
+            kernel = getattr(torch._VF, self._kernel.lower())
+            zeros = self._zeros(B)                               # one layer and direction's
+            hx = [z[:1] for z in zeros] if self._tuple_state else zeros[0][:1]
+            inp = x
+            for k, layer in enumerate(self._weights()):
+                if k and self.dropout and self.training:
+                    inp = torch.nn.functional.dropout(inp, self.dropout, True)
+                outs = []
+                for d, w in enumerate(layer):
+                    xin = inp if d == 0 else _reverse(inp, rev)
+                    out = kernel(xin, hx, list(w.values()), True, 1, 0.0, self.training, False, False)
+                    outs.append(out[0] if d == 0 else _reverse(out[0], rev))
+                inp = torch.cat(outs, dim=-1)
+            y = inp
+        if lengths is not None:
+            valid = torch.arange(T, device=x.device)[:, None] < lengths.to(x.device)[None, :]
+            y = y * valid[..., None].to(y.dtype)
+        return y.transpose(0, 1) if self.batch_first else y
+
+    def _zeros(self, B: int) -> list[torch.Tensor]:
+        """The zero state's components, (L*D, B, n) each."""
+        return [torch.zeros(self.num_layers * self.num_directions, B, n, dtype=self.dtype,
+                            device=self.device) for n in self.cell.state_sizes()]
+
     def trace(self, x, state=None, lengths=None) -> dict[str, dict[str, torch.Tensor]]:
         """The inside of every cell over a sequence, for plots and teaching (generic path).
 
@@ -262,10 +306,7 @@ class Recurrent(nn.Module):
 
     def initial_state(self, batch: int | None = None):
         """Zeros in the state's format, for `step`; batch None for one unbatched stream."""
-        B = 1 if batch is None else batch
-        zeros = [torch.zeros(self.num_layers * self.num_directions, B, n, dtype=self.dtype,
-                             device=self.device) for n in self.cell.state_sizes()]
-        return self._public(None, zeros, batch is None)[1]
+        return self._public(None, self._zeros(1 if batch is None else batch), batch is None)[1]
 
     def step(self, x_t, state=None):
         """Advance one time step, for streaming: x_t (B, I), or (I,) for one stream.

@@ -147,7 +147,7 @@ def _symmetric(values: np.ndarray) -> float:
 
 @_drawing
 def gates_figure(path, acts: Activations, *, group: str = "l0", units: list[int] | None = None,
-                 sequence: int = 0, title: str = "") -> Path:
+                 sequence: int = 0, title: str = "", picture=None) -> Path:
     """Every gate and state of one layer group over one sequence: one heatmap per name in the
     order i, f, g, o, c, h (GRU r, z, n, h; RNN h), the chosen units down, the sequence's
     valid steps across (labelled with what each step reads when there are few).
@@ -155,7 +155,9 @@ def gates_figure(path, acts: Activations, *, group: str = "l0", units: list[int]
     acts: lstmlab.inspect.activations(...); group: "l0", "l0_reverse", "encoder.l0", ...;
     units: unit numbers to draw, in this order (default: up to 16 units with the largest
     variance of h over the sequence, the largest on top). Gates use the fixed range 0..1;
-    g, n, c and h a diverging map centred at 0. Returns `path`."""
+    g, n, c and h a diverging map centred at 0. picture: what the steps read, drawn on top
+    (Task.input_picture: (image (rows, T k), k columns a step, what a row is); speech's
+    spectrogram). Returns `path`."""
     title = _text(title, "title")
     sequence = _sequence(acts, sequence)
     if group not in acts.groups:
@@ -182,11 +184,25 @@ def gates_figure(path, acts: Activations, *, group: str = "l0", units: list[int]
     k = len(chosen)
 
     row_h = 0.55 + 0.06 * k                                # inches per heatmap
-    fig = new_figure(1.3 + (row_h + 0.3) * len(names) + (0.5 if T <= MAX_LABELLED else 0))
-    grid = fig.add_gridspec(len(names), 2, width_ratios=[1.0, 0.018])
+    top = 0 if picture is None else 1
+    heights = [1.6] * top + [row_h] * len(names)
+    fig = new_figure(1.3 + sum(heights) + 0.3 * len(heights) + (0.5 if T <= MAX_LABELLED else 0))
+    grid = fig.add_gridspec(len(heights), 2, width_ratios=[1.0, 0.018], height_ratios=heights)
     extent = (-0.5, T - 0.5, k - 0.5, -0.5)                # first chosen unit on top
     axes: list = []
-    for r, name in enumerate(names):
+    if picture is not None:
+        image, per_step, label = picture
+        image = np.asarray(image, np.float64)[:, :T * per_step]
+        ax = fig.add_subplot(grid[0, 0])
+        im = ax.imshow(image, aspect="auto", origin="lower", cmap="magma", interpolation="nearest",
+                       extent=(-0.5, image.shape[1] / per_step - 0.5, -0.5, image.shape[0] - 0.5))
+        ax.set_title(f"what it reads: {image.shape[0]} rows ({label}), {per_step} columns a step",
+                     loc="left", fontsize=SUBTITLE_SIZE)
+        ax.set_ylabel(label, fontsize=LABEL_SIZE)
+        ax.tick_params(labelsize=TICK_SIZE)
+        fig.colorbar(im, cax=fig.add_subplot(grid[0, 1])).ax.tick_params(labelsize=TICK_SIZE)
+        axes.append(ax)
+    for r, name in enumerate(names, top):
         ax = fig.add_subplot(grid[r, 0], sharex=axes[0] if axes else None)
         gate_panel(fig, ax, fig.add_subplot(grid[r, 1]), name, arrays[name][:, chosen].T, extent)
         every = max(1, math.ceil(k / 8))

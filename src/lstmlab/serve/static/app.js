@@ -127,6 +127,37 @@ function heatmap(parent, title, matrix, steps, name, units) {
   return cv;
 }
 
+function drawPicture(parent, pic, steps) {
+  // what the steps read (speech: the spectrogram), on top of the gates: rows bottom up,
+  // pic.per_step columns a step, coloured from its lowest to its highest value
+  const R = pic.image.length, C = R ? pic.image[0].length : 0;
+  let lo = Infinity, hi = -Infinity;
+  for (const row of pic.image) for (const v of row) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+  const box = document.createElement("div");
+  box.className = "heatmap picture";
+  box.innerHTML = `<div class="name"><span>what it reads: ${R} rows (${esc(pic.label)}), ${pic.per_step} columns a step</span><span>${fmt(lo, 2)} … ${fmt(hi, 2)}</span></div>`;
+  const cv = document.createElement("canvas");
+  cv.width = Math.max(C, 1); cv.height = Math.max(R, 1);
+  const ctx = cv.getContext("2d"), img = ctx.createImageData(cv.width, cv.height);
+  for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
+    const [cr, cg, cb] = colour((pic.image[r][c] - lo) / Math.max(hi - lo, 1e-9), false, 1);
+    const k = 4 * ((R - 1 - r) * cv.width + c);
+    img.data[k] = cr; img.data[k + 1] = cg; img.data[k + 2] = cb; img.data[k + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  cv.addEventListener("mousemove", (e) => {
+    const b = cv.getBoundingClientRect();
+    const c = Math.floor((e.clientX - b.left) / b.width * C), r = R - 1 - Math.floor((e.clientY - b.top) / b.height * R);
+    if (c < 0 || c >= C || r < 0 || r >= R) return;
+    const t = Math.floor(c / pic.per_step), tip = $("tip");
+    tip.textContent = `${pic.label} ${r}, step ${t} ${JSON.stringify(steps[t] ?? "")}: ${pic.image[r][c].toFixed(3)}`;
+    tip.style.left = `${e.clientX + 12}px`; tip.style.top = `${e.clientY + 12}px`; tip.style.display = "block";
+  });
+  cv.addEventListener("mouseleave", () => { $("tip").style.display = "none"; });
+  box.appendChild(cv);
+  parent.prepend(box);
+}
+
 function drawGroups(parent, groups, steps, units) {
   parent.innerHTML = "";
   for (const [g, d] of Object.entries(groups)) {
@@ -425,6 +456,7 @@ async function inspectInput(input) {
   lab.inspected = r;
   lab.inspectCount = (lab.inspectCount || 0) + 1;
   drawGroups($("i-heatmaps"), r.groups, r.steps, r.units);
+  if (r.picture) drawPicture($("i-heatmaps"), r.picture, r.steps);
   const groups = Object.keys(r.groups);
   const gsel = $("i-group"), keep = gsel.value;
   gsel.innerHTML = groups.map((g) => `<option>${g}</option>`).join("");
@@ -525,7 +557,7 @@ function connectStream() {
   const run = $("s-run").value;
   if (!run) return toast("no run with a model yet: train one first");
   stream.history = []; stream.heat = []; stream.layout = null;
-  lab.framesDrawn = 0; lab.framesReceived = 0; lab.streamText = "";
+  lab.framesDrawn = 0; lab.framesReceived = 0; lab.streamText = ""; lab.streamHeard = "";
   const ws = new WebSocket(wsUrl(`/ws/stream?run=${encodeURIComponent(run)}`));
   ws.binaryType = "arraybuffer";
   stream.ws = ws;
@@ -546,9 +578,22 @@ function connectStream() {
       stream.layout = m;
       $("s-series").hidden = m.kind !== "series";
       $("s-text").hidden = m.kind !== "text";
+      $("s-audio").hidden = m.kind !== "audio";
+      const audio = m.kind === "audio";
+      $("s-in-name").textContent = audio ? "loudness (mean log-mel band)" : "input";
+      $("s-pred-name").textContent = audio ? "probability that this step says a character" : "prediction made one step before";
       $("s-rows").textContent = `rows, top to bottom: ${m.rows.map((r) => r.join(" ")).join(", ")} (${m.units} units each); columns: the last 300 steps`;
       if (m.kind === "series") sendConfig();
+      if (audio) hear();
     } else if (m.type === "reset") { stream.history = []; stream.heat = []; requestDraw(); }
+    else if (m.type === "utterance") {
+      $("s-said").textContent = `said: “${m.text}” (test utterance ${m.example}, ${m.steps} steps)`;
+      $("s-heard").textContent = "heard: ";
+      lab.streamHeard = "";
+    } else if (m.type === "heard") {
+      lab.streamHeard = m.text;
+      $("s-heard").textContent = `heard: ${m.text}`;
+    }
     else if (m.type === "text") {
       $("s-next").textContent = "next character: " + (m.prediction || [])
         .map((o) => `${JSON.stringify(o.char)} ${(100 * o.p).toFixed(1)}%`).join("  ");
@@ -562,6 +607,12 @@ function sendConfig() {
   stream.ws.send(JSON.stringify({ type: "config", source: $("s-source").value, example: Number($("s-example").value),
     freq: Number($("s-freq").value), amp: Number($("s-amp").value), noise: Number($("s-noise").value),
     speed: Number($("s-speed").value) }));
+}
+
+function hear() {
+  // a speech model: hear a test utterance from its start, at the chosen speed
+  if (!stream.ws || stream.ws.readyState !== 1) return;
+  stream.ws.send(JSON.stringify({ type: "config", example: Number($("s-utt").value), speed: Number($("s-aspeed").value) }));
 }
 
 function requestDraw() {
@@ -616,17 +667,18 @@ function drawStream() {
 function setupStream() {
   $("s-connect").addEventListener("click", connectStream);
   $("s-reset").addEventListener("click", () => stream.ws && stream.ws.send(JSON.stringify({ type: "reset" })));
-  for (const id of ["s-source", "s-example", "s-freq", "s-amp", "s-noise", "s-speed"]) {
-    $(id).addEventListener("input", sendConfig);
-    if ($(id).type === "range") {
-      const shown = document.createElement("span");
-      shown.className = "value";
-      const update = () => { shown.textContent = $(id).value; };
-      $(id).after(shown);
-      $(id).addEventListener("input", update);
-      update();
-    }
-  }
+  for (const id of ["s-source", "s-example", "s-freq", "s-amp", "s-noise", "s-speed"]) $(id).addEventListener("input", sendConfig);
+  document.querySelectorAll("#view-stream input[type=range]").forEach((el) => {
+    const shown = document.createElement("span");
+    shown.className = "value";
+    const update = () => { shown.textContent = el.value; };
+    el.after(shown);
+    el.addEventListener("input", update);
+    update();
+  });
+  $("s-hear").addEventListener("click", hear);
+  $("s-aspeed").addEventListener("input", () => stream.ws && stream.ws.readyState === 1 &&
+    stream.ws.send(JSON.stringify({ type: "config", speed: Number($("s-aspeed").value) })));
   $("s-type").addEventListener("input", (e) => {
     const text = e.data || "";
     if (text && stream.ws) stream.ws.send(JSON.stringify({ type: "text", text }));
