@@ -105,9 +105,7 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
     window = acts.first(GATES_STEPS)
     if T > GATES_STEPS:
         notes.append(f"gates: the first {GATES_STEPS} of the input's {T} steps")
-    picture = None                                           # speech: the spectrogram on top
-    if subject.task is not None and not subject.seq2seq:
-        picture = subject.task.input_picture(np.asarray(inputs.x)[:min(T, GATES_STEPS), seq])
+    picture = subject.input_picture(np.asarray(inputs.x)[:min(T, GATES_STEPS), seq])   # speech
     for g in acts.groups:
         if g.startswith("decoder.") or g.startswith("encoder."):
             continue

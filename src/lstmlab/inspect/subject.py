@@ -103,6 +103,11 @@ class Subject:
         out, _ = self.predictor.run(x, None, inputs.lengths)
         return np.asarray(out), None
 
+    def input_picture(self, x) -> tuple[np.ndarray, int, str] | None:
+        """The task's picture of what one sequence's steps read, x (T, F) (Task.input_picture:
+        speech's spectrogram), or None."""
+        return None if self.task is None or self.seq2seq else self.task.input_picture(np.asarray(x))
+
     def as_input(self, x: np.ndarray) -> np.ndarray:
         """x in the dtype the model reads: token ids as int64, features in the model's dtype."""
         x = np.asarray(x)

@@ -452,8 +452,7 @@ class Lab:
                     shown.pop("decoder", None)
                     shown["hidden"] = {g: subject.hidden_size(g) for g in shown["groups"]}
                     shown["units"] = units
-                    picture = None if subject.task is None or subject.seq2seq else \
-                        subject.task.input_picture(np.asarray(a.inputs.x)[:len(shown["steps"]), 0])
+                    picture = subject.input_picture(np.asarray(a.inputs.x)[:len(shown["steps"]), 0])
                     if picture is not None:                  # speech: the spectrogram it hears
                         image, per_step, label = picture
                         shown["picture"] = {"image": np.round(image, 3).tolist(),
@@ -789,7 +788,7 @@ class StreamSession:
         self.audio = subject.task is not None and hasattr(subject.task, "stream_frames")
         self.kind = "text" if self.text else "audio" if self.audio else "series"
         # audio replays a test utterance at the speed it was spoken (one step: `stack` frames)
-        speed = 1.0 / (subject.task.stack * 0.01) if self.audio else 30.0
+        speed = 1.0 / subject.task.step_seconds if self.audio else 30.0
         self.source = {"kind": "replay" if self.audio else self.kind if self.text else "sine",
                        "freq": 0.05, "amp": 1.0, "noise": 0.0, "speed": speed}
         self.phase, self.previous, self.rng = 0.0, float("nan"), np.random.default_rng(0)
@@ -808,7 +807,7 @@ class StreamSession:
         pred = out.get("prediction")
         if self.audio:
             said = 1.0 - next((o["p"] for o in pred if o["char"] == ""), 0.0)
-            picture, _, _ = self.subject.task.input_picture(np.asarray(value)[None])
+            picture, _, _ = self.subject.input_picture(np.asarray(value)[None])
             head = [out["t"], float(picture.mean()), said]
         else:
             numeric = pred if isinstance(pred, (int, float)) else (
@@ -876,13 +875,16 @@ class StreamSession:
             self.stream.reset()
             self.phase, self.previous, self.last_class, self.heard = 0.0, float("nan"), "", ""
             await ws.send_json({"type": "reset"})
-        elif kind == "config" and self.audio:
-            if "speed" in msg:
-                v = _float(msg["speed"], "speed")
-                if not 1.0 <= v <= 120.0:
-                    raise Refused(f"speed must be between 1 and 120, got {v:g}")
-                self.source["speed"] = v
-            if "example" in msg:                         # hear a test utterance from its start
+        elif kind == "config" and not self.text:
+            limits = {"speed": (1.0, 120.0)} if self.audio else {
+                "freq": (0.001, 0.5), "amp": (0.0, 10.0), "noise": (0.0, 5.0), "speed": (1.0, 120.0)}
+            for key, (lo, hi) in limits.items():
+                if key in msg:
+                    v = _float(msg[key], key)
+                    if not lo <= v <= hi:
+                        raise Refused(f"{key} must be between {lo:g} and {hi:g}, got {v:g}")
+                    self.source[key] = v
+            if self.audio and "example" in msg:          # hear a test utterance from its start
                 n = _int(msg["example"], "example", 0, 1 << 20)
                 frames, said = await run_in_threadpool(self.subject.task.stream_frames, n)
                 self.stream.reset()
@@ -890,15 +892,7 @@ class StreamSession:
                 await ws.send_json({"type": "reset"})
                 await ws.send_json({"type": "utterance", "example": n, "steps": len(frames),
                                     "text": said})
-        elif kind == "config" and not self.text:
-            for key, (lo, hi) in {"freq": (0.001, 0.5), "amp": (0.0, 10.0), "noise": (0.0, 5.0),
-                                  "speed": (1.0, 120.0)}.items():
-                if key in msg:
-                    v = _float(msg[key], key)
-                    if not lo <= v <= hi:
-                        raise Refused(f"{key} must be between {lo:g} and {hi:g}, got {v:g}")
-                    self.source[key] = v
-            if "source" in msg:
+            elif "source" in msg and not self.audio:
                 if msg["source"] not in ("sine", "replay"):
                     raise Refused("source must be sine or replay")
                 self.source["kind"] = msg["source"]

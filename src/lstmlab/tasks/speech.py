@@ -343,6 +343,11 @@ class Speech(Task):
             out.append(stack_frames(f, self.stack))
         return pad(out, np.float32)
 
+    @property
+    def step_seconds(self) -> float:
+        """The sound one step of the model reads: `stack` 10 ms frames."""
+        return self.stack * HOP / SAMPLE_RATE
+
     def _split_arrays(self, split: str):
         """x (T, N, F), lengths (N,), the transcripts and levels of a held-out split."""
         cache = self.__dict__.setdefault("_arrays_of", {})
@@ -482,7 +487,7 @@ class Speech(Task):
         logp = self._logp(predictor, x, lengths)[:, 0]
         text = self.transcripts(logp[:, None], np.array([logp.shape[0]]), self.beam)[0]
         steps = align(logp, text)
-        step = self.stack * HOP / SAMPLE_RATE
+        step = self.step_seconds
         words, k = [], 0
         for word in text.split(" "):
             if word and steps:
@@ -499,8 +504,8 @@ class Speech(Task):
     def encode_input(self, value):
         """A sound file (WAV, FLAC, ...) as the model reads it."""
         x, lengths = self.read_audio(value)
-        step = self.stack * HOP / SAMPLE_RATE
-        return Inputs(x=x, steps=[[f"{t * step:.2f}s" for t in range(x.shape[0])]], lengths=None)
+        return Inputs(x=x, steps=[[f"{t * self.step_seconds:.2f}s" for t in range(x.shape[0])]],
+                      lengths=None)
 
     def input_picture(self, x):
         """The spectrogram the steps read: the 40 standardised log-mel bands of each of a step's
@@ -534,7 +539,7 @@ class Speech(Task):
 
     def examples(self, split="test"):
         x, lengths, texts, _ = self._split_arrays(split)
-        steps = [[f"{t * self.stack * HOP / SAMPLE_RATE:.2f}s" for t in range(n)] for n in lengths]
+        steps = [[f"{t * self.step_seconds:.2f}s" for t in range(n)] for n in lengths]
         return Inputs(x=x, steps=steps, lengths=lengths)
 
 

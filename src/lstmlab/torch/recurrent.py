@@ -257,14 +257,13 @@ class Recurrent(nn.Module):
         the values and the gradients at the sequences' own steps are the packed run's."""
         x, _ = self._check_x(x)                                  # time-major (T, B, I)
         T, B, _ = x.shape
-        lengths = self._check_lengths(lengths, T, B)
-        if lengths is None or not self.bidirectional:
+        mask, rev = _masks(self._check_lengths(lengths, T, B), T, x.device)
+        if mask is None or not self.bidirectional:
             y, _ = self._fast(x, self._zeros(B), None, self._weights())
         else:
-            mask, rev = _masks(lengths, T, x.device)
-            kernel = getattr(torch._VF, self._kernel.lower())
-            zeros = self._zeros(B)                               # one layer and direction's
-            hx = [z[:1] for z in zeros] if self._tuple_state else zeros[0][:1]
+            kernel = self._vf_kernel()
+            zeros = [z[:1] for z in self._zeros(B)]              # one layer and direction's
+            hx = zeros if self._tuple_state else zeros[0]
             inp = x
             for k, layer in enumerate(self._weights()):
                 if k and self.dropout and self.training:
@@ -276,9 +275,8 @@ class Recurrent(nn.Module):
                     outs.append(out[0] if d == 0 else _reverse(out[0], rev))
                 inp = torch.cat(outs, dim=-1)
             y = inp
-        if lengths is not None:
-            valid = torch.arange(T, device=x.device)[:, None] < lengths.to(x.device)[None, :]
-            y = y * valid[..., None].to(y.dtype)
+        if mask is not None:
+            y = y * mask.to(y.dtype)
         return y.transpose(0, 1) if self.batch_first else y
 
     def _zeros(self, B: int) -> list[torch.Tensor]:
@@ -386,7 +384,7 @@ class Recurrent(nn.Module):
     def _fast(self, x, state0, lengths, weights):
         """As nn.LSTM/GRU/RNN.forward, with our parameters (weight_hh dropped if asked)."""
         flat = [t for layer in weights for w in layer for t in w.values()]
-        kernel = getattr(torch._VF, self._kernel.lower())
+        kernel = self._vf_kernel()
         hx = state0 if self._tuple_state else state0[0]
         args = (flat, True, self.num_layers, self.dropout, self.training, self.bidirectional)
         # dropped weights are fresh tensors that cuDNN must copy into its layout: expected
@@ -403,6 +401,10 @@ class Recurrent(nn.Module):
         y, _ = pad_packed_sequence(PackedSequence(out[0], packed.batch_sizes, order, unorder),
                                    total_length=x.shape[0])
         return y, [s.index_select(1, unorder) for s in out[1:]]
+
+    def _vf_kernel(self):
+        """PyTorch's fused kernel of this variant (torch._VF.lstm, gru, rnn_tanh, rnn_relu)."""
+        return getattr(torch._VF, self._kernel.lower())
 
     def _flatten_parameters(self):
         """On a GPU, put the kernel's weights in one buffer as nn.LSTM does, so that cuDNN
