@@ -162,7 +162,7 @@ def test_mean_readout_numpy_equals_torch(bidirectional):
 
     cfg = _mean_config(bidirectional)
     ref, m = NumpyModel(cfg, seed=4), TorchModel(cfg, seed=4).train()
-    assert m._pad_instead_of_pack()
+    assert m._pad_instead_of_pack(final=True)
     ids = np.random.default_rng(0).integers(0, 9, size=(6, 3))
     lengths = np.array([6, 2, 4])
     out, _, cache = ref.forward(ids, lengths=lengths)
@@ -174,9 +174,10 @@ def test_mean_readout_numpy_equals_torch(bidirectional):
     (t_out * torch.from_numpy(dout)).sum().backward()
     for name, p in m.named_parameters():
         assert_close(p.grad.numpy(), grads[name], 1e-10, name)
-    with torch.no_grad():                                        # evaluation: packed again
-        assert_close(m.eval()(torch.from_numpy(ids), lengths=torch.from_numpy(lengths))[0].numpy(),
-                     out, 1e-12, "eval outputs")
+    with torch.no_grad():                  # evaluation: packed again, unless no state is wanted
+        for final in (True, False):
+            assert_close(m.eval()(torch.from_numpy(ids), lengths=torch.from_numpy(lengths),
+                                  final=final)[0].numpy(), out, 1e-12, f"eval outputs, final={final}")
     # the mean of a sequence is the mean of its own steps: padding after it changes nothing
     alone, _ = ref(ids[:2, 1:2])
     assert_close(out[1:2], alone, 1e-12, "padding")

@@ -134,6 +134,25 @@ def test_a_lexicon_keeps_the_beam_to_its_words():
     assert Lexicon.of(["call bob", "stop"]).words == {"call", "bob", "stop"}
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("lexicon", [None, ("ab", "b", "ba", "bab")], ids=["free", "lexicon"])
+def test_a_beam_wide_enough_finds_the_most_probable_text(seed, lexicon):
+    """Keeping every prefix, the beam search is exact: the text whose alignments (all 4^6
+    paths, each collapsed) add up to the most probability, among the texts the lexicon spells."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    logp = np.log(rng.dirichlet(np.full(4, 0.7), size=6))       # blank, " ", "a", "b"
+    words = Lexicon(lexicon) if lexicon else None
+    total: dict[str, float] = {}
+    for path in itertools.product(range(4), repeat=6):
+        labels = [k for j, k in enumerate(path) if k and (j == 0 or k != path[j - 1])]
+        text = "".join(ALPHABET[k - 1] for k in labels)
+        if words is None or all(w in words.words for w in text.split(" ")) or not text:
+            total[text] = total.get(text, 0.0) + float(np.exp(logp[np.arange(6), path].sum()))
+    assert beam_search(logp, 4**6, lexicon=words) == max(total, key=total.__getitem__)
+
+
 def test_error_rates_by_hand():
     r = error_rates(["one two", "three"], ["one too", "three"])
     assert r["cer"] == pytest.approx(1 / 12) and r["wer"] == pytest.approx(1 / 3)

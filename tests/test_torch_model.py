@@ -8,6 +8,7 @@ import torch
 import lstmlab.torch as lt
 from lstmlab.config import ModelConfig
 from lstmlab.numpy.model import SequenceModel as NumpySequenceModel
+from lstmlab.train.engines import predictor_for
 from tests.conftest import assert_close
 
 
@@ -69,7 +70,7 @@ def test_training_on_the_padded_batch_equals_the_packed_one(variant, bidirection
     results = []
     for pad in (True, False):
         m.zero_grad()
-        m._pad_instead_of_pack = lambda pad=pad: pad             # the padded path, or packing
+        m._pad_instead_of_pack = lambda final, pad=pad: pad      # the padded path, or packing
         out, _ = m(x, lengths=lengths)
         (out * weight).sum().backward()
         if readout == "sequence":                                # past each end: not read
@@ -79,3 +80,21 @@ def test_training_on_the_padded_batch_equals_the_packed_one(variant, bidirection
     assert_close(out_pad, out_packed, 1e-12, "outputs")
     for k in g_packed:
         assert_close(g_pad[k], g_packed[k], 1e-12, k)
+
+
+@pytest.mark.parametrize("readout", ["sequence", "mean", "last"])
+def test_scoring_without_the_final_state_gives_the_same_outputs(readout):
+    """A predictor told that the final state is not wanted (final=False, as the tasks' scoring
+    says) may skip packing: the same outputs, and no state instead of a wrong one."""
+    c = ModelConfig(input_size=3, output_size=2, hidden_size=5, num_layers=2, bidirectional=True,
+                    readout=readout, dtype="float64")
+    run = predictor_for(lt.SequenceModel(c, seed=4)).run
+    x = np.random.default_rng(3).standard_normal((7, 4, 3))
+    lengths = np.array([7, 2, 5, 1])
+    out, state = run(x, lengths=lengths)
+    fast, none = run(x, lengths=lengths, final=False)
+    if readout == "sequence":
+        keep = (np.arange(7)[:, None] < lengths)[..., None]
+        out, fast = out * keep, fast * keep
+    assert_close(fast, out, 1e-12, "outputs")
+    assert none is None and state is not None

@@ -58,7 +58,9 @@ class RecurrentCell(Protocol):
 class RunFn(Protocol):
     """A trained model as NumPy in, NumPy out.
 
-    Sequence model: run(x, state=None, lengths=None) -> (outputs, final state).
+    Sequence model: run(x, state=None, lengths=None, final=True) -> (outputs, final state);
+    final=False: the final state is not wanted and comes back None (the torch engine then
+    runs a batch with lengths on its fused kernel without packing it).
     Seq2seq model: run(x, target_in, lengths=None) -> (logits, attention).
     """
 

@@ -49,10 +49,10 @@ class SequenceModel(Module):
     def __repr__(self):
         return f"SequenceModel({self.config})"
 
-    def __call__(self, x, state=None, lengths=None):
-        """Inference: (outputs, final state of the recurrent stack)."""
+    def __call__(self, x, state=None, lengths=None, final=True):
+        """Inference: (outputs, final state of the recurrent stack; None with final=False)."""
         out, state, _ = self._forward(x, state, lengths, keep=False)
-        return out, state
+        return out, state if final else None
 
     def forward(self, x, state=None, lengths=None):
         """(outputs, final state, cache for `backward`)."""

@@ -41,7 +41,9 @@ class Batch:
 class Predictor:
     """Engine-neutral inference: NumPy arrays in, NumPy arrays out.
 
-    run(x, state=None, lengths=None) -> (outputs, state); trace(x) -> the recurrent stack's
+    run(x, state=None, lengths=None, final=True) -> (outputs, state; None with final=False:
+    the scores that need no final state say so, which spares the torch engine packing the
+    batch); trace(x) -> the recurrent stack's
     gates and states per layer, as lstmlab.numpy's `trace`.
 
     A seq2seq model (config.architecture "seq2seq") differs: run(x, target_in, lengths) ->

@@ -117,7 +117,7 @@ def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH, 
             idx = order[a:a + size]
             T = int(lengths[idx].max())
             lens = None if np.all(lengths[idx] == T) else lengths[idx]
-            out, _ = predictor.run(x[:T, idx], lengths=lens)
+            out, _ = predictor.run(x[:T, idx], lengths=lens, final=False)
             parts.append((idx, np.asarray(out, dtype=np.float64)))
         whole = np.empty((x.shape[1], *parts[0][1].shape[1:]))
         for idx, out in parts:
@@ -126,7 +126,7 @@ def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH, 
     outs = []
     for a in range(0, x.shape[1], size):
         lens = None if lengths is None else lengths[a:a + size]
-        out, _ = predictor.run(x[:, a:a + size], lengths=lens)
+        out, _ = predictor.run(x[:, a:a + size], lengths=lens, final=False)
         outs.append(np.asarray(out, dtype=np.float64))
     return np.concatenate(outs, axis=0 if predictor.config.readout != "sequence" else 1)
 

@@ -287,7 +287,7 @@ class Sentiment(Task):
             n = max(1, EVAL_TOKENS // len(seqs[order[min(a + 255, len(order) - 1)]]))
             pick = order[a:a + min(n, 1024)]
             x, lengths = pad([seqs[i] for i in pick], np.int64)
-            logits, _ = predictor.run(x, lengths=lengths)
+            logits, _ = predictor.run(x, lengths=lengths, final=False)
             out[pick] = log_softmax(np.asarray(logits, dtype=np.float64))
             a += len(pick)
         return out
@@ -402,7 +402,7 @@ class Sentiment(Task):
 def prefix_log_odds(predictor, ids: np.ndarray) -> np.ndarray:
     """(n,) log p(class 1) / p(class 0) after each prefix ids[:1], ids[:2], ..., in one batch."""
     x, lengths = prefixes(ids.astype(np.int64))                  # (n, n): column j = prefix j+1
-    logits, _ = predictor.run(x, lengths=lengths)
+    logits, _ = predictor.run(x, lengths=lengths, final=False)
     logp = log_softmax(np.asarray(logits, dtype=np.float64))
     return logp[:, 1] - logp[:, 0]
 

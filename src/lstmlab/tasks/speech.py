@@ -40,6 +40,7 @@ lab's Stream view (stream_frames, stream_prediction: the blank or a character ea
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -117,10 +118,19 @@ def align(logp: np.ndarray, text: str) -> list[int]:
     return firsts
 
 
+def _lse(a: float, b: float) -> float:
+    """ln(e^a + e^b) of two Python floats (np.logaddexp's formula, without its per-call cost)."""
+    if a < b:
+        a, b = b, a
+    if b == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
 def _add(beams: dict, prefix: tuple, blank: float, nonblank: float) -> None:
     """Add the probabilities (ln) of a prefix ending in blank and in non-blank to `beams`."""
-    b, n = beams.get(prefix, (-np.inf, -np.inf))
-    beams[prefix] = (np.logaddexp(b, blank), np.logaddexp(n, nonblank))
+    b, n = beams.get(prefix, (-math.inf, -math.inf))
+    beams[prefix] = (_lse(b, blank), _lse(n, nonblank))
 
 
 SPACE = ALPHABET.index(" ") + 1
@@ -141,10 +151,11 @@ class Lexicon:
         """Whether label k may follow `prefix` (labels): a letter that keeps the current word
         the start of a word, or a space after a whole word."""
         tail = prefix[len(prefix) - prefix[::-1].index(SPACE):] if SPACE in prefix else prefix
-        word = "".join(ALPHABET[j - 1] for j in tail)
-        if k == SPACE:
-            return word in self.words
-        return word + ALPHABET[k - 1] in self.starts
+        return self.follows("".join(ALPHABET[j - 1] for j in tail), k)
+
+    def follows(self, word: str, k: int) -> bool:
+        """Whether label k may follow the unfinished last `word` of a prefix (see allows)."""
+        return word in self.words if k == SPACE else word + ALPHABET[k - 1] in self.starts
 
     def complete(self, prefix: tuple) -> bool:
         """Whether `prefix` ends in a whole word (or is empty)."""
@@ -158,27 +169,31 @@ def beam_search(logp: np.ndarray, width: int = 8, length: int | None = None,
     spelt (a letter that leaves every word is not tried), as a command recogniser with a
     fixed vocabulary does; no language model weighs the words."""
     logp = np.asarray(logp, np.float64)[:length]
-    beams: dict[tuple, tuple[float, float]] = {(): (0.0, -np.inf)}   # ln p ending in blank, in non-blank
+    beams: dict[tuple, tuple[float, float]] = {(): (0.0, -math.inf)}  # ln p ending in blank, in non-blank
     tried = min(logp.shape[1], 2 * width)
-    for row in logp:
-        top = [int(k) for k in np.argsort(row)[::-1][:tried] if k != BLANK]
+    ranked = np.argsort(logp, axis=1)[:, ::-1][:, :tried]       # each step's most probable labels
+    word = {(): ""}                                              # each prefix's unfinished last word
+    for row, labels in zip(logp.tolist(), ranked.tolist()):     # Python floats: scalar work, fast
+        top = [k for k in labels if k != BLANK]
         nxt: dict[tuple, tuple[float, float]] = {}
         for prefix, (pb, pn) in beams.items():
-            total = np.logaddexp(pb, pn)
-            _add(nxt, prefix, total + row[BLANK], -np.inf)          # a blank: the prefix stays
+            total = _lse(pb, pn)
+            _add(nxt, prefix, total + row[BLANK], -math.inf)    # a blank: the prefix stays
             last = prefix[-1] if prefix else None
             for k in top:
                 if k == last:
-                    _add(nxt, prefix, -np.inf, pn + row[k])         # a repeat without a blank merges
-                if lexicon is not None and not lexicon.allows(prefix, k):
-                    continue
-                if k == last:
-                    _add(nxt, prefix + (k,), -np.inf, pb + row[k])  # after a blank: a new label
-                else:
-                    _add(nxt, prefix + (k,), -np.inf, total + row[k])
-        beams = dict(sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:width])
+                    _add(nxt, prefix, -math.inf, pn + row[k])   # a repeat without a blank merges
+                longer = prefix + (k,)
+                if lexicon is not None:
+                    if not lexicon.follows(word[prefix], k):
+                        continue
+                    if longer not in word:
+                        word[longer] = "" if k == SPACE else word[prefix] + ALPHABET[k - 1]
+                # k again after a blank (from pb: ending in blank), or a label other than the last
+                _add(nxt, longer, -math.inf, (pb if k == last else total) + row[k])
+        beams = dict(sorted(nxt.items(), key=lambda kv: -_lse(*kv[1]))[:width])
     ended = {p: v for p, v in beams.items() if lexicon is None or lexicon.complete(p)}
-    best = max((ended or beams).items(), key=lambda kv: np.logaddexp(*kv[1]))[0]
+    best = max((ended or beams).items(), key=lambda kv: _lse(*kv[1]))[0]
     text = "".join(ALPHABET[k - 1] for k in best)
     if lexicon is not None and not ended:                      # no beam ends a word: its whole words
         text = text[:text.rfind(" ")] if " " in text else ""
@@ -381,7 +396,8 @@ class Speech(Task):
         parts = []
         for a in range(0, x.shape[1], EVAL_BATCH):
             idx = slice(a, a + EVAL_BATCH)
-            out, _ = predictor.run(x[:int(lengths[idx].max()), idx], lengths=lengths[idx])
+            out, _ = predictor.run(x[:int(lengths[idx].max()), idx], lengths=lengths[idx],
+                                   final=False)
             part = np.full((x.shape[0], out.shape[1], out.shape[2]), 0.0)
             part[:out.shape[0]] = np.asarray(out, np.float64)
             parts.append(part)
@@ -445,7 +461,7 @@ class Speech(Task):
         folder = Path(folder)
         x, lengths, texts, levels = self._split_arrays("test")
         logp = self._logp(predictor, x, lengths)
-        said = self.transcripts(logp, lengths)
+        said = self.transcripts(logp, lengths, self.beam)          # as the test split was scored
         us = self.corpus.split("test")
         # the first digit string and phrase of 4 words or more the model gets right, else the first
         pick = next((j for j, u in enumerate(us) if said[j] == texts[j] and len(texts[j].split()) >= 4), 0)

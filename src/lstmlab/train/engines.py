@@ -231,12 +231,12 @@ def predictor_for(model) -> Predictor:
 
     like = next(model.parameters())
 
-    def run(x, state=None, lengths=None):
+    def run(x, state=None, lengths=None, final=True):
         model.eval()
         with torch.no_grad():
-            out, final = model(_to_torch(x, like), _state_to_torch(state, like),
-                               None if lengths is None else torch.as_tensor(lengths))
-        return out.cpu().numpy(), _detach_numpy(final)
+            out, last = model(_to_torch(x, like), _state_to_torch(state, like),
+                              None if lengths is None else torch.as_tensor(lengths), final)
+        return out.cpu().numpy(), _detach_numpy(last) if final else None
 
     def trace(x):
         model.eval()
