@@ -86,6 +86,15 @@ def test_text_is_coloured_by_the_units_that_follow_a_signal(runs, tmp_path):
     assert "http" not in html.lower().replace("http-equiv", "")   # a standalone page
 
 
+def test_units_are_ranked_by_spearman_on_request(runs, tmp_path):
+    res = inspect_json(runs["charlm"], "--input", "In the beginning (so it is written)",
+                       "--signal", "position_in_word", "--correlation", "spearman", "--no-ablate",
+                       "--out", tmp_path / "s")
+    assert res["numbers"]["top_units_correlation"] == "spearman"
+    assert all(-1 <= r["r"] <= 1 for r in res["numbers"]["top_units"]["position_in_word"])
+    assert "\u03c1 = " in (tmp_path / "s" / "text.html").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("args, words", [
     (["--input", "zebra"], "never saw"),                        # characters the text lacks
     (["--example", "100000"], "past the test split"),

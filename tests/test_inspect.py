@@ -252,6 +252,33 @@ def test_top_units_finds_a_planted_unit(tasks, engine):
     assert abs(inspect.top_units(s, -signal, 0, k=1).rows[0]["r"] + 1.0) <= 1e-12
 
 
+@pytest.mark.parametrize("engine", [0, 1], ids=["numpy", "torch"])
+def test_spearman_finds_a_unit_that_only_rises_with_the_signal(tasks, engine):
+    """A unit that rises with the signal along a curve (a counter that saturates) is followed
+    perfectly by rank (rho = 1), not by a straight line (r < 1); Pearson still finds it."""
+    s = _pair(tasks["sine"], "lstm", num_layers=2)[engine]
+    unit = inspect.activations(s, 0).groups["l0"]["c"][:, 0, 3]
+    signal = np.exp(4 * (unit - unit.min()) / np.ptp(unit))      # the same order, bent
+    rank = inspect.top_units(s, signal, 0, k=1, method="spearman")
+    assert (rank.rows[0]["group"], rank.rows[0]["unit"], rank.rows[0]["state"]) == ("l0", 3, "c")
+    assert abs(rank.rows[0]["r"] - 1.0) <= 1e-12 and rank.to_json()["method"] == "spearman"
+    line = inspect.top_units(s, signal, 0, k=5)
+    assert all(abs(row["r"]) < 0.99 for row in line.rows)
+
+
+def test_ranks_are_spearmans():
+    from scipy.stats import spearmanr
+
+    from lstmlab.tasks.kit import correlations, ranks
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, (50, 3)).astype(float)                # many ties
+    f = rng.integers(0, 6, 50).astype(float)
+    assert ranks(np.array([3.0, 1.0, 3.0, 2.0])).tolist() == [3.5, 1.0, 3.5, 2.0]
+    for j in range(3):
+        assert abs(correlations(ranks(a), ranks(f))[j] - spearmanr(a[:, j], f).statistic) <= 1e-12
+
+
 # --- what the analyses refuse ---------------------------------------------------------------------
 def test_bad_inputs_get_one_line_naming_what_exists(tasks):
     s, _ = _pair(tasks["sine"], "lstm")
@@ -260,6 +287,8 @@ def test_bad_inputs_get_one_line_naming_what_exists(tasks):
     msg = raises_one_line(inspect.top_units, s, "nonsense")
     assert "unknown signal 'nonsense'" in msg and "position_in_word" in msg
     assert "one per step (149)" in raises_one_line(inspect.top_units, s, np.ones(7), 0)
+    msg = raises_one_line(inspect.top_units, s, "value", method="kendall")
+    assert "choose one of pearson, spearman" in msg
     assert "layer(s) 0 to 0" in raises_one_line(inspect.ablate, s, 0, layer=1, unit=0)
     assert "layer(s) 0 to 0" in raises_one_line(inspect.ablate, s, 0, layer=-1, unit=0)
     assert "units 0 to 3" in raises_one_line(inspect.ablate, s, 0, layer=0, unit=4)

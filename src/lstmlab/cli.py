@@ -564,6 +564,9 @@ def export_cmd(run_dir, fmt, out_path, as_json):
                    "position_in_word, inside_word, position_in_line, position_in_clause, "
                    "inside_parentheses, inside_quotes, uppercase; series: value, above_mean, rising; "
                    "any: position  [default: the text's or the series' usual ones]")
+@click.option("--correlation", type=click.Choice(["pearson", "spearman"]), default="pearson",
+              show_default=True, help="how a unit following a signal is measured: pearson (a "
+              "straight line) or spearman (ranks: any rise or fall, such as a counter that saturates)")
 @click.option("--ablate/--no-ablate", default=None,
               help="the ablation table: each unit of --layer switched off in turn, the test metric "
                    "each time  [default: every unit of a layer of at most 64; of a wider one, the "
@@ -577,8 +580,8 @@ def export_cmd(run_dir, fmt, out_path, as_json):
                    "inspect-TASK next to them]")
 @json_option
 @command
-def inspect_cmd(run_dirs, input_value, example, units, signals, ablate, layer, engine, out_dir,
-                as_json):
+def inspect_cmd(run_dirs, input_value, example, units, signals, correlation, ablate, layer, engine,
+                out_dir, as_json):
     """Look inside trained runs: gates, saturation, memory, gradient flow, units that follow a
     signal, ablation. Several runs of one task are compared side by side."""
     from .inspect.report import report
@@ -595,7 +598,7 @@ def inspect_cmd(run_dirs, input_value, example, units, signals, ablate, layer, e
     with bar:
         result = report(list(run_dirs), input=input_value, example=example, units=chosen,
                         signals=list(signals) or None, out=out_dir, engine=engine, ablate=ablate,
-                        layer=layer, progress=progress)
+                        layer=layer, progress=progress, correlation=correlation)
     if as_json:
         _print_json(result)
         return

@@ -628,27 +628,37 @@ def ablation_table(run, layer: int = 0, gate: str = "h", value: float = 0.0, *, 
 @dataclass
 class TopUnits:
     """The units whose activation correlates most with a per-step signal (LSTMVis-style):
-    rows {"group", "unit", "state" ("c" or "h"), "r"} by |r|, the strongest first, and the
-    activations they were measured on (for drawing the best unit over the text)."""
+    rows {"group", "unit", "state" ("c" or "h"), "r"} by |r|, the strongest first, r the
+    `method`'s correlation, and the activations they were measured on (for drawing the best
+    unit over the text)."""
     signal: str
     steps: int
     rows: list[dict]
     activations: Activations
+    method: str = "pearson"
 
     def to_json(self) -> dict:
-        return {"signal": self.signal, "steps": self.steps, "rows": self.rows}
+        return {"signal": self.signal, "steps": self.steps, "method": self.method, "rows": self.rows}
+
+
+CORRELATIONS = ("pearson", "spearman")
 
 
 def top_units(run, signal, input=None, *, k: int = 5, skip: int = 0,
-              max_steps: int | None = 20_000, engine: str | None = None) -> TopUnits:
+              max_steps: int | None = 20_000, engine: str | None = None,
+              method: str = "pearson") -> TopUnits:
     """The `k` units (of c and of h, every layer and direction) whose activation follows
     `signal` best over `input` (default: the test split, up to `max_steps` steps).
 
     signal: a name of lstmlab.inspect.SIGNALS ("position_in_word", "above_mean", ...), or
     per-step values, (T,) or (T, B). skip: steps at each sequence's start left out (the
-    cold start)."""
-    from ..tasks.kit import correlations
+    cold start). method: "pearson" (a straight-line relation) or "spearman" (the correlation
+    of ranks: any relation that only rises or only falls, such as a counter that saturates,
+    or a cell that decays by its forget gate step after step)."""
+    from ..tasks.kit import correlations, ranks
 
+    if method not in CORRELATIONS:
+        raise ValueError(f"unknown correlation {method!r}; choose one of {', '.join(CORRELATIONS)}")
     subject = open_subject(run, engine)
     if subject.seq2seq:
         raise ValueError("top_units reads sequence models; for translate, inspect activations")
@@ -663,16 +673,18 @@ def top_units(run, signal, input=None, *, k: int = 5, skip: int = 0,
     if feature.std() == 0:
         raise ValueError(f"the signal {signal if isinstance(signal, str) else 'given'} does not vary "
                          "over this input; choose an input where it does")
+    if method == "spearman":
+        feature = ranks(feature)
     rows: list[dict] = []
     for g, d in acts.groups.items():
         for state in ("c", "h"):
             if state not in d:
                 continue
             a = np.asarray(d[state], np.float64)[valid]          # (N, H)
-            r = correlations(a, feature)
+            r = correlations(ranks(a) if method == "spearman" else a, feature)
             if r is None:
                 continue
             rows += [{"group": g, "unit": int(u), "state": state, "r": float(r[u])} for u in range(len(r))]
     rows.sort(key=lambda row: -abs(float(row["r"])))
     name = signal if isinstance(signal, str) else "given"
-    return TopUnits(name, int(valid.sum()), rows[:k], acts)
+    return TopUnits(name, int(valid.sum()), rows[:k], acts, method)

@@ -29,11 +29,13 @@ Progress = Callable[[str, int, int], None]     # (what, done, total)
 
 def report(runs: list, *, input=None, example: int | None = None, units: list[int] | None = None,
            signals: list[str] | None = None, out=None, engine: str | None = None,
-           ablate: bool | None = None, layer: int = 0, progress: Progress | None = None) -> dict:
+           ablate: bool | None = None, layer: int = 0, progress: Progress | None = None,
+           correlation: str = "pearson") -> dict:
     """Inspect one run, or compare several runs of one task (saturation, timescales and
     gradient flow side by side). `input` (a text, a path, numbers) or `example` (a test
     example; default 0) is what the per-input figures show; `layer` the layer whose units
-    the ablation table switches off. Returns the summary."""
+    the ablation table switches off; `correlation` how top_units measures a unit following
+    a signal ("pearson" or "spearman"). Returns the summary."""
     if not runs:
         raise ValueError("give at least one run folder")
     if input is not None and example is not None:
@@ -46,6 +48,8 @@ def report(runs: list, *, input=None, example: int | None = None, units: list[in
     unknown = [sig for sig in signals or () if sig not in SIGNALS]
     if unknown:
         raise ValueError(f"unknown signal {unknown[0]!r}; known: {', '.join(SIGNALS)}")
+    if correlation not in an.CORRELATIONS:
+        raise ValueError(f"unknown correlation {correlation!r}; choose one of {', '.join(an.CORRELATIONS)}")
     for s in subjects:
         an.check_clamp(s, layer, None, "h")                      # the layer exists
         H = s.config.hidden_size
@@ -62,7 +66,7 @@ def report(runs: list, *, input=None, example: int | None = None, units: list[in
     what = input if input is not None else (example if example is not None else 0)
     step = _Stepper(progress)
     if len(subjects) == 1:
-        summary = _one(subjects[0], what, units, signals, out, ablate, layer, step)
+        summary = _one(subjects[0], what, units, (signals, correlation), out, ablate, layer, step)
     else:
         summary = _compare(subjects, what, units, out, step)
     write_text(out / "inspect.json", _dumps(summary))
@@ -82,6 +86,7 @@ class _Stepper:
 
 
 def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step) -> dict:
+    """signals: (the signals to follow or None, the correlation that measures it)."""
     from ..io.files import save_tensors
     from ..viz import inspect as fig
 
@@ -171,24 +176,28 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
 
 
 def _text_units(subject, acts, signals, units, out, figures, numbers, notes, step):
-    """top_units for each signal; for text, the best unit's activation over the text (PNG),
-    and the page with each signal's best unit and the chosen `units` (HTML)."""
+    """top_units for each signal (signals: the names or None, and the correlation); for text,
+    the best unit's activation over the text (PNG), and the page with each signal's best
+    unit and the chosen `units` (HTML)."""
     from ..viz import inspect as fig
 
     inputs = acts.inputs
     text = bool(subject.config.vocab_size)                   # tokens: a text to colour
     task_signals = subject.task.signals if subject.task is not None else ("position",)
+    signals, method = signals
     wanted = signals or list(task_signals)
+    coef = "r" if method == "pearson" else "\u03c1"                # rho: Spearman's
     found = []
     numbers["top_units"] = {}
     for sig in wanted:
         step(f"units following {sig}")
         try:
-            tops = an.top_units(subject, sig, skip=_cold_start(subject))
+            tops = an.top_units(subject, sig, skip=_cold_start(subject), method=method)
         except ValueError as e:
             notes.append(f"top_units {sig}: {e}")
             continue
         numbers["top_units"][sig] = tops.rows
+        numbers["top_units_correlation"] = method
         if tops.rows:
             found.append((sig, tops.rows[0]))
     if not text or not found:
@@ -199,7 +208,7 @@ def _text_units(subject, acts, signals, units, out, figures, numbers, notes, ste
     for sig, row in found:
         values = acts.groups[row["group"]][row["state"]][:T, seq, row["unit"]]
         label = (f"{row['group']} unit {row['unit']} ({row['state']}): follows {sig.replace('_', ' ')}, "
-                 f"r = {row['r']:+.2f} on the test text")
+                 f"{coef} = {row['r']:+.2f} on the test text")
         html_units.append({"label": label, "values": values})
     first = next(iter(acts.groups))
     state = "c" if "c" in acts.groups[first] else "h"
@@ -212,7 +221,7 @@ def _text_units(subject, acts, signals, units, out, figures, numbers, notes, ste
         out / "text.png", steps, values, label=f"{best['group']} unit {best['unit']}, {best['state']}",
         title=f"{subject.name}: the text coloured by {best['group']} unit {best['unit']} "
               f"({best['state']}), the unit that best follows {best_sig.replace('_', ' ')} "
-              f"(r = {best['r']:+.2f} on the test text)"))
+              f"({coef} = {best['r']:+.2f} on the test text)"))
     figures["text_html"] = str(fig.text_html(out / "text.html", steps, html_units))
 
 

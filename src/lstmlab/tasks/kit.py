@@ -245,6 +245,18 @@ def reader_counters(passage: str) -> dict[str, np.ndarray]:
     return {k: v for k, v in out.items() if v.std() > 0}
 
 
+def ranks(a: np.ndarray) -> np.ndarray:
+    """Average ranks (1..N, ties sharing their mean rank) along axis 0 of a (N,) or (N, H):
+    Pearson's correlation of ranks is Spearman's."""
+    a = np.asarray(a)
+    cols = a.reshape(len(a), -1)
+    out = np.empty(cols.shape)
+    for j in range(cols.shape[1]):
+        _, group, counts = np.unique(cols[:, j], return_inverse=True, return_counts=True)
+        out[:, j] = (np.cumsum(counts) - (counts - 1) / 2)[group.ravel()]
+    return out.reshape(a.shape)
+
+
 def correlations(a: np.ndarray, feature: np.ndarray):
     """(H,) Pearson correlation of each unit's activation a (T, H) with feature (T,); None
     when nothing varies."""
