@@ -190,7 +190,27 @@ def test_batches_fit_their_labels(corpus):
     assert np.allclose(every.mean(0), 0, atol=1e-3) and np.allclose(every.std(0), 1, atol=1e-3)
     quiet = get_task("speech", corpus=str(corpus), size=TINY, specaugment=False)
     assert not np.array_equal(b.x, quiet.train_batch(1, 6).x)    # masked
-    assert np.array_equal(quiet.train_batch(2, 6).x, quiet._batch("train", _indices(quiet, 2, 6))[0])
+    assert np.array_equal(quiet.train_batch(2, 6).x, quiet._batch("train", _batch_of(quiet, 2, 6))[0])
+
+
+def test_batches_hold_utterances_of_similar_length(corpus):
+    """Each pass reads every training utterance once; bucketed by length, a batch's padding
+    is a fraction of random batches' (bucket=1)."""
+    def padding(task):
+        pads = []
+        for step in range(1, 5):                                 # one pass: 4 batches of 6
+            b = task.train_batch(step, 6)
+            pads.append(1 - b.lengths.sum() / b.lengths.size / b.x.shape[0])
+        return np.mean(pads)
+
+    bucketed, random = (get_task("speech", corpus=str(corpus), size=TINY, bucket=k) for k in (50, 1))
+    for task in (bucketed, random):
+        seen = np.concatenate([_batch_of(task, step, 6) for step in range(1, 5)])
+        assert sorted(seen.tolist()) == list(range(TINY))
+        assert not np.array_equal(seen, np.concatenate([_batch_of(task, s, 6) for s in range(5, 9)]))
+    assert padding(bucketed) < 0.5 * padding(random)
+    with pytest.raises(ValueError, match="bucket must be an integer at least 1"):
+        get_task("speech", corpus=str(corpus), size=TINY, bucket=0)
 
 
 def test_both_engines_take_the_same_ctc_steps(corpus):
@@ -380,13 +400,10 @@ def test_the_missing_speech_extra_names_its_pip_command(tmp_path):
     assert "pip install 'lstmlab[speech]'" in one_line_error(r)
 
 
-def _indices(task, step, n):
-    from lstmlab.tasks.base import TRAIN
-
-    N = len(task.corpus.split("train"))
-    k = (step - 1) * n + np.arange(n)
-    perms = {e: np.random.default_rng([task.seed, TRAIN, e]).permutation(N) for e in np.unique(k // N)}
-    return [int(perms[e][r]) for e, r in zip(k // N, k % N)]
+def _batch_of(task, step, n) -> np.ndarray:
+    """The training utterances of step's batch."""
+    epoch, k = divmod(step - 1, -(-len(task.corpus.split("train")) // n))
+    return np.asarray(task._epoch_batches(epoch, n)[k])
 
 
 def _metrics(run):

@@ -98,6 +98,23 @@ def prefixes(seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(np.asarray(seq)[:, None], T, axis=1), np.arange(1, T + 1)
 
 
+# --- training batches of similar lengths ---------------------------------------------------
+def length_buckets(order: np.ndarray, lengths: np.ndarray, batch_size: int, pool: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """One pass's batches of the items `order` (shuffled already; lengths[i] item i's length):
+    each pool of `pool` batches sorted by length and cut, then the batches shuffled with rng,
+    so a batch holds sequences of similar length and padding wastes little (the sortish
+    bucketing of fairseq and ESPnet). pool 1: the batches in `order`, unsorted."""
+    lens = np.asarray(lengths)[order]
+    size = pool * batch_size
+    batches = []
+    for a in range(0, len(order), size):
+        part = order[a:a + size]
+        part = part[np.argsort(lens[a:a + size], kind="stable")]
+        batches += [part[b:b + batch_size] for b in range(0, len(part), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
 # --- batched evaluation --------------------------------------------------------------------
 def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH, *,
                 by_length: bool = False) -> np.ndarray:

@@ -63,6 +63,7 @@ from .kit import (
     accuracy,
     confusion_matrix,
     f1_of,
+    length_buckets,
     majority_logp,
     nll,
     pad,
@@ -211,6 +212,7 @@ class Sentiment(Task):
                                               self.vocab_limit, reserved=("<pad>", "<unk>"))
         self.words, self.ids = self.vocab.tokens, self.vocab.ids   # id -> token, token -> id
         self.encoded = [self.encode_tokens(t) for t in tokens]   # per text: (n,) int32 ids
+        self.lengths = np.array([len(e) for e in self.encoded])  # per text: its tokens
         self._epoch = (None, None)                               # (key, that epoch's batches)
 
     def preprocessing(self) -> dict:
@@ -252,13 +254,7 @@ class Sentiment(Task):
         if self._epoch[0] != key:
             rng = np.random.default_rng([self.seed, 0, epoch])
             order = rng.permutation(self.split["train"])
-            lengths = np.array([len(self.encoded[i]) for i in order])
-            batches = []
-            for a in range(0, len(order), POOL * batch_size):
-                pool = order[a:a + POOL * batch_size]
-                pool = pool[np.argsort(lengths[a:a + POOL * batch_size], kind="stable")]
-                batches += [pool[b:b + batch_size] for b in range(0, len(pool), batch_size)]
-            self._epoch = (key, [batches[k] for k in rng.permutation(len(batches))])
+            self._epoch = (key, length_buckets(order, self.lengths, batch_size, POOL, rng))
         return self._epoch[1]
 
     def steps_per_epoch(self, batch_size: int) -> int:
