@@ -91,12 +91,12 @@ def test_examples_are_what_evaluate_feeds_the_model(tasks, name):
     # every sequence evaluate feeds, with the model's output for it (run with its lengths)
     fed = {}
 
-    def spy(x, state=None, lengths=None):
-        out, final = predictor.run(x, state, lengths)
+    def spy(x, state=None, lengths=None, final=True):
+        out, last = predictor.run(x, state, lengths, final)
         per_step = out.ndim == 3                                 # (T, B, O), else (B, O)
         for b, seq in enumerate(_columns(np.asarray(x), lengths)):
             fed[_key(seq)] = out[:len(seq), b] if per_step else out[b]
-        return out, final
+        return out, last
 
     metrics = task.evaluate(dataclasses.replace(predictor, run=spy), "test")
     assert task.metric in metrics                                # what ablation and compare read
