@@ -66,7 +66,7 @@ def report(runs: list, *, input=None, example: int | None = None, units: list[in
     what = input if input is not None else (example if example is not None else 0)
     step = _Stepper(progress)
     if len(subjects) == 1:
-        summary = _one(subjects[0], what, units, (signals, correlation), out, ablate, layer, step)
+        summary = _one(subjects[0], what, units, signals, correlation, out, ablate, layer, step)
     else:
         summary = _compare(subjects, what, units, out, step)
     write_text(out / "inspect.json", _dumps(summary))
@@ -85,8 +85,7 @@ class _Stepper:
             self.progress(what, done, total)
 
 
-def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step) -> dict:
-    """signals: (the signals to follow or None, the correlation that measures it)."""
+def _one(subject: Subject, what, units, signals, correlation, out: Path, ablate, layer, step) -> dict:
     from ..io.files import save_tensors
     from ..viz import inspect as fig
 
@@ -167,7 +166,7 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
                                        "last_output": conn.matrix[-1].tolist()}
         except ValueError as e:
             notes.append(f"connectivity: {e}")
-        _text_units(subject, acts, signals, units, out, figures, numbers, notes, step)
+        _text_units(subject, acts, signals, correlation, units, out, figures, numbers, notes, step)
         _ablation(subject, ablate, layer, units, out, figures, numbers, notes, step)
     return {"run": str(subject.run) if subject.run else None,
             "task": subject.task.name if subject.task else None, "engine": subject.engine,
@@ -175,20 +174,19 @@ def _one(subject: Subject, what, units, signals, out: Path, ablate, layer, step)
             "notes": notes}
 
 
-def _text_units(subject, acts, signals, units, out, figures, numbers, notes, step):
-    """top_units for each signal (signals: the names or None, and the correlation); for text,
-    the best unit's activation over the text (PNG), and the page with each signal's best
-    unit and the chosen `units` (HTML)."""
+def _text_units(subject, acts, signals, method, units, out, figures, numbers, notes, step):
+    """top_units for each signal, measured by the correlation `method`; for text, the best
+    unit's activation over the text (PNG), and the page with each signal's best unit and the
+    chosen `units` (HTML)."""
     from ..viz import inspect as fig
 
     inputs = acts.inputs
     text = bool(subject.config.vocab_size)                   # tokens: a text to colour
     task_signals = subject.task.signals if subject.task is not None else ("position",)
-    signals, method = signals
     wanted = signals or list(task_signals)
     coef = "r" if method == "pearson" else "\u03c1"                # rho: Spearman's
     found = []
-    numbers["top_units"] = {}
+    numbers["top_units"], numbers["top_units_correlation"] = {}, method
     for sig in wanted:
         step(f"units following {sig}")
         try:
@@ -197,7 +195,6 @@ def _text_units(subject, acts, signals, units, out, figures, numbers, notes, ste
             notes.append(f"top_units {sig}: {e}")
             continue
         numbers["top_units"][sig] = tops.rows
-        numbers["top_units_correlation"] = method
         if tops.rows:
             found.append((sig, tops.rows[0]))
     if not text or not found:
