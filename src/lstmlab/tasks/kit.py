@@ -115,6 +115,23 @@ def length_buckets(order: np.ndarray, lengths: np.ndarray, batch_size: int, pool
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
+class BucketedEpochs:
+    """The length-bucketed batches of each pass over `items` (lengths[i]: item i's length),
+    a pure function of (seed, epoch, batch size); the latest pass is kept, as training asks
+    for it once a step."""
+
+    def __init__(self, seed: list[int], items: np.ndarray, lengths: np.ndarray, pool: int):
+        self.seed, self.items, self.lengths, self.pool = seed, items, lengths, pool
+        self._kept: tuple = (None, [])                           # ((epoch, batch_size), batches)
+
+    def batches(self, epoch: int, batch_size: int) -> list[np.ndarray]:
+        if self._kept[0] != (epoch, batch_size):
+            rng = np.random.default_rng([*self.seed, epoch])
+            batches = length_buckets(rng.permutation(self.items), self.lengths, batch_size, self.pool, rng)
+            self._kept = ((epoch, batch_size), batches)
+        return self._kept[1]
+
+
 # --- batched evaluation --------------------------------------------------------------------
 def run_batched(predictor, x: np.ndarray, lengths=None, size: int = EVAL_BATCH, *,
                 by_length: bool = False) -> np.ndarray:

@@ -59,11 +59,11 @@ from ..numpy.losses import log_softmax
 from .base import Batch, Inputs, Task, TaskDefaults, check_int, from_json_array, json_array
 from .datasets import package_file, read_text_file
 from .kit import (
+    BucketedEpochs,
     Vocabulary,
     accuracy,
     confusion_matrix,
     f1_of,
-    length_buckets,
     majority_logp,
     nll,
     pad,
@@ -213,7 +213,7 @@ class Sentiment(Task):
         self.words, self.ids = self.vocab.tokens, self.vocab.ids   # id -> token, token -> id
         self.encoded = [self.encode_tokens(t) for t in tokens]   # per text: (n,) int32 ids
         self.lengths = np.array([len(e) for e in self.encoded])  # per text: its tokens
-        self._epoch = (None, None)                               # (key, that epoch's batches)
+        self.epochs = BucketedEpochs([self.seed, 0], self.split["train"], self.lengths, POOL)
 
     def preprocessing(self) -> dict:
         return {"input": "token ids: tokenize() (lowercase words and punctuation marks), the "
@@ -247,25 +247,15 @@ class Sentiment(Task):
                            **settings)
 
     # --- training batches ----------------------------------------------------------------
-    def _epoch_batches(self, epoch: int, batch_size: int) -> list[np.ndarray]:
-        """The batches (arrays of text indices) of one pass over the training part: shuffled,
-        then sorted by length within pools of POOL batches, cut, and the batches shuffled."""
-        key = (epoch, batch_size)
-        if self._epoch[0] != key:
-            rng = np.random.default_rng([self.seed, 0, epoch])
-            order = rng.permutation(self.split["train"])
-            self._epoch = (key, length_buckets(order, self.lengths, batch_size, POOL, rng))
-        return self._epoch[1]
-
     def steps_per_epoch(self, batch_size: int) -> int:
-        # = len(self._epoch_batches(e, batch_size)): POOL batches a full pool, the last pool
-        # ceil(rest / batch_size); not built here, which would evict the cached epoch
+        # = len(self.epochs.batches(e, batch_size)): POOL batches a full pool, the last pool
+        # ceil(rest / batch_size); not built here, which would evict the kept epoch
         return -(-len(self.split["train"]) // batch_size)
 
     def train_batch(self, step, batch_size):
         per_epoch = self.steps_per_epoch(batch_size)
         epoch, k = divmod(step - 1, per_epoch)
-        idx = self._epoch_batches(epoch, batch_size)[k]
+        idx = self.epochs.batches(epoch, batch_size)[k]
         x, lengths = pad([self.encoded[i] for i in idx], np.int64)   # (T, B) ids, PAD past ends
         if self.word_dropout:                                    # a pure function of the step
             drop = np.random.default_rng([self.seed, 1, step]).random(x.shape) < self.word_dropout

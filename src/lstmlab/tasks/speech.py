@@ -52,7 +52,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import ctc_loss, log_softmax
 from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
-from .kit import length_buckets, pad
+from .kit import BucketedEpochs, pad
 from .speechdata import ALPHABET, HOP, LEVELS, N_MELS, SAMPLE_RATE, Corpus, logmel, prepare, with_deltas
 
 BLANK = 0
@@ -387,15 +387,11 @@ class Speech(Task):
     def _epoch_batches(self, epoch: int, batch_size: int) -> list[np.ndarray]:
         """One pass over the training utterances in batches of similar length (pools of
         `bucket` batches sorted by length, cut, and the batches shuffled)."""
-        key = (epoch, batch_size)
-        cached = self.__dict__.get("_epoch")
-        if cached is None or cached[0] != key:
-            frames = self._frames("train")
-            rng = np.random.default_rng([self.seed, TRAIN, epoch])
-            lengths = np.array([len(f) for f in frames])
-            batches = length_buckets(rng.permutation(len(frames)), lengths, batch_size, self.bucket, rng)
-            self.__dict__["_epoch"] = cached = (key, batches)
-        return cached[1]
+        if "_epochs" not in self.__dict__:                       # the frames load on first use
+            lengths = np.array([len(f) for f in self._frames("train")])
+            self.__dict__["_epochs"] = BucketedEpochs([self.seed, TRAIN], np.arange(len(lengths)),
+                                                      lengths, self.bucket)
+        return self.__dict__["_epochs"].batches(epoch, batch_size)
 
     def train_batch(self, step, batch_size):
         train = self.corpus.split("train")
