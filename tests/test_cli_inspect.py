@@ -95,11 +95,20 @@ def test_units_are_ranked_by_spearman_on_request(runs, tmp_path):
     assert "\u03c1 = " in (tmp_path / "s" / "text.html").read_text(encoding="utf-8")
 
 
+def test_the_units_are_measured_on_as_many_test_steps_as_asked(runs, tmp_path):
+    """The test text is one passage of 150 characters, whose first 100 are a cold start."""
+    counted = [inspect_json(runs["charlm"], "--signal", "position_in_word", "--no-ablate",
+                            "--signal-steps", steps, "--out", tmp_path / steps)["numbers"]["top_units_steps"]
+               for steps in ("120", "all")]
+    assert counted == [120 - 100, 150 - 100]
+
+
 @pytest.mark.parametrize("args, words", [
     (["--input", "zebra"], "never saw"),                        # characters the text lacks
     (["--example", "100000"], "past the test split"),
     (["--units", "3,99"], "unit 99 does not exist"),
     (["--units", "a,b"], "integers separated by commas"),
+    (["--signal-steps", "many"], "a number of steps"),
     (["--layer", "1"], "layer 1 does not exist"),
     (["--signal", "moon_phase"], "unknown signal"),
     (["--input", "in", "--example", "1"], "not both"),

@@ -266,6 +266,27 @@ def test_spearman_finds_a_unit_that_only_rises_with_the_signal(tasks, engine):
     assert all(abs(row["r"]) < 0.99 for row in line.rows)
 
 
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_top_units_read_chunk_by_chunk_as_in_one_go(tasks, monkeypatch, method):
+    """Over the whole test split, one sequence a chunk gives what one call gives; a given
+    (T, B) signal is cut to each chunk's sequences, so a unit planted in it is still found."""
+    from lstmlab.inspect import analyses
+
+    s = _pair(tasks["sine"], "lstm", num_layers=2)[0]
+    whole = inspect.top_units(s, "value", max_steps=None, k=6, skip=2, method=method)
+    planted = inspect.activations(s, None).groups["l1"]["c"][:, :, 1]          # (T, B)
+    monkeypatch.setattr(analyses, "CHUNK_STEPS", 1)
+    assert len(list(analyses._chunks(inspect.inputs_of(s, None), None))) == 3
+    chunked = inspect.top_units(s, "value", max_steps=None, k=6, skip=2, method=method)
+    assert chunked.steps == whole.steps == 3 * (tasks["sine"].examples("test").length(0) - 2)
+    assert [(r["group"], r["unit"], r["state"]) for r in chunked.rows] == \
+           [(r["group"], r["unit"], r["state"]) for r in whole.rows]
+    assert_close([r["r"] for r in chunked.rows], [r["r"] for r in whole.rows], 1e-12, "r")
+    top = inspect.top_units(s, planted, max_steps=None, k=1, method=method).rows[0]
+    assert (top["group"], top["unit"], top["state"]) == ("l1", 1, "c") and abs(top["r"] - 1) <= 1e-12
+    assert "one per step" in raises_one_line(inspect.top_units, s, planted[:, :2], max_steps=None)
+
+
 def test_ranks_are_spearmans():
     from scipy.stats import spearmanr
 

@@ -567,6 +567,9 @@ def export_cmd(run_dir, fmt, out_path, as_json):
 @click.option("--correlation", type=click.Choice(["pearson", "spearman"]), default="pearson",
               show_default=True, help="how a unit following a signal is measured: pearson (a "
               "straight line) or spearman (ranks: any rise or fall, such as a counter that saturates)")
+@click.option("--signal-steps", default="20000", show_default=True, metavar="N|all",
+              help="steps of the test split the units following a signal are measured on; "
+                   "all: the whole split, a chunk at a time (slower)")
 @click.option("--ablate/--no-ablate", default=None,
               help="the ablation table: each unit of --layer switched off in turn, the test metric "
                    "each time  [default: every unit of a layer of at most 64; of a wider one, the "
@@ -580,14 +583,15 @@ def export_cmd(run_dir, fmt, out_path, as_json):
                    "inspect-TASK next to them]")
 @json_option
 @command
-def inspect_cmd(run_dirs, input_value, example, units, signals, correlation, ablate, layer, engine,
-                out_dir, as_json):
+def inspect_cmd(run_dirs, input_value, example, units, signals, correlation, signal_steps, ablate,
+                layer, engine, out_dir, as_json):
     """Look inside trained runs: gates, saturation, memory, gradient flow, units that follow a
     signal, ablation. Several runs of one task are compared side by side."""
     from .inspect.report import report
     from .train.callbacks import progress_bar
 
     chosen = _int_list(units, "--units") if units else None
+    steps = _steps_or_all(signal_steps, "--signal-steps")
     console = Console(stderr=True)
     bar = progress_bar(as_json or not console.is_terminal, console)
     task = bar.add_task("inspect", total=1, status="")
@@ -598,7 +602,7 @@ def inspect_cmd(run_dirs, input_value, example, units, signals, correlation, abl
     with bar:
         result = report(list(run_dirs), input=input_value, example=example, units=chosen,
                         signals=list(signals) or None, out=out_dir, engine=engine, ablate=ablate,
-                        layer=layer, progress=progress, correlation=correlation)
+                        layer=layer, progress=progress, correlation=correlation, signal_steps=steps)
     if as_json:
         _print_json(result)
         return
@@ -616,6 +620,19 @@ def _int_list(value: str, what: str) -> list[int]:
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{what} takes integers separated by commas, e.g. 0,3,5; got {value!r}") from None
+
+
+def _steps_or_all(value: str, what: str) -> int | None:
+    """"all" -> None, "5000" -> 5000, or a one-line ValueError."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = 0
+    if steps < 1:
+        raise ValueError(f"{what} takes a number of steps (at least 1) or all; got {value!r}")
+    return steps
 
 
 @main.command("serve")

@@ -629,16 +629,17 @@ def ablation_table(run, layer: int = 0, gate: str = "h", value: float = 0.0, *, 
 class TopUnits:
     """The units whose activation correlates most with a per-step signal (LSTMVis-style):
     rows {"group", "unit", "state" ("c" or "h"), "r"} by |r|, the strongest first, r the
-    `method`'s correlation, and the activations they were measured on (for drawing the best
-    unit over the text)."""
+    `method`'s correlation over `steps` steps; no rows and a `note` where the signal could
+    not be measured on the input."""
     signal: str
     steps: int
     rows: list[dict]
-    activations: Activations
     method: str = "pearson"
+    note: str = ""
 
     def to_json(self) -> dict:
-        return {"signal": self.signal, "steps": self.steps, "method": self.method, "rows": self.rows}
+        out = {"signal": self.signal, "steps": self.steps, "method": self.method, "rows": self.rows}
+        return {**out, "note": self.note} if self.note else out
 
 
 CORRELATIONS = ("pearson", "spearman")
@@ -648,13 +649,29 @@ def top_units(run, signal, input=None, *, k: int = 5, skip: int = 0,
               max_steps: int | None = 20_000, engine: str | None = None,
               method: str = "pearson") -> TopUnits:
     """The `k` units (of c and of h, every layer and direction) whose activation follows
-    `signal` best over `input` (default: the test split, up to `max_steps` steps).
+    `signal` best over `input` (default: the test split, up to `max_steps` steps; None reads
+    it whole, a chunk at a time, keeping only the states c and h of the steps counted).
 
     signal: a name of lstmlab.inspect.SIGNALS ("position_in_word", "above_mean", ...), or
-    per-step values, (T,) or (T, B). skip: steps at each sequence's start left out (the
-    cold start). method: "pearson" (a straight-line relation) or "spearman" (the correlation
-    of ranks: any relation that only rises or only falls, such as a counter that saturates,
-    or a cell that decays by its forget gate step after step)."""
+    per-step values, (T,) or (T, B), of the whole input. skip: steps at each sequence's start
+    left out (the cold start). method: "pearson" (a straight-line relation) or "spearman"
+    (the correlation of ranks: any relation that only rises or only falls, such as a counter
+    that saturates, or a cell that decays by its forget gate step after step). A signal that
+    cannot be measured on the input is a ValueError."""
+    found = units_following(run, [signal], input, k=k, skip=skip, max_steps=max_steps,
+                            engine=engine, method=method)[0]
+    if found.note:
+        raise ValueError(found.note)
+    return found
+
+
+def units_following(run, signals: list, input=None, *, k: int = 5, skip: int = 0,
+                    max_steps: int | None = 20_000, engine: str | None = None,
+                    method: str = "pearson",
+                    progress: Callable[[int, int], None] | None = None) -> list[TopUnits]:
+    """top_units for several signals from one reading of the input; a signal that cannot be
+    measured on it (it does not vary, or it reads a series from a text) gets a note.
+    progress(done, total) is told after each chunk of the input is read."""
     from ..tasks.kit import correlations, ranks
 
     if method not in CORRELATIONS:
@@ -663,28 +680,61 @@ def top_units(run, signal, input=None, *, k: int = 5, skip: int = 0,
     if subject.seq2seq:
         raise ValueError("top_units reads sequence models; for translate, inspect activations")
     inputs = inputs_of(subject, input)
-    first = next(_chunks(inputs, max_steps))                     # one call's worth of sequences
-    acts = activations(subject, first)
-    values = signal_values(signal, first)                        # (T, B)
-    T, B = values.shape
-    valid = np.broadcast_to(_valid(T, first.lengths), (T, B)).copy()
-    valid[:skip] = False
-    feature = values[valid]
-    if feature.std() == 0:
-        raise ValueError(f"the signal {signal if isinstance(signal, str) else 'given'} does not vary "
-                         "over this input; choose an input where it does")
+    names = [sig if isinstance(sig, str) else "given" for sig in signals]
+    features: list[list[np.ndarray]] = [[] for _ in signals]
+    notes = [""] * len(signals)
+    states: dict[tuple[str, str], list[np.ndarray]] = {}
+    done = 0                                                     # sequences read so far
+    chunks = list(_chunks(inputs, max_steps))
+    for c, chunk in enumerate(chunks):
+        if progress is not None:
+            progress(c, len(chunks))
+        acts = activations(subject, chunk)
+        T, B = chunk.x.shape[:2]
+        valid = np.broadcast_to(_valid(T, chunk.lengths), (T, B)).copy()
+        valid[:skip] = False
+        for n, sig in enumerate(signals):
+            if not notes[n]:
+                try:
+                    features[n].append(_chunk_signal(sig, chunk, done)[valid])
+                except ValueError as e:
+                    notes[n] = str(e)
+        done += B
+        for g, d in acts.groups.items():
+            for state in ("c", "h"):
+                if state in d:
+                    states.setdefault((g, state), []).append(np.asarray(d[state])[valid])   # (N, H)
+    feature = [np.concatenate(f) if f else np.zeros(0) for f in features]
+    for n, f in enumerate(feature):
+        if not notes[n] and (f.size == 0 or f.std() == 0):
+            notes[n] = (f"the signal {names[n]} does not vary over this input; choose an input "
+                        "where it does")
     if method == "spearman":
-        feature = ranks(feature)
-    rows: list[dict] = []
-    for g, d in acts.groups.items():
-        for state in ("c", "h"):
-            if state not in d:
-                continue
-            a = np.asarray(d[state], np.float64)[valid]          # (N, H)
-            r = correlations(ranks(a) if method == "spearman" else a, feature)
-            if r is None:
-                continue
-            rows += [{"group": g, "unit": int(u), "state": state, "r": float(r[u])} for u in range(len(r))]
-    rows.sort(key=lambda row: -abs(float(row["r"])))
-    name = signal if isinstance(signal, str) else "given"
-    return TopUnits(name, int(valid.sum()), rows[:k], acts, method)
+        feature = [ranks(f) for f in feature]
+    rows: list[list[dict]] = [[] for _ in signals]
+    for (g, state), parts in states.items():
+        a = np.concatenate(parts).astype(np.float64)
+        parts.clear()                                            # one group's copy at a time
+        a = ranks(a) if method == "spearman" else a
+        for n, f in enumerate(feature):
+            r = None if notes[n] else correlations(a, f)
+            if r is not None:
+                rows[n] += [{"group": g, "unit": u, "state": state, "r": float(r[u])}
+                            for u in range(len(r))]
+    for found in rows:
+        found.sort(key=lambda row: -abs(float(row["r"])))
+    return [TopUnits(names[n], 0 if notes[n] else len(feature[n]), rows[n][:k], method, notes[n])
+            for n in range(len(signals))]
+
+
+def _chunk_signal(signal, chunk: Inputs, first: int) -> np.ndarray:
+    """The (T, B) signal over a chunk of the input whose first sequence is sequence `first`:
+    a named signal is computed on the chunk, given values are cut to it."""
+    if isinstance(signal, str):
+        return signal_values(signal, chunk)
+    v = np.asarray(signal, np.float64)
+    v = v[:, None] if v.ndim == 1 else v
+    T, B = chunk.x.shape[:2]
+    if v.ndim == 2 and v.shape[1] > 1:
+        v = v[:, first:first + B]
+    return signal_values(v[:T], chunk)

@@ -22,6 +22,7 @@ from .subject import Subject
 MAX_INPUT_STEPS = 5000   # steps of one input that activations and gradient flow read
 GATES_STEPS = 200        # steps a gates figure shows: enough to see a pattern, few to read it
 CONNECTIVITY_STEPS = 200  # steps the connectivity figure reads (it runs one copy per step)
+SIGNAL_STEPS = 20_000    # test steps top_units reads by default: seconds, not minutes
 ABLATE_UNITS = 64        # wider layers: the ablation table clamps only the units singled out
 
 Progress = Callable[[str, int, int], None]     # (what, done, total)
@@ -30,12 +31,13 @@ Progress = Callable[[str, int, int], None]     # (what, done, total)
 def report(runs: list, *, input=None, example: int | None = None, units: list[int] | None = None,
            signals: list[str] | None = None, out=None, engine: str | None = None,
            ablate: bool | None = None, layer: int = 0, progress: Progress | None = None,
-           correlation: str = "pearson") -> dict:
+           correlation: str = "pearson", signal_steps: int | None = SIGNAL_STEPS) -> dict:
     """Inspect one run, or compare several runs of one task (saturation, timescales and
     gradient flow side by side). `input` (a text, a path, numbers) or `example` (a test
     example; default 0) is what the per-input figures show; `layer` the layer whose units
     the ablation table switches off; `correlation` how top_units measures a unit following
-    a signal ("pearson" or "spearman"). Returns the summary."""
+    a signal ("pearson" or "spearman") over `signal_steps` steps of the test split (None: all
+    of it). Returns the summary."""
     if not runs:
         raise ValueError("give at least one run folder")
     if input is not None and example is not None:
@@ -48,6 +50,8 @@ def report(runs: list, *, input=None, example: int | None = None, units: list[in
     unknown = [sig for sig in signals or () if sig not in SIGNALS]
     if unknown:
         raise ValueError(f"unknown signal {unknown[0]!r}; known: {', '.join(SIGNALS)}")
+    if signal_steps is not None and signal_steps < 1:
+        raise ValueError(f"signal steps must be at least 1, got {signal_steps}")
     if correlation not in an.CORRELATIONS:
         raise ValueError(f"unknown correlation {correlation!r}; choose one of {', '.join(an.CORRELATIONS)}")
     for s in subjects:
@@ -66,7 +70,8 @@ def report(runs: list, *, input=None, example: int | None = None, units: list[in
     what = input if input is not None else (example if example is not None else 0)
     step = _Stepper(progress)
     if len(subjects) == 1:
-        summary = _one(subjects[0], what, units, signals, correlation, out, ablate, layer, step)
+        summary = _one(subjects[0], what, units, signals, correlation, signal_steps, out, ablate,
+                       layer, step)
     else:
         summary = _compare(subjects, what, units, out, step)
     write_text(out / "inspect.json", _dumps(summary))
@@ -85,7 +90,8 @@ class _Stepper:
             self.progress(what, done, total)
 
 
-def _one(subject: Subject, what, units, signals, correlation, out: Path, ablate, layer, step) -> dict:
+def _one(subject: Subject, what, units, signals, correlation, signal_steps, out: Path, ablate, layer,
+         step) -> dict:
     from ..io.files import save_tensors
     from ..viz import inspect as fig
 
@@ -166,7 +172,8 @@ def _one(subject: Subject, what, units, signals, correlation, out: Path, ablate,
                                        "last_output": conn.matrix[-1].tolist()}
         except ValueError as e:
             notes.append(f"connectivity: {e}")
-        _text_units(subject, acts, signals, correlation, units, out, figures, numbers, notes, step)
+        _text_units(subject, acts, signals, correlation, signal_steps, units, out, figures, numbers,
+                    notes, step)
         _ablation(subject, ablate, layer, units, out, figures, numbers, notes, step)
     return {"run": str(subject.run) if subject.run else None,
             "task": subject.task.name if subject.task else None, "engine": subject.engine,
@@ -174,10 +181,10 @@ def _one(subject: Subject, what, units, signals, correlation, out: Path, ablate,
             "notes": notes}
 
 
-def _text_units(subject, acts, signals, method, units, out, figures, numbers, notes, step):
-    """top_units for each signal, measured by the correlation `method`; for text, the best
-    unit's activation over the text (PNG), and the page with each signal's best unit and the
-    chosen `units` (HTML)."""
+def _text_units(subject, acts, signals, method, max_steps, units, out, figures, numbers, notes, step):
+    """top_units for each signal over `max_steps` test steps (None: all), measured by the
+    correlation `method`; for text, the best unit's activation over the text (PNG), and the
+    page with each signal's best unit and the chosen `units` (HTML)."""
     from ..viz import inspect as fig
 
     inputs = acts.inputs
@@ -187,16 +194,17 @@ def _text_units(subject, acts, signals, method, units, out, figures, numbers, no
     coef = "r" if method == "pearson" else "\u03c1"                # rho: Spearman's
     found = []
     numbers["top_units"], numbers["top_units_correlation"] = {}, method
-    for sig in wanted:
-        step(f"units following {sig}")
-        try:
-            tops = an.top_units(subject, sig, skip=_cold_start(subject), method=method)
-        except ValueError as e:
-            notes.append(f"top_units {sig}: {e}")
+    what = f"units following {', '.join(wanted)}"
+    step(what)
+    for tops in an.units_following(subject, wanted, skip=_cold_start(subject), method=method,
+                                   max_steps=max_steps, progress=lambda d, t: step(what, d, t)):
+        if tops.note:
+            notes.append(f"top_units {tops.signal}: {tops.note}")
             continue
-        numbers["top_units"][sig] = tops.rows
+        numbers["top_units"][tops.signal] = tops.rows
+        numbers["top_units_steps"] = tops.steps
         if tops.rows:
-            found.append((sig, tops.rows[0]))
+            found.append((tops.signal, tops.rows[0]))
     if not text or not found:
         return
     seq, T = 0, inputs.length()
