@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -315,7 +316,7 @@ def text_figure(path, text_steps: list[str], values: np.ndarray, *, title: str =
     cb.ax.xaxis.set_major_locator(MaxNLocator(5))
     cb.set_label(label or "value", fontsize=TICK_SIZE + 1)
     cb.ax.tick_params(labelsize=TICK_SIZE)
-    heading = title or f"The text coloured by {label or 'a unit'}"
+    heading = textwrap.fill(title, 100) if title else f"The text coloured by {label or 'a unit'}"
     heading += "\nred above 0, blue below, white at 0"
     if total > MAX_TEXT_STEPS:
         heading += f"; the first {MAX_TEXT_STEPS} of {total} steps"
