@@ -104,9 +104,10 @@ def _general(m, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("batched", [False, True])
 @pytest.mark.parametrize("on", [True, False])
-def test_stream_step_equals_general_path(monkeypatch, dtype, batched, on):
+@pytest.mark.parametrize("hidden", [7, 300])       # 300: past SMALL_PRODUCT, BLAS makes the products
+def test_stream_step_equals_general_path(monkeypatch, dtype, batched, on, hidden):
     monkeypatch.setattr(kernels, "enabled", on)
-    m = lstmlab.numpy.LSTM(5, 7, num_layers=2, dtype=dtype, seed=3)
+    m = lstmlab.numpy.LSTM(5, hidden, num_layers=2, dtype=dtype, seed=3)
     xs = np.random.default_rng(0).standard_normal((9, 1, 5)).astype(dtype)
     xs = xs if batched else xs[:, 0]
 

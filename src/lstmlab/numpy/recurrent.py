@@ -205,6 +205,7 @@ class Recurrent(Module):
                               for k in range(num_layers)] if streams and self.fast else None
         self._stream_shapes = {(input_size,): (num_layers, hidden_size),
                                (1, input_size): (num_layers, 1, hidden_size)}
+        self._stream_steps: tuple = (None, [])       # (kernels.enabled, per layer its function)
         # None, or edit(group, name, value, when) -> value: while set, every step runs on the
         # reference equations and hands each gate and state it makes ("i", ..., "c", "h" of
         # layer and direction `group`, e.g. "l0_reverse"; "h" before a projection) to `edit`;
@@ -444,11 +445,16 @@ class Recurrent(Module):
         else:
             return None
         h, c = np.empty(want, dt), np.empty(want, dt)
-        hp, cp, hn, cn = h0.reshape(L, H), c0.reshape(L, H), h.reshape(L, H), c.reshape(L, H)
-        z, x, p, total = np.empty((L, 4 * H), dt), x_t.reshape(-1), self.params, 0.0
-        for k, (w, r, bi, bh) in enumerate(names):
-            total += kernels.lstm_stream(p[w], p[r], p[bi], p[bh], x, hp[k], cp[k], hn[k], cn[k], z[k])
-            x = hn[k]
+        hp, cp, hn, cn = (h0, c0, h, c) if len(want) == 2 else (
+            h0.reshape(L, H), c0.reshape(L, H), h.reshape(L, H), c.reshape(L, H))
+        z, p, total = np.empty((L, 4 * H), dt), self.params, 0.0
+        x = x_t if x_t.ndim == 1 else x_t.reshape(-1)
+        on, steps = self._stream_steps
+        if on is not kernels.enabled:                           # chosen once (tests switch it)
+            on, steps = self._stream_steps = (kernels.enabled, [
+                kernels.stream_function(dt, self.input_size if k == 0 else H, H) for k in range(L)])
+        for k, (w, r, bi, bh) in enumerate(names):              # each reads layer k - 1's h
+            total += steps[k](p[w], p[r], p[bi], p[bh], x, hp, cp, hn, cn, z, k)
         if not math.isfinite(total):                            # a NaN or inf came in
             return None
         if record is not None:                                  # z[k] holds i, f, g, o
