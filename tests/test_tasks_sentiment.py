@@ -75,7 +75,7 @@ def test_csv_split_vocabulary_and_encoding(tmp_path):
 def test_batches_are_bucketed_resumable_and_cover_an_epoch(tmp_path):
     task = get_task("sentiment", csv=str(_csv(tmp_path)), text_column="review",
                     label_column="opinion")
-    per_epoch = task.steps_per_epoch(16)
+    per_epoch = task.epochs.per_epoch(16)
     assert per_epoch == 20
     seen, padded, real = [], 0, 0
     for step in range(1, per_epoch + 1):

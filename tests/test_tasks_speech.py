@@ -405,8 +405,7 @@ def test_the_missing_speech_extra_names_its_pip_command(tmp_path):
 
 def _batch_of(task, step, n) -> np.ndarray:
     """The training utterances of step's batch."""
-    epoch, k = divmod(step - 1, -(-len(task.corpus.split("train")) // n))
-    return np.asarray(task._epoch_batches(epoch, n)[k])
+    return np.asarray(task.epochs.batch(step, n))
 
 
 def _metrics(run):

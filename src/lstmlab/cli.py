@@ -623,16 +623,13 @@ def _int_list(value: str, what: str) -> list[int]:
 
 
 def _steps_or_all(value: str, what: str) -> int | None:
-    """"all" -> None, "5000" -> 5000, or a one-line ValueError."""
+    """"all" -> None, "5000" -> 5000, or a one-line ValueError (the range is report's to check)."""
     if value.strip().lower() == "all":
         return None
     try:
-        steps = int(value)
+        return int(value)
     except ValueError:
-        steps = 0
-    if steps < 1:
-        raise ValueError(f"{what} takes a number of steps (at least 1) or all; got {value!r}")
-    return steps
+        raise ValueError(f"{what} takes a number of steps or all; got {value!r}") from None
 
 
 @main.command("serve")

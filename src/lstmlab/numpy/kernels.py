@@ -12,7 +12,7 @@ step in one pass with a tanh that vectorises, the products on NumPy's own BLAS:
                          pre-halved) -> i, f, g, o, c, tanh c, h; lengths held as in recurrent.py
     lstm_run_backward:   backward over all steps: dL/da of every step, dL/d(initial state)
     lstm_forward/_backward: one step's elementwise part (the loop in Python: with a projection)
-    lstm_stream:         one step of one stream (B = 1, `LSTM.step`), products included: about
+    stream_function:     one step of one stream (B = 1, `LSTM.step`), products included: about
                          500 us through the sequence machinery, a few us here (`lstmlab bench`)
     variant_loops:       the time loops of any LSTM variant without gate recurrence (peepholes,
                          CIFG, layer norm, missing gates, other activations), forward and
@@ -123,8 +123,8 @@ _NO_MASK = np.zeros((0, 0), bool)
 
 def stream_function(dtype, inputs: int, hidden: int) -> Callable[..., float]:
     """What one layer's stream step runs on, with lstm_stream's arguments, chosen once for
-    the layer's shape and dtype: a small float32 layer calls the compiled step straight (the
-    tests lstm_stream makes on every call cost a tenth of a step at H = 128), anything else
+    the layer's shape and dtype (tested on every call, the choice cost a tenth of a step at
+    H = 128): a small float32 layer, the compiled step with its products; anything else,
     lstm_stream."""
     if enabled and np.dtype(dtype) == np.float32 and 4 * hidden * (inputs + hidden) <= SMALL_PRODUCT:
         return _code().stream
@@ -136,12 +136,11 @@ def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z, k: int) -> float:
     layer's parameters (nothing prepared, so a weight changed in place is seen at once).
     x (I,): the input of layer 0 (a later layer reads h_out[k - 1]); h and c (L, H): the
     state before; writes h_out[k], c_out[k] and the gates i, f, g, o into z[k] (z: (L, 4H)).
-    Every layer is indexed here, not by the caller: a NumPy view costs as much as a tenth of
-    the compiled step. Returns the sum of the pre-activations and of c_out[k]: not finite when
-    a NaN or inf came in."""
+    Every layer is indexed by the callee, not by the caller: a NumPy view costs as much as a
+    tenth of the compiled step. Returns the sum of the pre-activations and of c_out[k]: not
+    finite when a NaN or inf came in. Small float32 layers run the compiled `stream` instead
+    (stream_function chooses)."""
     H = c.shape[1]
-    if enabled and z.dtype == np.float32 and 4 * H * (W.shape[1] + H) <= SMALL_PRODUCT:
-        return _code().stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z, k)
     x = x if k == 0 else h_out[k - 1]
     h, c, h_out, c_out, z = h[k], c[k], h_out[k], c_out[k], z[k]
     np.matmul(W, x, out=z)                                      # a = W x + R h + b_i + b_h

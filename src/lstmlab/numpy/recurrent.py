@@ -197,7 +197,7 @@ class Recurrent(Module):
         self._steppers: list[RecurrentCell] = (
             self.cells if self.fast else [ReferenceCell(c) for c in self.cells])
         self._workspace = Workspace()
-        # step() on one stream of a plain one-directional LSTM runs on kernels.lstm_stream:
+        # step() on one stream of a plain one-directional LSTM runs on kernels.stream_function:
         # the parameter names of each layer, in its argument order, and the state's shape for
         # each shape of x_t
         streams = getattr(self.cells[0], "plain", False) and not bidirectional and not proj_size
@@ -420,7 +420,7 @@ class Recurrent(Module):
     @property
     def fast_stream(self) -> bool:
         """Whether step() on one stream (x_t of shape (I,) or (1, I)) takes the shortest path:
-        a plain one-directional LSTM without projection (lstmlab.numpy.kernels.lstm_stream)."""
+        a plain one-directional LSTM without projection (lstmlab.numpy.kernels.stream_function)."""
         return self._stream_names is not None and self.edit is None
 
     def _step_stream(self, x_t, state, record):

@@ -124,6 +124,15 @@ class BucketedEpochs:
         self.seed, self.items, self.lengths, self.pool = seed, items, lengths, pool
         self._kept: tuple = (None, [])                           # ((epoch, batch_size), batches)
 
+    def per_epoch(self, batch_size: int) -> int:
+        """Batches in a pass: `pool` a full pool, ceil(rest / batch_size) the last one."""
+        return -(-len(self.items) // batch_size)
+
+    def batch(self, step: int, batch_size: int) -> np.ndarray:
+        """The items of training step `step` (from 1): passes follow one another."""
+        epoch, k = divmod(step - 1, self.per_epoch(batch_size))
+        return self.batches(epoch, batch_size)[k]
+
     def batches(self, epoch: int, batch_size: int) -> list[np.ndarray]:
         if self._kept[0] != (epoch, batch_size):
             rng = np.random.default_rng([*self.seed, epoch])

@@ -247,15 +247,8 @@ class Sentiment(Task):
                            **settings)
 
     # --- training batches ----------------------------------------------------------------
-    def steps_per_epoch(self, batch_size: int) -> int:
-        # = len(self.epochs.batches(e, batch_size)): POOL batches a full pool, the last pool
-        # ceil(rest / batch_size); not built here, which would evict the kept epoch
-        return -(-len(self.split["train"]) // batch_size)
-
     def train_batch(self, step, batch_size):
-        per_epoch = self.steps_per_epoch(batch_size)
-        epoch, k = divmod(step - 1, per_epoch)
-        idx = self.epochs.batches(epoch, batch_size)[k]
+        idx = self.epochs.batch(step, batch_size)
         x, lengths = pad([self.encoded[i] for i in idx], np.int64)   # (T, B) ids, PAD past ends
         if self.word_dropout:                                    # a pure function of the step
             drop = np.random.default_rng([self.seed, 1, step]).random(x.shape) < self.word_dropout

@@ -43,6 +43,7 @@ lab's Stream view (stream_frames, stream_prediction: the blank or a character ea
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -384,19 +385,17 @@ class Speech(Task):
         return ModelConfig(input_size=FEATURES * self.stack, output_size=len(ALPHABET) + 1,
                            readout="sequence", **settings)
 
-    def _epoch_batches(self, epoch: int, batch_size: int) -> list[np.ndarray]:
-        """One pass over the training utterances in batches of similar length (pools of
-        `bucket` batches sorted by length, cut, and the batches shuffled)."""
-        if "_epochs" not in self.__dict__:                       # the frames load on first use
-            lengths = np.array([len(f) for f in self._frames("train")])
-            self.__dict__["_epochs"] = BucketedEpochs([self.seed, TRAIN], np.arange(len(lengths)),
-                                                      lengths, self.bucket)
-        return self.__dict__["_epochs"].batches(epoch, batch_size)
+    @functools.cached_property
+    def epochs(self) -> BucketedEpochs:
+        """The training utterances in batches of similar length (pools of `bucket` batches
+        sorted by length, cut, and the batches shuffled), made when training first asks: the
+        frames load then."""
+        lengths = np.array([len(f) for f in self._frames("train")])
+        return BucketedEpochs([self.seed, TRAIN], np.arange(len(lengths)), lengths, self.bucket)
 
     def train_batch(self, step, batch_size):
         train = self.corpus.split("train")
-        epoch, k = divmod(step - 1, -(-len(train) // batch_size))
-        idx = [int(j) for j in self._epoch_batches(epoch, batch_size)[k]]
+        idx = [int(j) for j in self.epochs.batch(step, batch_size)]
         rng = np.random.default_rng([self.seed, TRAIN, step, 2]) if self.opts["specaugment"] else None
         x, lengths = self._batch("train", idx, rng)
         labels = [encode_text(train[j]["text"]) for j in idx]
