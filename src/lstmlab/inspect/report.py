@@ -258,7 +258,7 @@ def _ablation(subject, ablate, layer, units, out, figures, numbers, notes, step)
     table = an.ablation_table(subject, layer, "h", 0.0, units=chosen, progress=lambda done, total: step(
         "ablation (h = 0, unit by unit)", done, total))
     figures["ablation"] = str(fig.ablation_figure(
-        out / "ablation.png", table,
+        out / "ablation.png", table, of=H,
         title=f"{subject.name}: test {table.metric} with each unit of layer {layer} switched off (h = 0)"))
     numbers["ablation"] = table.to_json()
 

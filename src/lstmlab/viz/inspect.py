@@ -665,12 +665,13 @@ def _check_table(table) -> None:
 
 
 @_drawing
-def ablation_figure(path, table: AblationTable, *, top: int = 20, title: str = "") -> Path:
+def ablation_figure(path, table: AblationTable, *, top: int = 20, title: str = "",
+                    of: int | None = None) -> Path:
     """What switching off each unit costs: one horizontal bar per unit, the change in the
     task's test metric when that unit's gate or state is clamped (to table.value at every
     step), the most harmful on top (the table's order); red bars made the metric worse,
-    blue ones better. At most `top` units; the baseline metric is in the title.
-    Returns `path`."""
+    blue ones better. At most `top` units; the baseline metric is in the title. of: the
+    layer's units, when the table clamped only some of them. Returns `path`."""
     title = _text(title, "title")
     _check_table(table)
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
@@ -691,11 +692,15 @@ def ablation_figure(path, table: AblationTable, *, top: int = 20, title: str = "
     ax.set_xlabel(f"change in test {table.metric} ({direction} = worse)")
     style_axes(ax)
     ax.grid(False, axis="y")
-    shown = f"the {len(rows)} most harmful of {len(table.rows)} units" if len(rows) < len(table.rows) \
-        else f"all {len(rows)} units"
+    n = len(table.rows)
+    some = of is not None and n < of
+    clamped = f"{n} units singled out of {of}" if some else f"{n} units"
+    shown = f"the {len(rows)} most harmful of {clamped}" if len(rows) < n else \
+        f"the {clamped}" if some else f"all {clamped}"
     heading = title or f"Clamping one unit at a time: {table.gate} = {_fmt(table.value)} at every step"
-    heading += (f"\n{shown}; baseline test {table.metric} {_fmt(table.baseline)} "
-                f"({'lower' if table.lower_is_better else 'higher'} is better); red: worse, blue: better")
+    heading += "\n" + textwrap.fill(
+        f"{shown}; baseline test {table.metric} {_fmt(table.baseline)} "
+        f"({'lower' if table.lower_is_better else 'higher'} is better); red: worse, blue: better", 100)
     fig.suptitle(heading, fontsize=SUBTITLE_SIZE + 1)
     return save_figure(fig, path)
 
