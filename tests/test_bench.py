@@ -55,6 +55,11 @@ def test_every_section_times_every_side_and_ratios_are_the_medians_quotient(tiny
     va = result["variants"]
     assert [r["variant"] for r in va["rows"]] == ["peephole", "cifg", "layernorm", "gru_cho"]
     assert positive(va["fused"])
+    # nn.LSTM timed with torch's defaults and as lstmlab trains: the faster is the baseline
+    by = va["fused_by_setup"]
+    assert positive(by["torch_defaults"]) and positive(by["training_setup"])
+    assert va["fused"] == by[va["baseline"]] == min(by.values(), key=lambda v: v["median"])
+    assert "OMP_WAIT_POLICY=" in va["setup"]
     for row in va["rows"]:
         assert positive(row["fwd_bwd"])
         assert row["ratio"] == pytest.approx(row["fwd_bwd"]["median"] / va["fused"]["median"],

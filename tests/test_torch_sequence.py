@@ -62,6 +62,54 @@ def test_compiled_steps_equal_torch_steps(name, lengths, monkeypatch):
         assert_close(a.detach().numpy(), b.detach().numpy(), 3e-5, name)
 
 
+@pytest.mark.parametrize("name", COVERED)
+@pytest.mark.parametrize("lengths", [None, [11, 4, 1, 7]])
+@pytest.mark.parametrize("parts", [[(0, 1), (1, 4)], [(0, 2), (2, 3), (3, 4)]])
+def test_compiled_steps_in_parts_equal_one_part(name, lengths, parts, monkeypatch):
+    """The compiled loops over the batch in parts, each on its own thread (kernels.row_parts,
+    where torch's idle threads sleep), give what one part gives."""
+    monkeypatch.setattr(kernels, "enabled", True)
+    m = lt.LSTM(6, 19, num_layers=2, bidirectional=True, variant=name, seed=3)
+    rng = torch.Generator().manual_seed(2)
+    x = torch.randn(11, 4, 6, generator=rng)
+    state = tuple(torch.randn(4, 4, 19, generator=rng) for _ in range(2))
+    monkeypatch.setattr(kernels, "row_parts", lambda rows: [(0, rows)])
+    whole = _grads(m, x, state, lengths)
+    m.zero_grad()
+    monkeypatch.setattr(kernels, "row_parts", lambda rows: parts)
+    for a, b in zip(whole, _grads(m, x, state, lengths)):
+        assert_close(a.detach().numpy(), b.detach().numpy(), 1e-5, name)
+
+
+def test_row_parts_only_where_idle_threads_sleep(monkeypatch):
+    """The batch is cut into torch's thread count of parts (at most one per row) only where
+    torch's idle threads sleep; else one part."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert kernels.row_parts(32) == [(0, 10), (10, 21), (21, 32)]
+    assert kernels.row_parts(2) == [(0, 1), (1, 2)]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert kernels.row_parts(32) == [(0, 32)]
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000")
+    assert len(kernels.row_parts(32)) == 3
+    monkeypatch.setenv("GOMP_SPINCOUNT", "300000")
+    assert kernels.row_parts(32) == [(0, 32)]
+
+
+def test_in_parallel_runs_every_call_and_raises_what_one_raises():
+    done = []
+    kernels.in_parallel([lambda k=k: done.append(k) for k in range(3)])
+    assert sorted(done) == [0, 1, 2]
+
+    def fails():
+        raise ValueError("part 2")
+
+    with pytest.raises(ValueError, match="part 2"):
+        kernels.in_parallel([lambda: None, fails])
+
+
 def test_compiled_steps_run_where_they_apply(monkeypatch):
     """CPU float32 uses the compiled steps; float64 and a disabled switch the torch operations."""
     monkeypatch.setattr(kernels, "enabled", True)

@@ -16,7 +16,8 @@ step in one pass with a tanh that vectorises, the products on NumPy's own BLAS:
                          500 us through the sequence machinery, a few us here (`lstmlab bench`)
     variant_loops:       the time loops of any LSTM variant without gate recurrence (peepholes,
                          CIFG, layer norm, missing gates, other activations), forward and
-                         backward: the torch engine's LSTMSequence on the CPU
+                         backward: the torch engine's LSTMSequence on the CPU, over the batch
+                         in parts on several threads (row_parts, in_parallel)
 
 The NumPy engine's loops cover the plain LSTM (`variant="lstm"`) in float32: the variants and
 float64 run on the NumPy code in cells.py (and the stream step on the NumPy lines of `lstm_stream`), which
@@ -198,6 +199,72 @@ def torch_sgemm() -> int | None:
     return None
 
 
+@functools.cache
+def _torch_blas_threads_local() -> Callable[[int], int] | None:
+    """MKL's MKL_Set_Num_Threads_Local inside torch's library (the threads the calling thread's
+    products may use, 0: the global count; returns the previous), or None where there is none.
+    (The lower-case name is the Fortran entry, which takes a pointer.)"""
+    import ctypes
+    import glob
+
+    import torch
+
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))):
+        try:
+            fn = ctypes.CDLL(path).MKL_Set_Num_Threads_Local
+        except (OSError, AttributeError):
+            continue
+        fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
+        return fn
+    return None
+
+
+def row_parts(rows: int) -> list[tuple[int, int]]:
+    """The batch rows 0:rows cut into as many runs (lo, hi) as torch has threads (at most one
+    per row): variant_loops' parts, for `in_parallel`. One part where torch's BLAS cannot be
+    held to one thread per caller (its threads would then run on top of each other), or where
+    torch's idle threads spin (threads.idle_threads_sleep: they would take the cores)."""
+    import torch
+
+    from ..threads import idle_threads_sleep
+
+    split = _torch_blas_threads_local() is not None and idle_threads_sleep()
+    n = min(torch.get_num_threads(), rows) if split else 1
+    cuts = [rows * k // n for k in range(n + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def in_parallel(calls: list[Callable[[], object]]) -> None:
+    """Run `calls` at once, each on its own thread (the first on this one) with torch's BLAS on
+    one thread (the compiled loops release the GIL): the variant loops' batch rows in parts.
+    One call runs here as it is, its products on all of torch's threads."""
+    if len(calls) == 1:
+        calls[0]()
+        return
+    futures = [_pool().submit(_on_one_blas_thread, call) for call in calls[1:]]
+    try:
+        _on_one_blas_thread(calls[0])
+    finally:
+        for f in futures:
+            f.result()
+
+
+@functools.cache
+def _pool():
+    from concurrent.futures import ThreadPoolExecutor
+    return ThreadPoolExecutor(thread_name_prefix="lstmlab-rows")
+
+
+def _on_one_blas_thread(call: Callable[[], object]) -> None:
+    local = _torch_blas_threads_local()
+    before = local(1) if local is not None else 0
+    try:
+        call()
+    finally:
+        if local is not None:
+            local(before)
+
+
 def variant_layout(spec, hidden_size: int) -> np.ndarray:
     """What `variant_step` needs to know of an LSTM variant (spec: a CellSpec without gate
     recurrence), as int64: the column offsets of the gates i, f, g, o in the pre-activations
@@ -224,13 +291,16 @@ def variant_loops() -> VariantLoops:
     stats = (xhat, xrstd, rhat, rrstd, chat, crstd) (T, B, G or 1 or H): what the layer norms
     of x W^T, R h and c keep for backward (their xhat and 1 / std).
 
-    run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats):
+    Both take the batch rows lo:hi they run as their last two arguments: parts of the batch
+    run at once on different threads (`in_parallel`), each part adding to a `sums` of its own.
+
+    run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats, lo, hi):
         without layer norm z (T, B, G) holds x W^T + b and each step adds h_t R^T; with it
         xhat holds x W^T, normalised in place, r (B, G) receives h_t R^T, and each step writes
         z = LN(x W^T) g_ih + bias + LN(h R^T) g_hh. Then the step squashes the gates into z[t]
         and writes act[t] = act_out(c), cs[t + 1], hs[t + 1] (hs[0], cs[0]: the initial state)
         and the statistics. mask (T, B): past its end a sequence holds its state.
-    run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, R):
+    run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, R, lo, hi):
         dh, dc (B, H): dL/dh_T and dL/dc_T, rewritten down to dL/dh_0 (less `hold`) and dL/dc_0;
         hold (B, H), zeros at first: what passed straight through held steps, to add to dh;
         writes da (T, B, G) = dL/d(pre-activations) (with layer norm: dL/d(x W^T), and dr the

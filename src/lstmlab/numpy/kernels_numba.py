@@ -413,45 +413,45 @@ def _torch_gemm(plan, a, b, c):
 
 
 @_jit
-def variant_run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats):
-    """The forward loop of an LSTM variant (see kernels.variant_loops): per step torch's
-    product, then variant_step. Row-major (B, G) = (B, H) (G, H)^T is column-major
-    (G, B) = (H, G)^T (H, B)."""
-    T, B, G = z.shape
+def variant_run(lay, z, r, hs, cs, act, R, mask, P, lnw, stats, lo, hi):
+    """The forward loop of an LSTM variant over the batch rows lo:hi (see
+    kernels.variant_loops): per step torch's product, then variant_step. Row-major
+    (n, G) = (n, H) (G, H)^T is column-major (G, n) = (H, G)^T (H, n)."""
+    T, G = z.shape[0], z.shape[2]
     H = cs.shape[2]
     ln = lay[_LN] != 0
-    plan = _gemm_plan(True, G, B, H, H, H, _ZERO if ln else _ONE, G)
+    plan = _gemm_plan(True, G, hi - lo, H, H, H, _ZERO if ln else _ONE, G)
     for t in range(T):                                          # layer norm: r = h R^T, normalised
-        _torch_gemm(plan, R, hs[t], r if ln else z[t])          # in the step; else z[t] += h R^T
-        variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats)
+        _torch_gemm(plan, R, hs[t, lo:hi], r[lo:hi] if ln else z[t, lo:hi])   # in the step; else
+        variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats, lo, hi)  # z[t] += h R^T
 
 
 @_jit
-def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, R):
-    """The backward loop of an LSTM variant (see kernels.variant_loops): per step
-    variant_step_back, then torch's product dL/dh_(t-1) = da[t] R (dr[t] R), column-major
-    (H, B) = (H, G) (G, B)."""
-    T, B, G = da.shape
+def variant_run_back(lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, R, lo, hi):
+    """The backward loop of an LSTM variant over the batch rows lo:hi (see
+    kernels.variant_loops): per step variant_step_back, then torch's product
+    dL/dh_(t-1) = da[t] R (dr[t] R), column-major (H, n) = (H, G) (G, n)."""
+    T, G = da.shape[0], da.shape[2]
     H = cs.shape[2]
     grads = dr if lay[_LN] else da
-    plan = _gemm_plan(False, H, B, G, H, G, _ZERO, H)
+    plan = _gemm_plan(False, H, hi - lo, G, H, G, _ZERO, H)
     for t in range(T - 1, -1, -1):
-        variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums)
-        _torch_gemm(plan, R, grads[t], dh)
+        variant_step_back(t, lay, z, act, cs, dy, dh, hold, dc, da, mask, P, lnw, stats, dr, sums, lo, hi)
+        _torch_gemm(plan, R, grads[t, lo:hi], dh[lo:hi])
 
 
 @compiled
-def variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats):
-    """Step t of an LSTM variant, after the product."""
+def variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats, lo, hi):
+    """Step t of an LSTM variant for the batch rows lo:hi, after the product."""
     g_ih, g_hh, g_c, b_c, bias = lnw
     xhat, xrstd, rhat, rrstd, chat, crstd = stats
-    B, G = z.shape[1], z.shape[2]
+    G = z.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
     pi, pf, po = lay[_PI], lay[_PF], lay[_PO]
     coupled, a_in, a_out, ln = lay[_COUPLED], lay[_ACT_IN], lay[_ACT_OUT], lay[_LN]
     has_i, has_f, has_o = oi >= 0, of >= 0, oo >= 0
-    for b in range(B):
+    for b in range(lo, hi):
         zb, c, cn, a, hn = z[t, b], cs[t, b], cs[t + 1, b], act[t, b], hs[t + 1, b]
         zi, zf, zg, zo = _block(zb, oi, H), _block(zb, of, H), _block(zb, og, H), _block(zb, oo, H)
         if ln:                                                  # z = LN(x W^T) g_ih + b + LN(R h) g_hh
@@ -514,16 +514,17 @@ def variant_step(t, lay, z, r, hs, cs, act, mask, P, lnw, stats):
 
 
 @compiled
-def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, lnw, stats, dr, sums):
-    """Undo step t of an LSTM variant, up to the product; adds the step's share of the summed
-    gradients (see kernels.variant_loops) to sums, summed in float32 over the batch first.
+def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, lnw, stats, dr, sums, lo, hi):
+    """Undo step t of an LSTM variant for the batch rows lo:hi, up to the product; adds the
+    step's share of the summed gradients (see kernels.variant_loops) to sums, summed in float32
+    over the batch first.
 
     Short loops, one or two arrays written in each: one fused loop per row, with the variant's
     choices as selects, ran 15-30% slower (LLVM's run-time alias checks between a dozen
     arrays give up on vectorising)."""
     g_ih, g_hh, g_c = lnw[0], lnw[1], lnw[2]
     xhat, xrstd, rhat, rrstd, chat, crstd = stats
-    B, G = da.shape[1], da.shape[2]
+    G = da.shape[2]
     H = cs.shape[2]
     oi, of, og, oo = lay[_OI], lay[_OF], lay[_OG], lay[_OO]
     pi, pf, po = lay[_PI], lay[_PF], lay[_PO]
@@ -533,13 +534,13 @@ def variant_step_back(t, lay, z, act, cs, dy, dhp, hold, dc, da, mask, P, lnw, s
     d_c = np.empty(H, np.float32)
     dxhat = np.empty(G, np.float32)
     part = np.zeros(sums.shape[0], np.float32)                 # [db | dP | g_ih | g_hh | g_c | b_c]
-    lo = G + P.shape[0] * H
-    db, dP = part[:G], part[G:lo].reshape(P.shape)
-    dg_ih, dg_hh = part[lo:lo + G], part[lo + G:lo + 2 * G]
-    dg_c, db_c = part[lo + 2 * G:lo + 2 * G + H], part[lo + 2 * G + H:lo + 2 * G + 2 * H]
+    e = G + P.shape[0] * H
+    db, dP = part[:G], part[G:e].reshape(P.shape)
+    dg_ih, dg_hh = part[e:e + G], part[e + G:e + 2 * G]
+    dg_c, db_c = part[e + 2 * G:e + 2 * G + H], part[e + 2 * G + H:e + 2 * G + 2 * H]
     p_i, p_f, p_o = _peephole(P, pi, d_c), _peephole(P, pf, d_c), _peephole(P, po, d_c)
     s_i, s_f, s_o = _peephole(dP, pi, d_c), _peephole(dP, pf, d_c), _peephole(dP, po, d_c)
-    for b in range(B):
+    for b in range(lo, hi):
         zb, dab, dcb, hb, ab, cp = z[t, b], da[t, b], dc[b], hold[b], act[t, b], cs[t, b]
         dh = dhp[b]
         if mask.shape[0] and not mask[t, b]:                    # past the end: straight through

@@ -14,8 +14,11 @@ each (lstmlab.numpy.kernels.variant_loops, the layer norms included): per step a
 torch's own BLAS (MKL's sgemm, called from the loop) and one pass over the gates, where torch's
 product and a dozen torch operations a step took twice the time. At (100, 32, 32, 128)
 forward+backward of peephole went from 2.3x nn.LSTM's fused kernel to 1.1-1.3x, cifg from
-1.7x to 0.8-1.0x, layernorm from 5.4x to 1.4-1.7x (`lstmlab bench` runs, README). Other
-devices and dtypes run the torch operations.
+1.7x to 0.8-1.0x, layernorm from 5.4x to 1.4-1.7x (`lstmlab bench` runs, README). Where
+torch's idle threads sleep (as lstmlab's trainings set it up, lstmlab.threads), the loops run
+the batch in parts, one per torch thread, each with its own products on one BLAS thread
+(kernels.row_parts, kernels.in_parallel): the step's elementwise work no longer waits on one
+core, and layernorm went to 1.2x. Other devices and dtypes run the torch operations.
 
 Used by Recurrent's generic path for an LSTM variant without gate recurrence (FGR), with no
 projection, recurrent dropout, zoneout, trace or edit in play; the rest still runs cells.py's
@@ -23,6 +26,8 @@ steps. Variable lengths as there: past its end a sequence holds its state, its o
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import torch
@@ -360,7 +365,9 @@ def _forward_steps_compiled(spec, mask, hs, cs, z, act, R, P, ln, stats, bias):
     lay, m, Pn, lnw = _shared(spec, hs.shape[2], mask, P, ln, bias)
     r = aligned_empty((B, G) if ln is not None else (0, 0), np.float32)   # R h, normalised in the step
     zn, hsn, csn, actn, Rn = map(_numpy, (z, hs, cs, act, R))
-    kernels.variant_loops().run(lay, zn, r, hsn, csn, actn, Rn, m, Pn, lnw, _stats(stats, T, B))
+    run, st = kernels.variant_loops().run, _stats(stats, T, B)
+    kernels.in_parallel([functools.partial(run, lay, zn, r, hsn, csn, actn, Rn, m, Pn, lnw, st, lo, hi)
+                         for lo, hi in kernels.row_parts(B)])
 
 
 def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, dr):
@@ -372,11 +379,14 @@ def _backward_steps_compiled(spec, mask, z, act, cs, R, P, ln, dy, dh, dc, da, d
     lay, m, Pn, lnw = _shared(spec, H, mask, P, ln)
     nP = 0 if P is None else P.shape[0]
     sizes = [G, nP * H] + ([G, G, H, H] if ln is not None else [])  # db, dP, dg_ih, dg_hh, dg_c, db_c
-    sums = np.zeros(sum(sizes))
+    rows = kernels.row_parts(B)
+    sums = np.zeros((len(rows), sum(sizes)))                    # a row of sums per part
     hold = torch.zeros_like(dh)                                 # dL/dh that skipped a held step
-    kernels.variant_loops().run_back(
-        lay, *(_numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da)), m, Pn, lnw,
-        _stats(None if ln is None else ln[4:], T, B), _numpy(dr, (0, 0, 0)), sums, _numpy(R))
-    parts = torch.from_numpy(sums.astype(np.float32)).split(sizes)
+    args = (lay, *(_numpy(v, (0, 0, 0)) for v in (z, act, cs, dy, dh, hold, dc, da)), m, Pn, lnw,
+            _stats(None if ln is None else ln[4:], T, B), _numpy(dr, (0, 0, 0)))
+    run_back, Rn = kernels.variant_loops().run_back, _numpy(R)
+    kernels.in_parallel([functools.partial(run_back, *args, sums[k], Rn, lo, hi)
+                         for k, (lo, hi) in enumerate(rows)])
+    parts = torch.from_numpy(sums.sum(0).astype(np.float32)).split(sizes)
     pg = [parts[1].view(nP, H)] if P is not None else []
     return dh + hold, dc, parts[0], pg, list(parts[2:])
