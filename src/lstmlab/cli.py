@@ -61,6 +61,9 @@ def command(fn):
         except Exception as e:  # noqa: BLE001 - the last line of defence, one line not a traceback
             if os.environ.get("LSTMLAB_DEBUG"):
                 raise
+            from .train.distributed import lost_contact, world
+            if world() is not None and lost_contact(e):         # another rank stopped: the
+                sys.exit(1)                                     # launcher says which
             if isinstance(e, OSError) and e.filename is not None:
                 # a path the user gave that cannot be read or written: theirs to fix
                 _fail(f"cannot use {e.filename}: {(e.strerror or str(e)).lower()}", 2, as_json)
@@ -72,6 +75,13 @@ def command(fn):
 def _fail(msg, code, as_json, label="error", **fields):
     """Exit with `code` after one line on stderr, or {"error": msg, **fields} on stdout."""
     msg = " ".join(str(msg).split())                             # one line, whatever it held
+    from .train.distributed import world
+
+    rank = world()
+    if rank is not None and not rank.lead:                       # one of several: rank 0 reports
+        if code == 2:                                            # a mistake, which rank 0 saw too
+            sys.exit(code)
+        msg = f"rank {rank.rank}: {msg}"
     if as_json:
         _print_json({"error": msg if label == "error" else f"{label}: {msg}", **fields})
     else:
@@ -375,16 +385,23 @@ def _result_table(result: dict) -> Table:
               help="torch engine: where to train  [default: cpu]")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads  [default: $LSTMLAB_THREADS, else the cores this process may use]")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="torch engine: train on this many processes of this machine "
+                   "(DistributedDataParallel; --batch-size is the whole batch, shared among them)")
 @click.option("--live", is_flag=True,
               help="also keep live.json (progress) and live_gates.json (the gates of a validation "
                    "example at every evaluation) in the run folder, for `lstmlab serve`")
 @json_option
 @command
-def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, live, as_json,
+def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, nproc, live, as_json,
               **settings):
     """Train TASK, evaluate it against its baselines, and keep it in a run folder."""
     from .train import Live, ProgressBar, fit
+    from .train.distributed import world
 
+    if nproc > 1 and world() is None:                            # start the ranks, which run this
+        _launch(task_name, engine, resume, out_dir, nproc, as_json)
+        return
     options = _task_options(task_opts, settings)
     given = {k: v for k, v in settings.items() if v is not None}
     task, model, train, engine, device, run_dir = _resolve(
@@ -396,6 +413,8 @@ def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, li
                      callbacks=callbacks, threads=threads)
     finally:
         bar.close()
+    if result is None:                                           # a rank but 0: rank 0 reports
+        return
     if as_json:
         _print_json(result)
         return
@@ -403,6 +422,27 @@ def train_cmd(task_name, engine, task_opts, out_dir, resume, device, threads, li
     names = ", ".join(os.path.basename(f) for f in result["figures"])
     out.print(f"run folder: {result['run']}  ({result['seconds']:.1f} s)", soft_wrap=True)
     out.print(f"figures: {result['run']}/figures/{{{names}}}", soft_wrap=True)
+
+
+def _launch(task_name, engine, resume, out_dir, nproc, as_json):
+    """`lstmlab train ... --nproc N`: the same command as N ranks (train.distributed.launch)."""
+    from .tasks import TASKS, get_task
+    from .train.distributed import RankFailed, launch
+
+    if engine is None and not resume:
+        if task_name not in TASKS:
+            get_task(task_name)                                  # raises with a suggestion
+        engine = TASKS[task_name].defaults.engine
+    if engine == "numpy":
+        raise ValueError("--nproc trains with the torch engine; add --engine torch")
+    try:
+        launch(nproc, sys.argv[1:])
+    except RankFailed as e:
+        if e.exit_code == 2:                                     # rank 0 said what was wrong
+            sys.exit(2)
+        where = f" --out {out_dir}" if out_dir else " --out RUN"
+        _fail(f"{e}; the run folder keeps its last checkpoint: continue with lstmlab train "
+              f"{task_name} --resume{where} (with any --nproc)", 1, as_json)
 
 
 @main.command("evaluate")

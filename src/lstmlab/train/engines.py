@@ -22,13 +22,17 @@ from ..models import network_class
 from ..tasks.base import Batch, Predictor
 
 
-def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, device=None) -> Engine:
+def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, device=None,
+                world=None) -> Engine:
+    """The engine `name` (world: a distributed.World when training on several processes)."""
     if name == "numpy":
         if device not in (None, "cpu"):
             raise ValueError(f"the numpy engine runs on the CPU only, got --device {device}")
+        if world is not None:
+            raise ValueError("training on several processes (--nproc, torchrun) needs --engine torch")
         return NumpyEngine(model, train, loss)
     if name == "torch":
-        return TorchEngine(model, train, loss, device)
+        return TorchEngine(model, train, loss, device, world)
     raise ValueError(f"engine must be 'numpy' or 'torch', got {name!r}")
 
 
@@ -111,15 +115,23 @@ class NumpyEngine:
 class TorchEngine:
     name = "torch"
 
-    def __init__(self, model: ModelConfig, train: TrainConfig, loss: str, device=None):
+    def __init__(self, model: ModelConfig, train: TrainConfig, loss: str, device=None, world=None):
         import torch
 
         from ..torch import resolve_device
 
-        self.torch = torch
+        self.torch, self.world = torch, world
         self.config, self.train, self.loss = model, train, loss
         self.device = resolve_device(device or "cpu")
+        if world is not None and self.device.type == "cuda":       # one GPU per local rank
+            self.device = torch.device("cuda", world.local_rank)
+            torch.cuda.set_device(self.device)
         self.model = network_class(model, "torch")(model, seed=train.seed, device=self.device)
+        self.net = self.model                                    # what a training step calls
+        if world is not None:                                    # gradients averaged over the ranks
+            world.start(self.device)
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         params = self.model.parameters()
         self.opt = {"adam": lambda: torch.optim.Adam(params, lr=train.lr),
                     "sgd": lambda: torch.optim.SGD(params, lr=train.lr, momentum=0.9),
@@ -128,38 +140,27 @@ class TorchEngine:
 
     def train_step(self, batch: Batch, lr: float, state, step: int) -> tuple[float, float, Any]:
         torch = self.torch
-        torch.manual_seed(self.train.seed * 1_000_003 + step)   # dropout masks: resumable
+        rank = 0 if self.world is None else self.world.rank
+        torch.manual_seed(self.train.seed * 1_000_003 + step + 7_919 * rank)   # dropout: resumable
         self.model.train()
+        if self.world is not None:                               # this rank's share of the batch
+            ctc_or_last = self.loss == "ctc" or self.config.readout == "last"
+            batch = self.world.shard(batch, 0 if ctc_or_last else 1)
         y = _to_torch(batch.y, self._like)
         if self.config.architecture == "seq2seq":
-            out, final = self.model(batch.x, batch.target_in, batch.lengths)[0], None
+            out, final = self.net(batch.x, batch.target_in, batch.lengths)[0], None
         else:
             x, state = _to_torch(batch.x, self._like), _state_to_torch(state, self._like)
             lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
-            out, final = self.model(x, state, lengths)
-        if self.loss in ("mse", "gaussian"):
-            if self.loss == "mse":
-                err = (out - y) ** 2
-            else:                                                # as numpy's gaussian_nll_loss
-                mu, logvar = out.chunk(2, dim=-1)
-                err = 0.5 * (logvar + (y - mu) ** 2 * torch.exp(-logvar))
-            if batch.mask is not None:
-                m = _to_torch(batch.mask, self._like)[..., None]
-                loss = (err * m).sum() / (m.sum() * err.shape[-1])
-            else:
-                loss = err.mean()
-        elif self.loss == "ctc":                                 # as numpy's ctc_loss
-            frames = torch.full((out.shape[1],), out.shape[0]) if batch.lengths is None \
-                else torch.as_tensor(batch.lengths)
-            loss = torch.nn.functional.ctc_loss(
-                torch.log_softmax(out, dim=-1), y.long(), frames, torch.as_tensor(batch.target_lengths),
-                zero_infinity=True)
-        else:
-            logp = torch.log_softmax(out, dim=-1)
-            nll = -logp.gather(-1, y.long()[..., None])[..., 0]
-            m = torch.ones_like(nll) if batch.mask is None else _to_torch(batch.mask, self._like)
-            loss = (nll * m).sum() / m.sum()
-        value = loss.item()
+            out, final = self.net(x, state, lengths)
+        total, count = self._loss_terms(batch, out, y)
+        if self.world is None:
+            loss = total / count
+            value = loss.item()
+        else:                                                    # over the whole batch, not the share
+            both = self.world.sum(torch.stack([total.detach().cpu(), count.detach().cpu()]).double())
+            loss = total / float(both[1]) * self.world.size      # DDP averages the gradients
+            value = float(both[0] / both[1])
         final = None if final is None else _detach_numpy(final)
         if not np.isfinite(value):
             return value, float("nan"), final
@@ -173,6 +174,32 @@ class TorchEngine:
             g["lr"] = lr
         self.opt.step()
         return value, norm, final
+
+    def _loss_terms(self, batch: Batch, out, y):
+        """(sum, count) of the loss over this batch (or share): the loss is sum / count, and
+        across ranks the sums over the counts."""
+        torch = self.torch
+        if self.loss in ("mse", "gaussian"):
+            if self.loss == "mse":
+                err = (out - y) ** 2
+            else:                                                # as numpy's gaussian_nll_loss
+                mu, logvar = out.chunk(2, dim=-1)
+                err = 0.5 * (logvar + (y - mu) ** 2 * torch.exp(-logvar))
+            if batch.mask is None:
+                return err.sum(), torch.tensor(float(err.numel()))
+            m = _to_torch(batch.mask, self._like)[..., None]
+            return (err * m).sum(), m.sum() * err.shape[-1]
+        if self.loss == "ctc":                                   # as numpy's ctc_loss: per sequence
+            frames = torch.full((out.shape[1],), out.shape[0]) if batch.lengths is None \
+                else torch.as_tensor(batch.lengths)                   # over its labels, then the mean
+            labels = torch.as_tensor(batch.target_lengths)
+            per = torch.nn.functional.ctc_loss(torch.log_softmax(out, dim=-1), y.long(), frames,
+                                               labels, reduction="none", zero_infinity=True)
+            return (per / labels.clamp(min=1).to(per)).sum(), torch.tensor(float(out.shape[1]))
+        logp = torch.log_softmax(out, dim=-1)
+        nll = -logp.gather(-1, y.long()[..., None])[..., 0]
+        m = torch.ones_like(nll) if batch.mask is None else _to_torch(batch.mask, self._like)
+        return (nll * m).sum(), m.sum()
 
     def predictor(self) -> Predictor:
         return predictor_for(self.model)

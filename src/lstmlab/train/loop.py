@@ -12,6 +12,7 @@ one does.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import signal
@@ -28,6 +29,7 @@ from ..io.files import read_tensors
 from ..spec import variant as make_spec
 from ..tasks.rundata import check_sources, save_task_data, task_of_run
 from ..threads import configure as configure_threads
+from . import distributed
 from .callbacks import Callback
 from .engines import make_engine, predictor_for
 from .runs import RunFolder, versions
@@ -75,10 +77,15 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
     used = configure_threads(threads, step_work(model, train))   # before the engine loads torch
     run = RunFolder(run_dir)
     reached = _LastStep()
-    with run.lock(), _CtrlC() as ctrl_c:
+    world = distributed.world()                                  # one of several processes?
+    lead = world is None or world.lead
+    if not lead:                                                 # rank 0 reports and writes
+        callbacks = ()
+    with run.lock() if lead else contextlib.nullcontext(), _CtrlC() as ctrl_c:
         try:
-            result = _fit(task, model, train, run, engine, device, resume, [*callbacks, reached, ctrl_c])
-            return {**result, "threads": used}
+            result = _fit(task, model, train, run, engine, device, resume,
+                          [*callbacks, reached, ctrl_c], world)
+            return None if result is None else {**result, "threads": used}
         except KeyboardInterrupt:
             try:
                 saved = run.load_checkpoint()
@@ -145,18 +152,27 @@ class _LastStep(Callback):
         self.step = step
 
 
-def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks):
-    if run.exists() and not resume:
+def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks, world=None):
+    """The training; with several processes (world), rank 0 alone writes the run folder and
+    evaluates, and the others return None."""
+    lead = world is None or world.lead
+    if lead and run.exists() and not resume:
         raise ValueError(f"{run} already holds a run; pass --resume to continue it, "
                          "or choose another --out")
-    if resume and not run.exists():
+    if lead and resume and not run.exists():
         raise ValueError(f"{run} holds no run to resume (no config.json)")
-    eng: Engine = make_engine(engine, model, train, task.loss, device)
+    if world is not None:
+        world.rows(train.batch_size)                             # refuses a batch it cannot share
+    eng: Engine = make_engine(engine, model, train, task.loss, device, world)
     prog, carry = Progress(), None
     if resume:
-        check_sources(task, run.path)                            # the same data, or refused
-        run.remove_temporaries()
-        saved = run.load_checkpoint()
+        saved = None
+        if lead:
+            check_sources(task, run.path)                        # the same data, or refused
+            run.remove_temporaries()
+            saved = run.load_checkpoint()
+        if world is not None:                                    # every rank restores rank 0's
+            saved = world.broadcast(saved)
         if saved is not None:                                    # else: from the beginning
             tensors, optim, counters = saved
             try:                                             # a user's file: checked, one line
@@ -165,10 +181,11 @@ def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks):
             except (KeyError, TypeError, IndexError, ValueError) as e:
                 raise ValueError(f"{run.checkpoint} does not fit this run ({e}); delete it to "
                                  "restart from step 0 with --resume") from None
-            carry = eng.arrays_to_state([tensors[k] for k in sorted(tensors)
-                                         if k.startswith("carry/")])
-        run.truncate_metrics(prog.step)
-    else:
+            arrays = [tensors[k] for k in sorted(tensors) if k.startswith("carry/")]
+            carry = eng.arrays_to_state(arrays if world is None else world.share_state(arrays))
+        if lead:
+            run.truncate_metrics(prog.step)
+    elif lead:
         run.write_config({"task": task.name, "task_options": task.opts, "engine": engine,
                           "device": device or "cpu", "model": model.to_dict(),
                           "train": train.to_dict(), "seed": train.seed, "versions": versions()})
@@ -194,9 +211,18 @@ def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks):
             cb.on_step(step, loss, lr)
         if step % train.eval_every == 0 or step == train.steps:
             prog.step, prog.seconds = step, time.perf_counter() - started
-            _evaluate_and_checkpoint(task, eng, run, train, prog, window, lr, carry, callbacks)
+            whole = carry
+            if world is not None:                                # the whole batch's, for the checkpoint
+                whole = eng.arrays_to_state(world.gather_state(eng.state_to_arrays(carry)))
+            if lead:
+                _evaluate_and_checkpoint(task, eng, run, train, prog, window, lr, whole, callbacks)
+            if world is not None:                                # rank 0's decisions, for all
+                prog = world.broadcast(prog)
             window = []
 
+    if not lead:
+        world.stop()
+        return None
     eng.load_weights(read_tensors(run.model)[0])                 # the best model, for the test
     result = finish(task, eng.predictor(), run, prog.step, engine, model)
     result["seconds"] = round(time.perf_counter() - started, 3)
@@ -205,6 +231,8 @@ def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks):
     result["best_step"] = prog.best_step
     for cb in callbacks:
         cb.on_end(result)
+    if world is not None:
+        world.stop()
     return result
 
 
