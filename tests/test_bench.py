@@ -150,3 +150,15 @@ def test_a_median_far_from_the_fastest_call_is_flagged():
                                  "torch": {"fwd": {"median": 1.2, "min": 1.0}}}]},
               "variants": {"fused": {"median": 1.0, "min": 1.0}}}
     assert _noisy(result) == ["lstm.rows[0].numpy.fwd"]
+
+
+@pytest.mark.parametrize("engine", ["numpy", "torch"])
+def test_stream_memory_reports_each_mark_of_one_stream(engine):
+    """benchmarks/long_stream.py's measure: one stream, the state carried, a row per mark."""
+    from lstmlab.bench import stream_memory
+
+    seen = []
+    rows = stream_memory(engine, [200, 500], hidden=4, window=100, progress=seen.append)
+    assert [r["steps"] for r in rows] == [200, 500] and seen == [100, 200, 300, 400, 500]
+    assert 0 <= rows[0]["seconds"] <= rows[1]["seconds"]
+    assert all(r["rss_growth_mb"] >= 0 for r in rows)

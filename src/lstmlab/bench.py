@@ -710,8 +710,9 @@ def _windows(length: int, window: int):
         yield wave[:-1, None, None], wave[1:, None, None]
 
 
-def _numpy_trainer(hidden: int, window: int, lr: float):
-    """train(length): truncated BPTT on the sine stream with lstmlab.numpy, plain SGD."""
+def _numpy_window_step(hidden: int, lr: float):
+    """step(x, target, state) -> state: one window of truncated BPTT on lstmlab.numpy (forward,
+    backward, plain SGD), the final state returned to carry into the next window."""
     import numpy as np
 
     import lstmlab.numpy as ln
@@ -719,18 +720,48 @@ def _numpy_trainer(hidden: int, window: int, lr: float):
     model, head = ln.LSTM(1, hidden, dtype=np.float32, seed=0), ln.Linear(hidden, 1, seed=0)
     opts = [ln.SGD(model.params, lr), ln.SGD(head.params, lr)]
 
-    def train(length: int) -> None:
-        state = None
-        for x, target in _windows(length, window):
-            y, state, cache = model.forward(x, state)                   # y (n, 1, H)
-            pred, head_cache = head.forward(y)                          # (n, 1, 1)
-            _, dpred = ln.mse_loss(pred, target)
-            head_grads, dy = head.backward(head_cache, dpred)
-            grads, _, _ = model.backward(cache, dy)
-            opts[0].step(grads)
-            opts[1].step(head_grads)
+    def step(x, target, state):
+        y, state, cache = model.forward(x, state)                       # y (n, 1, H)
+        pred, head_cache = head.forward(y)                              # (n, 1, 1)
+        _, dpred = ln.mse_loss(pred, target)
+        head_grads, dy = head.backward(head_cache, dpred)
+        grads, _, _ = model.backward(cache, dy)
+        opts[0].step(grads)
+        opts[1].step(head_grads)
+        return state
 
-    return train
+    return step
+
+
+def _torch_window_step(hidden: int, lr: float):
+    """_numpy_window_step's twin on lstmlab.torch (the state detached between windows)."""
+    import torch
+
+    import lstmlab.torch as lt
+
+    torch.manual_seed(0)
+    model, head = lt.LSTM(1, hidden), torch.nn.Linear(hidden, 1)
+    opt = torch.optim.SGD([*model.parameters(), *head.parameters()], lr)
+
+    def step(x, target, state):
+        y, state = model(torch.from_numpy(x), state)
+        loss = torch.nn.functional.mse_loss(head(y), torch.from_numpy(target))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return tuple(s.detach() for s in state)
+
+    return step
+
+
+def _train_stream(step, length: int, window: int, at=None) -> None:
+    """Truncated BPTT over the first `length` steps of the sine stream, window by window, the
+    state carried; at(steps) after each window when given."""
+    state = None
+    for k, (x, target) in enumerate(_windows(length, window), 1):
+        state = step(x, target, state)
+        if at is not None:
+            at(min(k * window, length))
 
 
 def _memory_worker(length: int, plan: dict) -> dict:
@@ -740,17 +771,39 @@ def _memory_worker(length: int, plan: dict) -> dict:
     import tracemalloc
 
     m = plan["memory"]
-    train = _numpy_trainer(m["hidden"], m["window"], 0.01)
-    train(m["window"])
+    step = _numpy_window_step(m["hidden"], 0.01)
+    _train_stream(step, m["window"], m["window"])
     before = _rss_mb()
     tracemalloc.start()                          # it sees NumPy's arrays: NumPy reports them
     t0 = time.perf_counter()
-    train(length)
+    _train_stream(step, length, m["window"])
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     return {"steps": length, "rss_growth_mb": _rss_mb() - before, "tracemalloc_peak_mb": peak,
             "seconds": seconds}
+
+
+def stream_memory(engine: str, marks: list[int], hidden: int = 64, window: int = 100,
+                  progress=None) -> list[dict]:
+    """Truncated-BPTT training of one engine ("numpy" or "torch") on one sine stream of
+    marks[-1] steps, the state carried from window to window, in this process: at each mark
+    (steps), the growth of the peak RSS since the first window (which loads and compiles what
+    the engine runs on) and the seconds so far. Flat memory: the growth stops. progress(steps)
+    after every window, if given (benchmarks/long_stream.py)."""
+    step = {"numpy": _numpy_window_step, "torch": _torch_window_step}[engine](hidden, 0.01)
+    _train_stream(step, window, window)
+    before, t0, rows = _rss_mb(), time.perf_counter(), []
+
+    def at(steps: int) -> None:
+        if steps in marks:
+            rows.append({"steps": steps, "rss_growth_mb": _rss_mb() - before,
+                         "seconds": time.perf_counter() - t0})
+        if progress is not None:
+            progress(steps)
+
+    _train_stream(step, max(marks), window, at)
+    return rows
 
 
 def _child_main(argv: list[str]) -> None:
