@@ -19,7 +19,7 @@ from lstmlab.tasks.datasets import king_james
 from lstmlab.train import fit, load_run
 from lstmlab.train.engines import predictor_for
 from lstmlab.train.runs import RunFolder
-from tests.conftest import Crash, crash_at
+from tests.conftest import Crash, crash_at, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -278,3 +278,61 @@ def test_generate_top_1_is_greedy_and_bad_prompts_are_one_line(torch_run, tmp_pa
                       seed=0)
     out = _cli("generate", torch_run["run"], "--prompt", "é", "--length", 5)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+# --- a text larger than memory: lstmlab prepare charlm, -o prepared ---------------------------
+def test_prepared_ids_equal_the_text_read_whole(small_text, tmp_path):
+    from lstmlab.tasks.charlm import prepare
+
+    info = prepare(small_text, tmp_path / "p")
+    whole = get_task("charlm", text=str(small_text), seq_len=10, valid_chars=2000)
+    mapped = get_task("charlm", prepared=str(tmp_path / "p"), seq_len=10, valid_chars=2000)
+    assert info["characters"] == 30_000 and mapped.codes.tolist() == whole.codes.tolist()
+    train = mapped.ids["train"]                                       # read from the file, not held
+    assert isinstance(train, C.IdFile) and len(train) == len(whole.ids["train"])
+    assert train.read(0, len(train)).tolist() == whole.ids["train"].tolist()
+    for split in ("valid", "test"):
+        assert mapped.ids[split].tolist() == whole.ids[split].tolist(), split
+    assert mapped.text["test"] == whole.text["test"]
+    assert mapped.train_counts.tolist() == whole.train_counts.tolist()
+    for step in (1, 7):
+        a, b = whole.train_batch(step, 4), mapped.train_batch(step, 4)
+        assert (a.x == b.x).all() and (a.y == b.y).all() and a.carry == b.carry
+    # test_chars: the first N characters of the test split, in both
+    short = get_task("charlm", prepared=str(tmp_path / "p"), seq_len=10, test_chars=100)
+    assert short.ids["test"].tolist() == whole.ids["test"][:100].tolist()
+
+
+def test_the_stream_reads_like_the_whole_file(tmp_path):
+    """BOM, CRLF split between two reads, a lone CR, multi-byte characters across reads."""
+    from lstmlab.tasks.charlm import read_text, text_chunks
+
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffab\r\ncd\re\u00e9\u4e2d\r\n\r\nfin".encode())
+    for size in (1, 2, 3, 5, 1 << 20):
+        pieces = list(text_chunks(path, size))
+        assert "".join(p for p, _ in pieces) == read_text(path) == "ab\ncd\ne\u00e9\u4e2d\n\nfin"
+        assert pieces[-1][1] == path.stat().st_size                  # bytes read, for the bar
+
+
+def test_prepare_refuses_what_it_cannot_use(tmp_path, small_text):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"caf\xe9 au lait " * 100)
+    err = one_line_error(_cli("prepare", "charlm", "--text", bad, "--out", tmp_path / "b"))
+    assert "not UTF-8: byte 0xe9 at offset 3" in err
+    assert not (tmp_path / "b" / "prepared.json").exists()
+    r = _cli("prepare", "charlm", "--text", small_text, "--out", tmp_path / "p", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["characters"] == 30_000
+    assert "already holds prepared data" in one_line_error(
+        _cli("prepare", "charlm", "--text", small_text, "--out", tmp_path / "p"))
+    assert "--size does not apply" in one_line_error(
+        _cli("prepare", "charlm", "--text", small_text, "--out", tmp_path / "q", "--size", "5"))
+    assert "needs --text" in one_line_error(_cli("prepare", "charlm", "--out", tmp_path / "q"))
+    (tmp_path / "p" / "ids.bin").write_bytes(b"\x01" * 10)            # damaged: cut short
+    err = one_line_error(_cli("train", "charlm", "-o", f"prepared={tmp_path / 'p'}", "--steps", "1",
+                              "--out", tmp_path / "r"))
+    assert "holds no data prepared by `lstmlab prepare charlm`" in err
+    err = one_line_error(_cli("train", "charlm", "-o", f"prepared={tmp_path / 'p'}", "-o",
+                              f"text={small_text}", "--steps", "1", "--out", tmp_path / "r"))
+    assert "two texts" in err

@@ -518,11 +518,16 @@ def transcribe_cmd(run_dir, wav, as_json):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="folder to write  [default: the task's cache folder]")
 @click.option("--size", type=int, default=None, help="training examples to make  [default: the task's]")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the data")
+@click.option("--seed", type=int, default=None, help="seed of the data  [default: 0]")
+@click.option("--text", type=click.Path(dir_okay=False), default=None,
+              help="charlm: the UTF-8 text to prepare (any size: read as a stream)")
 @json_option
 @command
-def prepare_cmd(task_name, out_dir, size, seed, as_json):
-    """Make a task's data once, ahead of training (speech: the synthesized corpus)."""
+def prepare_cmd(task_name, out_dir, size, seed, text, as_json):
+    """Make a task's data once, ahead of training (speech: the synthesized corpus; charlm: a
+    text larger than memory as a file of ids, trained with -o prepared=FOLDER)."""
+    import inspect
+
     from .tasks import TASKS, get_task
 
     if task_name not in TASKS:
@@ -531,7 +536,12 @@ def prepare_cmd(task_name, out_dir, size, seed, as_json):
     if not hasattr(cls, "prepare_data"):
         makers = [n for n, c in TASKS.items() if hasattr(c, "prepare_data")]
         raise ValueError(f"task {task_name!r} has nothing to prepare; tasks that do: {', '.join(makers)}")
-    result = cls.prepare_data(out_dir, size, seed, quiet=as_json)
+    given = {k: v for k, v in (("size", size), ("seed", seed), ("text", text)) if v is not None}
+    takes = inspect.signature(cls.prepare_data).parameters
+    for k in given:
+        if k not in takes:
+            raise ValueError(f"--{k} does not apply to lstmlab prepare {task_name}")
+    result = cls.prepare_data(out_dir, quiet=as_json, **given)
     if as_json:
         _print_json(result)
     else:

@@ -17,6 +17,14 @@ lookup table into ids of the smallest integer type that holds V (one byte for mo
 so a text takes about 3 times its size at the peak (the file's bytes and the decoded text
 while reading, then the text and its ids), not the 34 times of encoding it whole as int64.
 
+Larger than memory: `lstmlab prepare charlm --text PATH --out DIR` reads the file three times
+as a stream (its length, the training split's characters, the ids) and writes DIR/ids.bin,
+the ids as a flat array, with DIR/prepared.json (the vocabulary, the counts, the length);
+`-o prepared=DIR` then trains from it, reading each batch's windows from the file (IdFile),
+so a text of any size starts at once and only the windows a batch reads come into memory.
+`-o test_chars=N` scores the first N characters of the test split (0, the default: all of
+it).
+
 A run keeps what generation and evaluation need (RUN/preprocessing.json, data.safetensors):
 the vocabulary, the training split's character counts (the unigram baseline) and the test
 text; the 90% that trains is read again only to resume training.
@@ -56,7 +64,11 @@ networks").
 
 from __future__ import annotations
 
+import codecs
+import json
 import math
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +114,164 @@ def read_text(path) -> str:
     return text
 
 
+PREPARED = "lstmlab-prepared-charlm"     # prepared.json's format name
+READ_BYTES = 1 << 24                     # bytes read at a time when preparing: 16 MB
+
+
+def text_chunks(path, size: int = READ_BYTES):
+    """The UTF-8 file at `path` as a stream of (str piece, bytes read so far), decoded as
+    read_text does (a BOM dropped, line ends made "\n", a CRLF split between two reads kept
+    whole)."""
+    decoder, held, offset = codecs.getincrementaldecoder("utf-8-sig")(), "", 0
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(size)
+            try:
+                piece = held + decoder.decode(data, final=not data)
+            except UnicodeDecodeError as e:
+                raise ValueError(f"text file {path} is not UTF-8: byte 0x{data[e.start]:02x} at "
+                                 f"offset {offset + e.start} cannot be decoded; convert the file to "
+                                 "UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            offset += len(data)
+            held = "\r" if data and piece.endswith("\r") else ""   # its "\n" may come next
+            piece = (piece[:-1] if held else piece).replace("\r\n", "\n").replace("\r", "\n")
+            if piece:
+                yield piece, offset
+            if not data:
+                return
+
+
+def prepare(path, out, progress=None) -> dict:
+    """`lstmlab prepare charlm`: the text file at `path` as ids in out/ids.bin (a flat array of
+    the smallest unsigned type that holds V), the test split's characters in out/test.txt
+    (what the figures show: a character training lacks has no id of its own) and
+    out/prepared.json, read as a stream three times, never whole: the characters, the training
+    split's vocabulary, the ids. Returns the JSON. progress(what, bytes_done, bytes_total)
+    after every read, if given."""
+    path, out = Path(path), Path(out)
+    if not path.is_file():
+        raise ValueError(f"text file {path} does not exist; give --text the path of a UTF-8 text file")
+    if (out / "prepared.json").exists():
+        raise ValueError(f"{out} already holds prepared data; choose another --out or delete it")
+    total = path.stat().st_size
+    report = progress or (lambda what, done, total: None)
+
+    def pieces(what):
+        for piece, done in text_chunks(path):
+            report(what, done, total)
+            yield piece
+
+    n, first = 0, ""
+    for piece in pieces("characters"):
+        first, n = first or piece[0], n + len(piece)
+    if n == 0:
+        raise ValueError(f"text file {path} is empty; give a UTF-8 text of a few thousand characters or more")
+    a = int(SPLITS[0] * n)
+    counts, at = np.zeros(CODE_POINTS, dtype=np.int64), 0        # per code point, in training
+    for piece in pieces("vocabulary"):
+        if at < a:
+            counts += np.bincount(code_points(piece, 0, a - at), minlength=CODE_POINTS)
+        at += len(piece)
+    codes = np.flatnonzero(counts).astype(np.uint32)
+    lookup = _lookup_table(codes)
+    out.mkdir(parents=True, exist_ok=True)
+    part, test_part = out / "ids.bin.part", out / "test.txt.part"
+    b, at = int(SPLITS[1] * n), 0
+    with open(part, "wb") as ids, open(test_part, "w", encoding="utf-8", newline="") as test:
+        for piece in pieces("ids"):                              # written, not mapped: a mapping's
+            for i in range(0, len(piece), ENCODE_CHUNK):         # dirty pages count as memory
+                ids.write(lookup[code_points(piece, i, min(i + ENCODE_CHUNK, len(piece)))].tobytes())
+            if at + len(piece) > b:                              # the test split's own characters,
+                test.write(piece[max(0, b - at):])               # for its figures
+            at += len(piece)
+    os.replace(part, out / "ids.bin")
+    os.replace(test_part, out / "test.txt")
+    info = {"format": PREPARED, "version": 1, "source": str(path.resolve()), "characters": n,
+            "first": first, "dtype": lookup.dtype.name, "codes": codes.tolist(),
+            "train_counts": [0, *counts[codes].tolist()]}
+    from ..io.atomic import write_text
+    write_text(out / "prepared.json", json.dumps(info))         # last: it marks the data whole
+    return info
+
+
+def _passes_progress():
+    """progress(what, done, total) for `prepare`: a bar with rate and ETA per pass over the file."""
+    from ..train.callbacks import ProgressBar
+
+    bars: dict = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[what] = ProgressBar(f"prepare charlm: {what}", unit="byte")
+            bars[what].on_start(total, 0)
+        bars[what].on_step(done)
+        if done >= total:
+            bars[what].close()
+
+    return update
+
+
+def _lookup_table(codes: np.ndarray) -> np.ndarray:
+    """code point -> id (0: unknown), of the smallest unsigned type that holds V = len(codes) + 1."""
+    V = len(codes) + 1
+    dtype = np.uint8 if V <= 1 << 8 else np.uint16 if V <= 1 << 16 else np.uint32
+    lookup = np.zeros(CODE_POINTS, dtype=dtype)
+    lookup[codes] = np.arange(1, V)
+    return lookup
+
+
+class IdFile:
+    """Ids start:stop of a prepared text's ids.bin, read where a batch asks (os.pread), never
+    held whole nor mapped: the pages a memory map touches count as the process's memory (the
+    kernel maps whole folios of the page cache, here about 1.4 MB for each 100-character
+    window: +52 MiB after 20 batches of a 100 MB text)."""
+
+    def __init__(self, path, dtype, start: int, stop: int):
+        self.path, self.dtype, self.start, self.stop = Path(path), np.dtype(dtype), start, stop
+        self._fd: int | None = None
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """(stop - start,) ids from position start (relative to this part)."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        size = self.dtype.itemsize
+        data = os.pread(self._fd, (stop - start) * size, (self.start + start) * size)
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """(length, B): the `length` ids from each start, one column a window."""
+        return np.stack([self.read(int(a), int(a) + length) for a in starts], axis=1)
+
+    def __getstate__(self):                      # an open descriptor does not travel
+        return {**self.__dict__, "_fd": None}
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+
+def load_prepared(folder) -> dict:
+    """prepared.json of a folder `prepare` wrote, checked against its files."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / "prepared.json").read_text())
+        if info.get("format") != PREPARED:
+            raise ValueError
+        size = (folder / "ids.bin").stat().st_size
+        if size != info["characters"] * np.dtype(info["dtype"]).itemsize \
+                or not (folder / "test.txt").is_file():
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{folder} holds no data prepared by `lstmlab prepare charlm` (or it is "
+                         "damaged); prepare it again") from None
+    return info
+
+
 def code_points(text: str, start: int = 0, stop: int | None = None) -> np.ndarray:
     """(n,) uint32 code points of text[start:stop]."""
     return np.frombuffer(text[start:stop].encode("utf-32-le"), dtype=np.uint32)
@@ -136,24 +306,33 @@ class CharLM(Task):
                             train={"steps": 3500, "batch_size": 64, "lr": 3e-3,
                                    "eval_every": 250})
     options = {"text": ("", "your own UTF-8 text file (empty: the built-in King James Bible)"),
+               "prepared": ("", "a folder `lstmlab prepare charlm --text` wrote: trains from its "
+                                "ids file, for a text larger than memory"),
+               "test_chars": (0, "test characters scored (the first ones of the split; 0: all)"),
                "seq_len": (100, "characters per training window (truncated BPTT length); the "
                                 "state carries from one window to the next"),
                "valid_chars": (50_000, "validation characters scored at each evaluation (the "
                                        "first ones of the split)")}
 
-    sources = ("text",)
+    sources = ("text", "prepared")
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
         self.seq_len = check_int("seq_len", self.opts["seq_len"], 1)
         valid_chars = check_int("valid_chars", self.opts["valid_chars"], 2)
         path = self.opts["text"]
+        test_chars = check_int("test_chars", self.opts["test_chars"], 0)
+        if path and self.opts["prepared"]:
+            raise ValueError("-o text and -o prepared name two texts; give one")
         if self.stored is not None:                              # a run's vocabulary and test
             st, arrays = self.stored.state, self.stored.arrays
             self._set_vocabulary(np.array(st["codes"], dtype=np.uint32), arrays["train_counts"])
             self.first = st["first"]
             test = arrays["test_text"].tobytes().decode("utf-8")
             self.text, self.ids = {"test": test}, {"test": self.encode(test)}
+            return
+        if self.opts["prepared"]:
+            self._from_prepared(self.opts["prepared"], valid_chars, test_chars)
             return
         if path:
             text, what = read_text(path), f"text file {path}"
@@ -174,10 +353,30 @@ class CharLM(Task):
         codes = np.flatnonzero(counts).astype(np.uint32)         # sorted; id k + 1 is codes[k]
         self._set_vocabulary(codes, np.r_[0, counts[codes]])    # UNKNOWN: never in training
         self.first = text[0]
+        end = n if not test_chars else min(n, b + test_chars)
         self.ids = {"train": self.encode(text, 0, a),
                     "valid": self.encode(text, a, min(b, a + valid_chars)),
-                    "test": self.encode(text, b)}
-        self.text = {"test": text[b:]}
+                    "test": self.encode(text, b, end)}
+        self.text = {"test": text[b:end]}
+
+    def _from_prepared(self, folder, valid_chars: int, test_chars: int) -> None:
+        """The splits from `prepare`'s files: training reads each batch's windows from ids.bin
+        (IdFile), validation and test are read once (their first characters)."""
+        info = load_prepared(folder)
+        n = info["characters"]
+        if not _splits_ok(n, self.seq_len):
+            raise ValueError(f"the prepared text in {folder} has {n} characters, shorter than "
+                             f"one training sequence (at least {min_chars(self.seq_len)} for "
+                             f"seq_len {self.seq_len})")
+        self._set_vocabulary(np.array(info["codes"], dtype=np.uint32), info["train_counts"])
+        a, b = int(SPLITS[0] * n), int(SPLITS[1] * n)
+        self.first = info["first"]
+        with open(Path(folder) / "test.txt", encoding="utf-8", newline="") as f:
+            text = f.read(test_chars) if test_chars else f.read()
+        ids = IdFile(Path(folder) / "ids.bin", info["dtype"], 0, n)
+        self.ids = {"train": IdFile(ids.path, ids.dtype, 0, a),
+                    "valid": ids.read(a, min(b, a + valid_chars)), "test": ids.read(b, b + len(text))}
+        self.text = {"test": text}
 
     def _set_vocabulary(self, codes: np.ndarray, train_counts: np.ndarray) -> None:
         """The characters (code points, sorted) and each id's count in the training split
@@ -185,10 +384,7 @@ class CharLM(Task):
         self.codes, self.train_counts = codes, np.asarray(train_counts, dtype=np.int64)
         self.alphabet = "".join(map(chr, codes.tolist()))
         self.vocab = Vocabulary(self.alphabet, reserved=("<unknown>",))   # id k + 1: codes[k]
-        V = len(self.vocab)
-        dtype = np.uint8 if V <= 1 << 8 else np.uint16 if V <= 1 << 16 else np.uint32
-        self._lookup = np.zeros(CODE_POINTS, dtype=dtype)        # code point -> id (0: unknown)
-        self._lookup[codes] = np.arange(1, V)
+        self._lookup = _lookup_table(codes)                      # code point -> id (0: unknown)
 
     def preprocessing(self) -> dict:
         return {"input": "one character a step, as its id: id k + 1 is the character with code "
@@ -202,6 +398,19 @@ class CharLM(Task):
     def stored_arrays(self) -> dict[str, np.ndarray]:
         return {"train_counts": self.train_counts,
                 "test_text": np.frombuffer(self.text["test"].encode("utf-8"), dtype=np.uint8)}
+
+    @classmethod
+    def prepare_data(cls, folder=None, quiet: bool = False, text=None) -> dict:
+        """`lstmlab prepare charlm --text FILE --out FOLDER`: see `prepare`."""
+        if not text or not folder:
+            raise ValueError("lstmlab prepare charlm needs --text FILE (the text) and --out FOLDER "
+                             "(where its ids go)")
+        started = time.perf_counter()
+        info = prepare(text, folder, None if quiet else _passes_progress())
+        return {"prepared": str(folder), "characters": info["characters"],
+                "vocab_size": len(info["codes"]) + 1, "dtype": info["dtype"],
+                "seconds": round(time.perf_counter() - started, 3),
+                "train": f"lstmlab train charlm -o prepared={folder}"}
 
     @property
     def vocab_size(self) -> int:
@@ -251,9 +460,12 @@ class CharLM(Task):
         W, _, _ = self._layout(batch_size)
         epoch, k = divmod(step - 1, W)                           # window k of this epoch
         at = self.stream_starts(epoch, batch_size) + k * self.seq_len
-        idx = at[None, :] + np.arange(self.seq_len)[:, None]     # (T, B) positions
         ids = self.ids["train"]
-        return Batch(x=ids[idx].astype(np.int64), y=ids[idx + 1].astype(np.int64), carry=k > 0)
+        if isinstance(ids, IdFile):                              # a prepared text: read, not held
+            w = ids.windows(at, self.seq_len + 1).astype(np.int64)   # (T + 1, B)
+        else:
+            w = ids[at[None, :] + np.arange(self.seq_len + 1)[:, None]].astype(np.int64)
+        return Batch(x=w[:-1], y=w[1:], carry=k > 0)
 
     # --- evaluation ---------------------------------------------------------------------------
     def score(self, predictor, split: str, streams: int = TEST_STREAMS):

@@ -302,7 +302,7 @@ class Speech(Task):
         self.words = Lexicon.of(u["text"] for u in train)
 
     @classmethod
-    def prepare_data(cls, folder=None, size=None, seed: int = 0, quiet: bool = False) -> dict:
+    def prepare_data(cls, folder=None, quiet: bool = False, size=None, seed: int = 0) -> dict:
         """`lstmlab prepare speech`: make the corpus (or find it made) and say what it holds."""
         size = check_int("--size", cls.options["size"][0] if size is None else size, 16)
         seed = check_int("--seed", seed, 0)
