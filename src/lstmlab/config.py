@@ -128,6 +128,7 @@ class ModelConfig:
 
 SCHEDULES = ("cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class TrainConfig:
     patience: int = 0                # early stopping: evaluations without improvement; 0 = off
     plateau_patience: int = 2        # "plateau": halve the lr after this many flat evaluations
     seed: int = 0                    # weights, data order and dropout all follow from it
+    precision: str = "fp32"          # "bf16": the torch engine's forward under autocast (CPU or GPU)
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("batch_size", 1), ("eval_every", 1), ("patience", 0),
@@ -151,6 +153,7 @@ class TrainConfig:
         object.__setattr__(self, "clip", check_real(self.clip, "clip", 0))
         check_choice(self.schedule, "schedule", SCHEDULES)
         check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_choice(self.precision, "precision", PRECISIONS)
 
     def lr_at(self, step: int, plateau_factor: float = 1.0) -> float:
         """The learning rate of step `step` (1-based); pure, so a resumed run gets the same."""

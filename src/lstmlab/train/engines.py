@@ -30,6 +30,9 @@ def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, de
             raise ValueError(f"the numpy engine runs on the CPU only, got --device {device}")
         if world is not None:
             raise ValueError("training on several processes (--nproc, torchrun) needs --engine torch")
+        if train.precision != "fp32":
+            raise ValueError(f"--precision {train.precision} needs --engine torch (the numpy engine "
+                             "computes in the model's dtype)")
         return NumpyEngine(model, train, loss)
     if name == "torch":
         return TorchEngine(model, train, loss, device, world)
@@ -126,6 +129,11 @@ class TorchEngine:
         if world is not None and self.device.type == "cuda":       # one GPU per local rank
             self.device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(self.device)
+        if train.precision == "bf16" and self.device.type == "cpu" \
+                and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise ValueError("--precision bf16 on the CPU needs bfloat16 instructions (AVX512-BF16 "
+                             f"or AMX; this CPU has {torch.backends.cpu.get_cpu_capability()}, and "
+                             "oneDNN's LSTM refuses bfloat16 there): train in fp32, or on a GPU")
         self.model = network_class(model, "torch")(model, seed=train.seed, device=self.device)
         self.net = self.model                                    # what a training step calls
         if world is not None:                                    # gradients averaged over the ranks
@@ -147,12 +155,16 @@ class TorchEngine:
             ctc_or_last = self.loss == "ctc" or self.config.readout == "last"
             batch = self.world.shard(batch, 0 if ctc_or_last else 1)
         y = _to_torch(batch.y, self._like)
-        if self.config.architecture == "seq2seq":
-            out, final = self.net(batch.x, batch.target_in, batch.lengths)[0], None
-        else:
-            x, state = _to_torch(batch.x, self._like), _state_to_torch(state, self._like)
-            lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
-            out, final = self.net(x, state, lengths)
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.train.precision == "bf16"):
+            if self.config.architecture == "seq2seq":
+                out, final = self.net(batch.x, batch.target_in, batch.lengths)[0], None
+            else:
+                x, state = _to_torch(batch.x, self._like), _state_to_torch(state, self._like)
+                lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
+                out, final = self.net(x, state, lengths)
+        out = out.float()                                        # the loss in float32, always
+        final = None if final is None else tuple(s.float() for s in final) if isinstance(final, tuple) \
+            else final.float()
         total, count = self._loss_terms(batch, out, y)
         if self.world is None:
             loss = total / count
