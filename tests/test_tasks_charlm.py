@@ -309,6 +309,11 @@ def test_the_stream_reads_like_the_whole_file(tmp_path):
 
     path = tmp_path / "t.txt"
     path.write_bytes("\ufeffab\r\ncd\re\u00e9\u4e2d\r\n\r\nfin".encode())
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("ab\u00e9".encode() + b"\xff rest")
+    for size in (1, 2, 3, 64):                                       # the \u00e9 split across reads
+        with pytest.raises(ValueError, match="byte 0xff at offset 4 "):
+            list(text_chunks(bad, size))
     for size in (1, 2, 3, 5, 1 << 20):
         pieces = list(text_chunks(path, size))
         assert "".join(p for p, _ in pieces) == read_text(path) == "ab\ncd\ne\u00e9\u4e2d\n\nfin"

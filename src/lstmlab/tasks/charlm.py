@@ -128,10 +128,11 @@ def text_chunks(path, size: int = READ_BYTES):
             data = f.read(size)
             try:
                 piece = held + decoder.decode(data, final=not data)
-            except UnicodeDecodeError as e:
-                raise ValueError(f"text file {path} is not UTF-8: byte 0x{data[e.start]:02x} at "
-                                 f"offset {offset + e.start} cannot be decoded; convert the file to "
-                                 "UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+            except UnicodeDecodeError as e:                      # e.object: bytes held back + data
+                at = offset - (len(e.object) - len(data)) + e.start
+                raise ValueError(f"text file {path} is not UTF-8: byte 0x{e.object[e.start]:02x} at "
+                                 f"offset {at} cannot be decoded; convert the file to UTF-8 (e.g. "
+                                 "iconv -f latin1 -t utf-8)") from None
             offset += len(data)
             held = "\r" if data and piece.endswith("\r") else ""   # its "\n" may come next
             piece = (piece[:-1] if held else piece).replace("\r\n", "\n").replace("\r", "\n")

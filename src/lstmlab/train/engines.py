@@ -127,6 +127,9 @@ class TorchEngine:
         self.config, self.train, self.loss = model, train, loss
         self.device = resolve_device(device or "cpu")
         if world is not None and self.device.type == "cuda":       # one GPU per local rank
+            if world.local_rank >= torch.cuda.device_count():
+                raise ValueError(f"{torch.cuda.device_count()} GPU(s) for more processes on this "
+                                 "machine; give --nproc at most the number of GPUs")
             self.device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(self.device)
         if train.precision == "bf16" and self.device.type == "cpu" \
