@@ -15,6 +15,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from lstmlab.tasks.base import Batch
+from lstmlab.threads import usable_cores
 from lstmlab.train.distributed import World
 from tests.conftest import lstmlab, one_line_error
 
@@ -44,7 +45,9 @@ def test_two_processes_train_sine_like_one(tmp_path):
     r2 = lstmlab("train", *SINE, "--nproc", "2", "--out", tmp_path / "two", "--json")
     assert r1.returncode == 0 and r2.returncode == 0, r1.stderr + r2.stderr
     out = json.loads(r2.stdout)                                   # rank 0 alone prints
-    assert out["run"] == str(tmp_path / "two") and out["threads"] == 1
+    assert out["run"] == str(tmp_path / "two")
+    if not os.environ.get("LSTMLAB_THREADS") and not os.environ.get("OMP_NUM_THREADS"):
+        assert out["threads"] == max(1, usable_cores() // 2)          # the cores shared out
     _same_training(tmp_path / "one", tmp_path / "two", 1e-4)
 
 
@@ -68,6 +71,19 @@ def test_two_processes_train_charlm_like_one_with_the_state_carried(tmp_path):
         np.testing.assert_allclose(v, one[k], atol=1e-4)
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc: no ps needed)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()   # after "(comm)": state, ppid
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
 def _rank_of(pid: int) -> int | None:
     try:
         env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -87,10 +103,7 @@ def test_a_killed_rank_stops_the_job_and_resume_continues_on_one_process(tmp_pat
         while not (run / "checkpoint.safetensors").is_file() and job.poll() is None:
             assert time.time() < deadline, "no checkpoint within 2 minutes"
             time.sleep(0.05)
-        ranks = {}
-        for line in subprocess.run(["ps", "-o", "pid=", "--ppid", str(job.pid)], capture_output=True,
-                                   text=True).stdout.split():
-            ranks[_rank_of(int(line))] = int(line)
+        ranks = {_rank_of(kid): kid for kid in _children(job.pid)}
         assert set(ranks) >= {0, 1}
         os.kill(ranks[1], signal.SIGKILL)
         killed = time.time()

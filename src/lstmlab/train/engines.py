@@ -165,9 +165,8 @@ class TorchEngine:
                 x, state = _to_torch(batch.x, self._like), _state_to_torch(state, self._like)
                 lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
                 out, final = self.net(x, state, lengths)
-        out = out.float()                                        # the loss in float32, always
-        final = None if final is None else tuple(s.float() for s in final) if isinstance(final, tuple) \
-            else final.float()
+        if self.train.precision != "fp32":                       # the loss and state at full width
+            out, final = out.to(self._like.dtype), _state_like(final, self._like)
         total, count = self._loss_terms(batch, out, y)
         if self.world is None:
             loss = total / count
@@ -334,6 +333,13 @@ def _state_to_torch(state, like):
     if state is None:
         return None
     return tuple(_to_torch(s, like) for s in state) if isinstance(state, tuple) else _to_torch(state, like)
+
+
+def _state_like(state, like):
+    """A state (a tensor, a tuple of them or None) in `like`'s dtype."""
+    if state is None:
+        return None
+    return tuple(s.to(like.dtype) for s in state) if isinstance(state, tuple) else state.to(like.dtype)
 
 
 def _to_numpy(v):
