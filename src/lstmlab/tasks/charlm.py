@@ -98,19 +98,10 @@ def read_text(path) -> str:
     if not path.is_file():
         raise ValueError(f"text file {path} does not exist; give --text the path of a UTF-8 "
                          "text file (or leave it out for the built-in King James text)")
-    data = path.read_bytes()
-    if not data.strip():
+    text = "".join(piece for piece, _ in text_chunks(path))
+    if not text.strip():
         raise ValueError(f"text file {path} is empty; give a UTF-8 text of a few thousand "
                          "characters or more")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"text file {path} is not UTF-8: byte 0x{data[e.start]:02x} at "
-                         f"offset {e.start} cannot be decoded; convert the file to UTF-8 "
-                         "(e.g. iconv -f latin1 -t utf-8)") from None
-    del data                                                     # the text alone from here
-    if "\r" in text:                                             # CRLF: one character, not two
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
 
 
@@ -247,9 +238,6 @@ class IdFile:
     def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
         """(length, B): the `length` ids from each start, one column a window."""
         return np.stack([self.read(int(a), int(a) + length) for a in starts], axis=1)
-
-    def __getstate__(self):                      # an open descriptor does not travel
-        return {**self.__dict__, "_fd": None}
 
     def __del__(self):
         if getattr(self, "_fd", None) is not None:

@@ -148,6 +148,8 @@ class TorchEngine:
                     "sgd": lambda: torch.optim.SGD(params, lr=train.lr, momentum=0.9),
                     "rmsprop": lambda: torch.optim.RMSprop(params, lr=train.lr)}[train.optimizer]()
         self._like = next(self.model.parameters())               # inputs take its device, dtype
+        # y's batch axis: CTC labels (B, L) and a readout of the last step (B, O) have no T
+        self._y_batch_axis = 0 if loss == "ctc" or model.readout == "last" else 1
 
     def train_step(self, batch: Batch, lr: float, state, step: int) -> tuple[float, float, Any]:
         torch = self.torch
@@ -155,8 +157,7 @@ class TorchEngine:
         torch.manual_seed(self.train.seed * 1_000_003 + step + 7_919 * rank)   # dropout: resumable
         self.model.train()
         if self.world is not None:                               # this rank's share of the batch
-            ctc_or_last = self.loss == "ctc" or self.config.readout == "last"
-            batch = self.world.shard(batch, 0 if ctc_or_last else 1)
+            batch = self.world.shard(batch, self._y_batch_axis)
         y = _to_torch(batch.y, self._like)
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.train.precision == "bf16"):
             if self.config.architecture == "seq2seq":
