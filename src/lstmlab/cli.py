@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import time
 
 import click
 from rich.console import Console
@@ -75,12 +76,15 @@ def command(fn):
 def _fail(msg, code, as_json, label="error", **fields):
     """Exit with `code` after one line on stderr, or {"error": msg, **fields} on stdout."""
     msg = " ".join(str(msg).split())                             # one line, whatever it held
-    from .train.distributed import world
+    from .train.distributed import FOLLOWER_GRACE_S, world
 
     rank = world()
     if rank is not None and not rank.lead:                       # one of several: rank 0 reports
-        if code == 2:                                            # a mistake, which rank 0 saw too
-            sys.exit(code)
+        if code == 2:
+            # a mistake, which rank 0 meets too: wait for it to report and exit, after which
+            # the launcher stops this rank (exiting first would let the launcher stop rank 0
+            # before it printed); a mistake of this rank alone is printed after the wait
+            time.sleep(FOLLOWER_GRACE_S)
         msg = f"rank {rank.rank}: {msg}"
     if as_json:
         _print_json({"error": msg if label == "error" else f"{label}: {msg}", **fields})

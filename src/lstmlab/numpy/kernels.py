@@ -162,6 +162,22 @@ def lstm_stream(W, R, b_i, b_h, x, h, c, h_out, c_out, z, k: int) -> float:
     return float(a_sum + c_out.sum())
 
 
+def _torch_symbol(name: str):
+    """The function `name` exported by torch's own library (libtorch_cpu, which carries MKL in
+    the x86-64 wheels), or None where no such library or symbol is found."""
+    import ctypes
+    import glob
+
+    import torch
+
+    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))):
+        try:
+            return getattr(ctypes.CDLL(path), name)
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 @functools.cache
 def torch_sgemm() -> int | None:
     """The address of the Fortran sgemm inside torch's own library (MKL in the x86-64 wheels),
@@ -173,30 +189,25 @@ def torch_sgemm() -> int | None:
     the time of torch's own fused LSTM in the same process. Checked on a 2 x 3 product first:
     the integers are passed as int64, which an LP64 BLAS reads correctly too (little-endian)."""
     import ctypes
-    import glob
 
-    import torch
-
+    fn = _torch_symbol("sgemm_")
+    if fn is None:
+        return None
     c_float_p = ctypes.POINTER(ctypes.c_float)
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))):
-        try:
-            fn = ctypes.CDLL(path).sgemm_
-        except (OSError, AttributeError):
-            continue
-        a = np.arange(6, dtype=np.float32).reshape(2, 3)
-        b = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
-        c = np.zeros((2, 2), np.float32)                         # c = a b^T, column-major below
-        dims = [ctypes.c_int64(v) for v in (2, 2, 3, 3, 3, 2)]
-        fn(ctypes.c_char_p(b"T"), ctypes.c_char_p(b"N"), *map(ctypes.byref, dims[:3]),
-           ctypes.byref(ctypes.c_float(1.0)), b.ctypes.data_as(c_float_p), ctypes.byref(dims[3]),
-           a.ctypes.data_as(c_float_p), ctypes.byref(dims[4]), ctypes.byref(ctypes.c_float(0.0)),
-           c.ctypes.data_as(c_float_p), ctypes.byref(dims[5]))
-        if np.array_equal(c, a @ b.T):
-            address = ctypes.cast(fn, ctypes.c_void_p).value
-            import llvmlite.binding as llvm
-            llvm.add_symbol("lstmlab_torch_sgemm", address)
-            return address
-    return None
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    c = np.zeros((2, 2), np.float32)                             # c = a b^T, column-major below
+    dims = [ctypes.c_int64(v) for v in (2, 2, 3, 3, 3, 2)]
+    fn(ctypes.c_char_p(b"T"), ctypes.c_char_p(b"N"), *map(ctypes.byref, dims[:3]),
+       ctypes.byref(ctypes.c_float(1.0)), b.ctypes.data_as(c_float_p), ctypes.byref(dims[3]),
+       a.ctypes.data_as(c_float_p), ctypes.byref(dims[4]), ctypes.byref(ctypes.c_float(0.0)),
+       c.ctypes.data_as(c_float_p), ctypes.byref(dims[5]))
+    if not np.array_equal(c, a @ b.T):
+        return None
+    address = ctypes.cast(fn, ctypes.c_void_p).value
+    import llvmlite.binding as llvm
+    llvm.add_symbol("lstmlab_torch_sgemm", address)
+    return address
 
 
 @functools.cache
@@ -205,18 +216,11 @@ def _torch_blas_threads_local() -> Callable[[int], int] | None:
     products may use, 0: the global count; returns the previous), or None where there is none.
     (The lower-case name is the Fortran entry, which takes a pointer.)"""
     import ctypes
-    import glob
 
-    import torch
-
-    for path in sorted(glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cpu.*"))):
-        try:
-            fn = ctypes.CDLL(path).MKL_Set_Num_Threads_Local
-        except (OSError, AttributeError):
-            continue
+    fn = _torch_symbol("MKL_Set_Num_Threads_Local")
+    if fn is not None:
         fn.argtypes, fn.restype = [ctypes.c_int], ctypes.c_int
-        return fn
-    return None
+    return fn
 
 
 def row_parts(rows: int) -> list[tuple[int, int]]:

@@ -41,6 +41,9 @@ import numpy as np
 # how long a rank waits for the others in one collective before it gives up (rank 0's
 # evaluation of the validation split runs while the others wait)
 TIMEOUT_S = 1800
+# how long a rank other than 0 that met a user's mistake waits for rank 0, which meets it too,
+# to report it and exit (the launcher then stops the waiting rank)
+FOLLOWER_GRACE_S = 30
 
 
 @dataclasses.dataclass(frozen=True)
