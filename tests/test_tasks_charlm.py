@@ -15,7 +15,7 @@ from lstmlab.config import TrainConfig
 from lstmlab.numpy.model import SequenceModel
 from lstmlab.tasks import TASKS, get_task
 from lstmlab.tasks import charlm as C
-from lstmlab.tasks.datasets import king_james
+from lstmlab.tasks.datasets import ArrayFile, king_james
 from lstmlab.train import fit, load_run
 from lstmlab.train.engines import predictor_for
 from lstmlab.train.runs import RunFolder
@@ -289,7 +289,7 @@ def test_prepared_ids_equal_the_text_read_whole(small_text, tmp_path):
     mapped = get_task("charlm", prepared=str(tmp_path / "p"), seq_len=10, valid_chars=2000)
     assert info["characters"] == 30_000 and mapped.codes.tolist() == whole.codes.tolist()
     train = mapped.ids["train"]                                       # read from the file, not held
-    assert isinstance(train, C.IdFile) and len(train) == len(whole.ids["train"])
+    assert isinstance(train, ArrayFile) and len(train) == len(whole.ids["train"])
     assert train.read(0, len(train)).tolist() == whole.ids["train"].tolist()
     for split in ("valid", "test"):
         assert mapped.ids[split].tolist() == whole.ids[split].tolist(), split

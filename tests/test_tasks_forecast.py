@@ -6,11 +6,14 @@ import sys
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file
 
 from lstmlab.config import TrainConfig
 from lstmlab.tasks import get_task
-from lstmlab.tasks.datasets import builtin_series, read_csv_column
-from lstmlab.train import fit
+from lstmlab.tasks.datasets import ArrayFile, builtin_series, csv_column_chunks, read_csv_column
+from lstmlab.tasks.forecast import prepare
+from lstmlab.train import evaluate_run, fit
+from tests.conftest import lstmlab, one_line_error
 
 
 def _csv(tmp_path, values, name="s.csv", column="load"):
@@ -39,7 +42,7 @@ def test_splits_origins_and_baselines(tmp_path):
     task = get_task("forecast", csv=str(_csv(tmp_path, y)), column="load", horizon=5, season=20,
                     context=40)
     o = task.origins
-    assert o["train"].max() + 5 < 840 and o["valid"].min() == 839 and o["valid"].max() + 5 < 960
+    assert task.train_origins[1] - 1 + 5 < 840 and o["valid"].min() == 839 and o["valid"].max() + 5 < 960
     assert o["test"].min() == 959 and o["test"].max() + 5 == 1199      # every test target is in the last 20%
     t = o["test"][:3]
     np.testing.assert_allclose(task._baseline(t, "naive"), np.repeat(y[t][:, None], 5, 1))
@@ -72,6 +75,27 @@ def test_adaptive_intervals_hold_coverage_through_a_regime_change():
     assert abs((err <= half).mean() - 0.9) < 0.02
     fixed = task._quantile(calib, 0.9)                           # split conformal without adapting
     assert (err <= fixed).mean() < 0.7
+
+
+def test_adaptive_intervals_equal_numpy_quantiles_of_the_recent_errors():
+    """The sorted window gives the quantiles np.quantile(method="higher") gives of the same
+    recent errors, ties included (the oracle: the loop written out plainly)."""
+    task = get_task("forecast", data="sunspots")
+    rng = np.random.default_rng(1)
+    W, n, H = 37, 400, 3
+    calib = np.abs(rng.standard_t(3, (W, H))).round(1)            # rounded: many ties
+    err = np.abs(rng.standard_t(3, (n, H))).round(1) * np.r_[np.ones(100), 4 * np.ones(300)][:, None]
+    half = task.rolling_intervals(calib, err)
+    alpha, want = 1 - task.coverage, np.empty_like(err)
+    for h in range(H):
+        known, a = list(calib[:, h]), alpha
+        for i in range(n):
+            if i - h - 1 >= 0:
+                known.append(err[i - h - 1, h])
+                a += 0.005 * (alpha - float(err[i - h - 1, h] > want[i - h - 1, h]))
+            want[i, h] = (np.inf if a <= 0 else 0.0 if a >= 1 else np.quantile(
+                known[-W:], min(1.0, (1 - a) * (1 + 1 / W)), method="higher"))
+    np.testing.assert_array_equal(half, want)
 
 
 @pytest.mark.parametrize("content, expect", [
@@ -193,3 +217,92 @@ def test_a_small_run_beats_the_baselines_and_predicts(tmp_path, strategy, interv
     assert len(p["forecast"]) == 5 and all(lo <= f <= hi for lo, f, hi in
                                            zip(p["lower"], p["forecast"], p["upper"]))
     assert abs(p["forecast"][0] - y[len(y) - 20]) < 3.0          # near the value one season ago
+
+
+# --- a series larger than memory: lstmlab prepare forecast, -o prepared ---------------------------
+def test_a_csv_read_in_chunks_equals_it_read_whole(tmp_path):
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=300).round(3)
+    cells = ["" if gap else str(v) for v, gap in zip(y, rng.random(300) < 0.3)]
+    cells[:3], cells[-2:] = ["", "", ""], ["nan", ""]             # leading and trailing gaps
+    path = tmp_path / "gaps.csv"
+    path.write_text("t,v\n" + "".join(f"{k},{c}\n" for k, c in enumerate(cells)))
+    whole = read_csv_column(path, "v", missing="interpolate")
+    assert np.isfinite(whole).all() and len(whole) == 300 - 3 - 2
+    for rows in (1, 2, 7, 64):
+        parts = [v for v, _ in csv_column_chunks(path, "v", "interpolate", rows=rows)]
+        np.testing.assert_allclose(np.concatenate(parts), whole, rtol=1e-12, err_msg=str(rows))
+    assert [v for v, _ in csv_column_chunks(_csv(tmp_path, y[:5]), "load", rows=2)][-1].size == 1
+
+
+def test_array_file_reads_dense_and_scattered_windows_alike(tmp_path):
+    values = np.arange(100_000, dtype="<f8") * 0.5
+    (tmp_path / "v.f64").write_bytes(values.tobytes())
+    f = ArrayFile(tmp_path / "v.f64", "<f8", 10, 100_000)
+    for starts in (np.array([5, 9, 7, 30]), np.array([3, 50_000, 99_000, 12])):   # one read; four
+        np.testing.assert_array_equal(f.windows(starts, 6), values[10 + starts[:, None] + np.arange(6)])
+    with pytest.raises(ValueError, match="shorter than its description"):
+        f.read(99_980, 100_000)
+
+
+def test_a_prepared_series_trains_and_scores_like_the_csv(tmp_path):
+    """prepare streams the CSV into values.f64 with the training part's statistics; the task
+    built from it draws the same batches, scores the same origins the same way, and a run
+    keeps only the stretch its scoring reads, so it evaluates after the folder is gone."""
+    y = _wave(n=3000)
+    csv = _csv(tmp_path, y)
+    info = prepare(csv, "load", tmp_path / "p", season=20)
+    assert info["values"] == 3000 and (tmp_path / "p" / "values.f64").stat().st_size == 3000 * 8
+    opts = dict(season=20, horizon=5, context=40, valid_origins=100, test_origins=200)
+    whole = get_task("forecast", csv=str(csv), column="load", **opts)
+    part = get_task("forecast", prepared=str(tmp_path / "p"), **opts)
+    assert isinstance(part.series.values, ArrayFile)
+    for k in ("mu", "sd", "mase_scale"):
+        assert getattr(part, k) == pytest.approx(getattr(whole, k), rel=1e-12), k
+    assert (part.base, part.r_scale, part.train_origins) == (whole.base, whole.r_scale, whole.train_origins)
+    for split in ("valid", "test"):
+        np.testing.assert_array_equal(part.origins[split], whole.origins[split])
+    assert len(whole.origins["valid"]) == 100 and len(whole.origins["test"]) == 200
+    for step in (1, 7):
+        a, b = whole.train_batch(step, 16), part.train_batch(step, 16)
+        np.testing.assert_array_equal(a.x, b.x)
+        np.testing.assert_array_equal(a.y, b.y)
+    assert part.baselines() == whole.baselines()
+    train = TrainConfig(steps=30, batch_size=16, lr=3e-3, eval_every=30, seed=0)
+    run = tmp_path / "run"
+    result = fit(part, part.model_config(hidden_size=8), train, run, engine="numpy", callbacks=[])
+    kept = load_file(run / "data.safetensors")["series"]
+    lo, hi = part._kept()
+    np.testing.assert_array_equal(kept, y[lo:hi].round(6))     # the stretch scoring reads
+    assert len(kept) < 1000
+    (tmp_path / "p" / "values.f64").unlink()                      # the prepared folder is gone
+    again = evaluate_run(run)
+    assert again["metrics"]["test"]["mase"] == pytest.approx(result["metrics"]["test"]["mase"], rel=1e-9)
+
+
+def test_prepare_forecast_refuses_what_it_cannot_use(tmp_path):
+    csv = _csv(tmp_path, _wave(n=600))
+    out = tmp_path / "p"
+    err = one_line_error(lstmlab("prepare", "forecast", "--csv", csv, "--out", out))
+    assert "--column" in err or "column=NAME" in err
+    err = one_line_error(lstmlab("prepare", "forecast", "--csv", csv, "--column", "power", "--out", out))
+    assert "no column 'power'; its columns are: when, load" in err
+    err = one_line_error(lstmlab("prepare", "forecast", "--csv", csv, "--column", "load", "--out", out,
+                                 "-o", "horizon=3"))
+    assert "-o horizon does not apply to lstmlab prepare forecast" in err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,load\n0,1\n1,2\n2,x\n")
+    err = one_line_error(lstmlab("prepare", "forecast", "--csv", bad, "--column", "load", "--out", out))
+    assert "line 4, column 'load'" in err and not (out / "values.f64.part").exists()
+    r = lstmlab("prepare", "forecast", "--csv", csv, "--column", "load", "--out", out, "-o", "season=20",
+                "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["train"] == f"lstmlab train forecast -o prepared={out} -o season=20"
+    err = one_line_error(lstmlab("prepare", "forecast", "--csv", csv, "--column", "load", "--out", out))
+    assert "already holds prepared data" in err
+    with pytest.raises(ValueError, match="prepared for season 20, not 24: prepare it again with -o season="):
+        get_task("forecast", prepared=str(out), season=24)
+    with open(out / "values.f64", "r+b") as f:                    # damaged: a value short
+        f.truncate(599 * 8)
+    with pytest.raises(ValueError, match="holds no series prepared by `lstmlab prepare forecast`"):
+        get_task("forecast", prepared=str(out), season=20)

@@ -527,11 +527,18 @@ def transcribe_cmd(run_dir, wav, as_json):
 @click.option("--seed", type=int, default=None, help="seed of the data  [default: 0]")
 @click.option("--text", type=click.Path(dir_okay=False), default=None,
               help="charlm: the UTF-8 text to prepare (any size: read as a stream)")
+@click.option("--csv", type=click.Path(dir_okay=False), default=None,
+              help="forecast: the CSV file whose column to prepare (any size: read as a stream)")
+@click.option("--column", default=None, help="forecast: the CSV column to prepare")
+@click.option("-o", "--task-option", "task_opts", multiple=True, metavar="NAME=VALUE",
+              help="forecast: -o season=N (the season its MASE scale is measured at; "
+                   "default 1), -o missing=interpolate")
 @json_option
 @command
-def prepare_cmd(task_name, out_dir, size, seed, text, as_json):
+def prepare_cmd(task_name, out_dir, size, seed, text, csv, column, task_opts, as_json):
     """Make a task's data once, ahead of training (speech: the synthesized corpus; charlm: a
-    text larger than memory as a file of ids, trained with -o prepared=FOLDER)."""
+    text, forecast: a CSV column, larger than memory as a flat file, trained with -o
+    prepared=FOLDER)."""
     import inspect
 
     from .tasks import TASKS, get_task
@@ -542,11 +549,13 @@ def prepare_cmd(task_name, out_dir, size, seed, text, as_json):
     if not hasattr(cls, "prepare_data"):
         makers = [n for n, c in TASKS.items() if hasattr(c, "prepare_data")]
         raise ValueError(f"task {task_name!r} has nothing to prepare; tasks that do: {', '.join(makers)}")
-    given = {k: v for k, v in (("size", size), ("seed", seed), ("text", text)) if v is not None}
+    flags = (("size", size), ("seed", seed), ("text", text), ("csv", csv), ("column", column))
+    given = {**{k: v for k, v in flags if v is not None}, **_task_options(task_opts, {})}
     takes = inspect.signature(cls.prepare_data).parameters
     for k in given:
-        if k not in takes:
-            raise ValueError(f"--{k} does not apply to lstmlab prepare {task_name}")
+        if k not in takes or k in ("folder", "quiet"):
+            how = f"--{k}" if k in dict(flags) else f"-o {k}"
+            raise ValueError(f"{how} does not apply to lstmlab prepare {task_name}")
     result = cls.prepare_data(out_dir, quiet=as_json, **given)
     if as_json:
         _print_json(result)

@@ -20,7 +20,7 @@ while reading, then the text and its ids), not the 34 times of encoding it whole
 Larger than memory: `lstmlab prepare charlm --text PATH --out DIR` reads the file three times
 as a stream (its length, the training split's characters, the ids) and writes DIR/ids.bin,
 the ids as a flat array, with DIR/prepared.json (the vocabulary, the counts, the length);
-`-o prepared=DIR` then trains from it, reading each batch's windows from the file (IdFile),
+`-o prepared=DIR` then trains from it, reading each batch's windows from the file (ArrayFile),
 so a text of any size starts at once and only the windows a batch reads come into memory.
 `-o test_chars=N` scores the first N characters of the test split (0, the default: all of
 it).
@@ -76,8 +76,8 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
-from .datasets import king_james
-from .kit import Vocabulary, correlations, reader_counters, text_signals, with_loss
+from .datasets import ArrayFile, king_james
+from .kit import Vocabulary, correlations, passes_progress, reader_counters, text_signals, with_loss
 from .sampling import autoregress
 
 SPLITS = (0.90, 0.95)          # train up to 90%, valid up to 95%, test the rest
@@ -186,25 +186,6 @@ def prepare(path, out, progress=None) -> dict:
     return info
 
 
-def _passes_progress():
-    """progress(what, done, total) for `prepare`: a bar with rate and ETA per pass over the file."""
-    from ..train.callbacks import ProgressBar
-
-    bars: dict = {}
-
-    def update(what: str, done: int, total: int) -> None:
-        if what not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars[what] = ProgressBar(f"prepare charlm: {what}", unit="byte")
-            bars[what].on_start(total, 0)
-        bars[what].on_step(done)
-        if done >= total:
-            bars[what].close()
-
-    return update
-
-
 def _lookup_table(codes: np.ndarray) -> np.ndarray:
     """code point -> id (0: unknown), of the smallest unsigned type that holds V = len(codes) + 1."""
     V = len(codes) + 1
@@ -212,36 +193,6 @@ def _lookup_table(codes: np.ndarray) -> np.ndarray:
     lookup = np.zeros(CODE_POINTS, dtype=dtype)
     lookup[codes] = np.arange(1, V)
     return lookup
-
-
-class IdFile:
-    """Ids start:stop of a prepared text's ids.bin, read where a batch asks (os.pread), never
-    held whole nor mapped: the pages a memory map touches count as the process's memory (the
-    kernel maps whole folios of the page cache, here about 1.4 MB for each 100-character
-    window: +52 MiB after 20 batches of a 100 MB text)."""
-
-    def __init__(self, path, dtype, start: int, stop: int):
-        self.path, self.dtype, self.start, self.stop = Path(path), np.dtype(dtype), start, stop
-        self._fd: int | None = None
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """(stop - start,) ids from position start (relative to this part)."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        size = self.dtype.itemsize
-        data = os.pread(self._fd, (stop - start) * size, (self.start + start) * size)
-        return np.frombuffer(data, dtype=self.dtype)
-
-    def windows(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """(length, B): the `length` ids from each start, one column a window."""
-        return np.stack([self.read(int(a), int(a) + length) for a in starts], axis=1)
-
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
 
 
 def load_prepared(folder) -> dict:
@@ -350,7 +301,7 @@ class CharLM(Task):
 
     def _from_prepared(self, folder, valid_chars: int, test_chars: int) -> None:
         """The splits from `prepare`'s files: training reads each batch's windows from ids.bin
-        (IdFile), validation and test are read once (their first characters)."""
+        (ArrayFile), validation and test are read once (their first characters)."""
         info = load_prepared(folder)
         n = info["characters"]
         if not _splits_ok(n, self.seq_len):
@@ -362,8 +313,8 @@ class CharLM(Task):
         self.first = info["first"]
         with open(Path(folder) / "test.txt", encoding="utf-8", newline="") as f:
             text = f.read(test_chars) if test_chars else f.read()
-        ids = IdFile(Path(folder) / "ids.bin", info["dtype"], 0, n)
-        self.ids = {"train": IdFile(ids.path, ids.dtype, 0, a),
+        ids = ArrayFile(Path(folder) / "ids.bin", info["dtype"], 0, n)
+        self.ids = {"train": ArrayFile(ids.path, ids.dtype, 0, a),
                     "valid": ids.read(a, min(b, a + valid_chars)), "test": ids.read(b, b + len(text))}
         self.text = {"test": text}
 
@@ -395,7 +346,7 @@ class CharLM(Task):
             raise ValueError("lstmlab prepare charlm needs --text FILE (the text) and --out FOLDER "
                              "(where its ids go)")
         started = time.perf_counter()
-        info = prepare(text, folder, None if quiet else _passes_progress())
+        info = prepare(text, folder, None if quiet else passes_progress("charlm"))
         return {"prepared": str(folder), "characters": info["characters"],
                 "vocab_size": len(info["codes"]) + 1, "dtype": info["dtype"],
                 "seconds": round(time.perf_counter() - started, 3),
@@ -450,8 +401,8 @@ class CharLM(Task):
         epoch, k = divmod(step - 1, W)                           # window k of this epoch
         at = self.stream_starts(epoch, batch_size) + k * self.seq_len
         ids = self.ids["train"]
-        if isinstance(ids, IdFile):                              # a prepared text: read, not held
-            w = ids.windows(at, self.seq_len + 1).astype(np.int64)   # (T + 1, B)
+        if isinstance(ids, ArrayFile):                              # a prepared text: read, not held
+            w = ids.windows(at, self.seq_len + 1).T.astype(np.int64)   # (T + 1, B)
         else:
             w = ids[at[None, :] + np.arange(self.seq_len + 1)[:, None]].astype(np.int64)
         return Batch(x=w[:-1], y=w[1:], carry=k > 0)

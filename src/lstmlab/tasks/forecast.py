@@ -37,6 +37,16 @@ Missing values (empty cells, NaN) in a CSV stop with an error that names the lin
 A run trained on a CSV keeps the column it read (RUN/data.safetensors) beside the scaling
 (RUN/preprocessing.json), so it evaluates and forecasts after the CSV is moved.
 
+Larger than memory: `lstmlab prepare forecast --csv PATH -o column=NAME --out DIR` reads the
+CSV once as a stream into DIR/values.f64 (the column as float64) with DIR/prepared.json (its
+length and the training part's mean, deviation and MASE scale for the season given with
+`-o season`); `-o prepared=DIR` then trains from it, reading each batch's windows from the
+file (ArrayFile). The valid and test parts are scored on their `valid_origins` and
+`test_origins` origins nearest to where they meet (0: every origin; for a prepared series,
+PREPARED_ORIGINS each), and where the training part has more than SAMPLE_ORIGINS origins, the
+base and the targets' scale are chosen on that many of them, evenly spaced. A run keeps only
+the stretch of the series its scored origins read.
+
 `predict --input FILE` reads the recent past: a bare column of numbers, one a line, or a
 CSV with a header (the training column, or its only column); at least context + season
 values, of which the last context + season are used.
@@ -44,18 +54,37 @@ values, of which the last context + season are used.
 
 from __future__ import annotations
 
+import bisect
+import collections
+import json
+import math
+import os
+import time
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 
 from ..config import ModelConfig
-from .base import Batch, Predictor, Task, TaskDefaults
-from .datasets import Series, builtin_series, read_csv_column, read_series, series_input
-from .kit import series_inputs
+from .base import Batch, Predictor, Task, TaskDefaults, check_int
+from .datasets import (
+    ArrayFile,
+    Series,
+    builtin_series,
+    csv_column_chunks,
+    read_csv_column,
+    read_series,
+    series_input,
+)
+from .kit import passes_progress, series_inputs
 
 SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
 CHUNK = 512                   # origins per inference call
+PREPARED = "lstmlab-prepared-forecast"   # prepared.json's format name
+VALUES = "values.f64"         # a prepared series' values: float64, little-endian
+STATS_CHUNK = 1 << 20         # values read at a time for a prepared series' statistics
+PREPARED_ORIGINS = 10_000     # valid and test origins scored by default for a prepared series
+SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base and the scale
 
 
 class Forecast(Task):
@@ -80,18 +109,37 @@ class Forecast(Task):
                "intervals": ("conformal", "conformal (adaptive, from recent errors) or "
                                           "gaussian (a mean and variance head)"),
                "folds": (5, "backtest folds: the test origins cut into this many blocks"),
-               "missing": ("error", "CSV gaps: error (stop and say where) or interpolate")}
-    sources = ("csv",)
+               "missing": ("error", "CSV gaps: error (stop and say where) or interpolate"),
+               "prepared": ("", "a folder `lstmlab prepare forecast --csv` wrote: trains from "
+                                "its values file, for a series larger than memory"),
+               "valid_origins": (0, "validation origins scored, the last ones of the part (0: "
+                                    f"all; for a prepared series, {PREPARED_ORIGINS:,})"),
+               "test_origins": (0, "test origins scored, the first ones of the part (0: all; "
+                                   f"for a prepared series, {PREPARED_ORIGINS:,})")}
+    sources = ("csv", "prepared")
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
         o = self.opts
-        if o["csv"]:
+        if o["missing"] not in ("error", "interpolate"):
+            raise ValueError(f"missing must be 'error' or 'interpolate', got {o['missing']!r}")
+        if o["csv"] and o["prepared"]:
+            raise ValueError("-o csv and -o prepared name two series; give one")
+        self.offset, info = 0, None          # the series' position of values[0]; prepared.json
+        stored = self.stored.arrays["series"] if self.stored is not None else None
+        if o["prepared"]:
+            info = (self.stored.state["prepared"] if self.stored is not None
+                    else load_prepared(o["prepared"]))
+            n = info["values"]
+            values = stored if stored is not None else ArrayFile(
+                Path(o["prepared"]) / VALUES, "<f8", 0, n)
+            if self.stored is not None:
+                self.offset = self.stored.state["offset"]
+            self.series = Series(info["column"], values, "step", "", info["season"], 12, info["source"])
+        elif o["csv"]:
             if not o["column"]:
                 raise ValueError("-o csv=PATH needs -o column=NAME, the column to forecast")
-            if o["missing"] not in ("error", "interpolate"):
-                raise ValueError(f"missing must be 'error' or 'interpolate', got {o['missing']!r}")
-            values = (self.stored.arrays["series"] if self.stored is not None
+            values = (stored if stored is not None
                       else read_csv_column(o["csv"], o["column"], missing=o["missing"]))
             self.series = Series(Path(o["csv"]).name, values, "step", "", 1, 12, str(o["csv"]))
         else:
@@ -123,33 +171,60 @@ class Forecast(Task):
         for name, v in (("horizon", self.horizon), ("season", self.season), ("context", self.context)):
             if v < 1:
                 raise ValueError(f"{name} must be at least 1, got {v}")
-        y = s.values
-        N = len(y)
+        N = info["values"] if info is not None else len(s.values)
         self.n_train, self.n_valid = int(SPLITS[0] * N), int(SPLITS[1] * N)
         first = self.context + self.season                       # features need a season of past
         if self.n_train - self.horizon - first < 10 or N - self.n_valid < self.horizon + 1:
             raise ValueError(f"the series has {N} values: too short for context {self.context}, "
                              f"season {self.season} and horizon {self.horizon}")
-        train = y[: self.n_train]
-        self.mu, self.sd = float(train.mean()), float(train.std()) or 1.0
         m = self.season
-        self.mase_scale = float(np.mean(np.abs(train[m:] - train[:-m]))) or 1.0
-        # origins t: the model has seen y[..t] and forecasts y[t+1 .. t+H]
+        if info is not None:                                     # measured when it was prepared
+            if m != info["season"]:
+                raise ValueError(f"the series in {o['prepared']} was prepared for season "
+                                 f"{info['season']}, not {m}: prepare it again with -o season={m}")
+            self.mu, self.sd, self.mase_scale = info["mu"], info["sd"], info["mase_scale"]
+        else:
+            train = s.values[: self.n_train]
+            self.mu, self.sd = float(train.mean()), float(train.std()) or 1.0
+            self.mase_scale = float(np.mean(np.abs(train[m:] - train[:-m]))) or 1.0
+        # origins t: the model has seen y[..t] and forecasts y[t+1 .. t+H]; the training
+        # origins are first .. n_train - H - 1, drawn from (never held: a prepared series'
+        # would not fit in memory)
         H = self.horizon
-        self.origins = {"train": np.arange(first, self.n_train - H),
-                        "valid": np.arange(max(first, self.n_train - 1), self.n_valid - H),
-                        "test": np.arange(max(first, self.n_valid - 1), N - H)}
-        if not self.base:                                        # the better one in training
-            t = self.origins["train"]
-            err = {b: np.mean(np.abs(self._baseline(t, k) - self._truth(t)))
-                   for b, k in (("seasonal", "seasonal"), ("last", "naive"))}
-            self.base = min(err, key=err.get)
+        self.train_origins = (first, self.n_train - H)
+        scored = {k: check_int(f"{k}_origins", o[f"{k}_origins"], 0) or
+                  (PREPARED_ORIGINS if info is not None else 0) for k in ("valid", "test")}
+        valid = (max(first, self.n_train - 1), self.n_valid - H)     # all, as (lo, hi)
+        test = (max(first, self.n_valid - 1), N - H)
+        if scored["valid"]:                                      # the last ones: next to test
+            valid = (max(valid[0], valid[1] - scored["valid"]), valid[1])
+        if scored["test"]:                                       # the first ones
+            test = (test[0], min(test[1], test[0] + scored["test"]))
+        self.origins = {"valid": np.arange(*valid), "test": np.arange(*test)}
+        if self.stored is not None and o["prepared"]:            # what training chose
+            st = self.stored.state
+            self.base, self.r_scale = st["base"], st["r_scale"]
+        else:
+            self._choose_base_and_scale()
         if len(self.origins["test"]) < self.folds:
             raise ValueError(f"the test part has {len(self.origins['test'])} forecast origins, "
                              f"fewer than {self.folds} folds; lower -o folds")
         # a stream step reads one value; its seasonal difference needs the season before it
         self.stream_width, self.stream_window = 1, self.season + 1
-        r = self._residuals(self.origins["train"])[:, :self.steps_out]
+
+    def _choose_base_and_scale(self) -> None:
+        """The base with the smaller error on the training origins (unless the user chose one)
+        and the scale of the network's targets, measured on the training origins (on
+        SAMPLE_ORIGINS of them, evenly spaced, where there are more)."""
+        lo, hi = self.train_origins
+        t = (np.arange(lo, hi) if hi - lo <= SAMPLE_ORIGINS
+             else np.linspace(lo, hi - 1, SAMPLE_ORIGINS).round().astype(np.int64))
+        truth = self._truth(t)
+        if not self.base:
+            err = {b: np.mean(np.abs(self._baseline(t, k) - truth))
+                   for b, k in (("seasonal", "seasonal"), ("last", "naive"))}
+            self.base = min(err, key=lambda b: err[b])
+        r = (truth - self._base(t))[:, :self.steps_out]
         self.r_scale = float(r.std()) or 1.0
 
     def preprocessing(self) -> dict:
@@ -163,26 +238,71 @@ class Forecast(Task):
                 "strategy": self.strategy, "intervals": self.intervals, "coverage": self.coverage,
                 "base": self.base, "mu": self.mu, "sd": self.sd, "r_scale": self.r_scale,
                 "mase_scale": self.mase_scale,
+                **({"prepared": self._prepared_info(), "offset": self._kept()[0]}
+                   if self.opts["prepared"] else {}),
                 "input": {"steps": self.context, "features": ["(y[t] - mu) / sd"]
                           + (["(y[t] - y[t - season]) / sd"] if m > 1 else [])},
                 "output": output}
 
     def stored_arrays(self) -> dict[str, np.ndarray]:
-        return {"series": self.series.values}
+        """The series, or for a prepared one the stretch its scored origins read."""
+        if not self.opts["prepared"]:
+            return {"series": self.series.values}
+        lo, hi = self._kept()
+        return {"series": self._values(lo, hi)}
+
+    def _kept(self) -> tuple[int, int]:
+        """(lo, hi): the stretch of the series that scoring the valid and test origins reads
+        (the windows before the first, the truth after the last)."""
+        return (int(self.origins["valid"][0]) + 1 - self.context - self.season,
+                int(self.origins["test"][-1]) + self.horizon + 1)
+
+    def _values(self, lo: int, hi: int) -> np.ndarray:
+        """The series' values lo:hi (positions in the whole series)."""
+        y = self.series.values
+        if isinstance(y, ArrayFile):
+            return y.read(lo, hi)
+        return y[lo - self.offset:hi - self.offset]
+
+    def _prepared_info(self) -> dict:
+        """What the run keeps of prepared.json: what rebuilds the task without the folder."""
+        keep = ("column", "source", "values", "season", "mu", "sd", "mase_scale")
+        if self.stored is not None:
+            return self.stored.state["prepared"]
+        return {k: v for k, v in load_prepared(self.opts["prepared"]).items() if k in keep}
+
+    @classmethod
+    def prepare_data(cls, folder=None, quiet: bool = False, csv=None, column=None, season=1,
+                     missing="error") -> dict:
+        """`lstmlab prepare forecast --csv FILE -o column=NAME --out FOLDER`: see `prepare`."""
+        if not csv or not folder or not column:
+            raise ValueError("lstmlab prepare forecast needs --csv FILE (the series), -o "
+                             "column=NAME (its column) and --out FOLDER (where its values go)")
+        started = time.perf_counter()
+        info = prepare(csv, column, folder, season=season, missing=missing,
+                       progress=None if quiet else passes_progress("forecast", {"statistics": "value"}))
+        return {"prepared": str(folder), "values": info["values"], "season": info["season"],
+                "seconds": round(time.perf_counter() - started, 3),
+                "train": f"lstmlab train forecast -o prepared={folder}"
+                         + (f" -o season={season}" if season != 1 else "")}
 
     # --- data ---------------------------------------------------------------------------
+    def _span(self, origins, lo: int, hi: int, y=None) -> np.ndarray:
+        """(n, hi - lo): the values t + lo .. t + hi - 1 around each origin t, of the series
+        (read from its file where it is prepared) or of another series `y`."""
+        if y is None:
+            y, origins = self.series.values, np.asarray(origins) - self.offset
+        if isinstance(y, ArrayFile):
+            return y.windows(origins + lo, hi - lo)
+        return y[origins[:, None] + np.arange(lo, hi)[None, :]]
+
     def _baseline(self, origins, kind, y=None):
         """(n, H) forecasts of a baseline: "naive" (the last value) or "seasonal"."""
-        y = self.series.values if y is None else y
-        H, m = self.horizon, self.season
-        h = np.arange(1, H + 1)
-        if kind == "naive":
-            return np.repeat(y[origins][:, None], H, axis=1)
-        back = m * np.ceil(h / m).astype(int)                    # the same phase, a season ago
-        return y[origins[:, None] + h[None, :] - back[None, :]]
+        m = self.season if kind == "seasonal" else 1
+        return self._base_forecast(self._span(origins, 1 - m, 1, y), self.horizon, kind)
 
     def _truth(self, origins):
-        return self.series.values[origins[:, None] + np.arange(1, self.horizon + 1)[None, :]]
+        return self._span(origins, 1, self.horizon + 1)
 
     def _base(self, origins, y=None):
         return self._baseline(origins, "seasonal" if self.base == "seasonal" else "naive", y)
@@ -192,8 +312,7 @@ class Forecast(Task):
 
     def _windows(self, origins, y=None):
         """(n, context + season) values up to and including each origin."""
-        y = self.series.values if y is None else y
-        return y[origins[:, None] + np.arange(1 - self.context - self.season, 1)[None, :]]
+        return self._span(origins, 1 - self.context - self.season, 1, y)
 
     def _features(self, origins, y=None):
         return self._window_features(self._windows(origins, y))
@@ -226,8 +345,12 @@ class Forecast(Task):
                            readout="last", **settings)
 
     def train_batch(self, step, batch_size):
+        if self.stored is not None and self.opts["prepared"]:
+            raise ValueError("this forecast task was rebuilt from a run folder, which keeps the "
+                             "scored stretch only; build it from the prepared folder to train")
         rng = np.random.default_rng([self.seed, 0, step])
-        origins = rng.choice(self.origins["train"], size=batch_size)
+        lo, hi = self.train_origins
+        origins = lo + rng.integers(0, hi - lo, size=batch_size)
         return Batch(x=self._features(origins),
                      y=self._residuals(origins)[:, :self.steps_out] / self.r_scale)
 
@@ -262,10 +385,13 @@ class Forecast(Task):
         sigma = np.exp(0.5 * out[:, H:]) * self.r_scale if self.intervals == "gaussian" else None
         return base + out[:, :H] * self.r_scale, sigma
 
-    def _base_forecast(self, win, H):
-        """(n, H): the base's forecast of the H steps after (n, >= season) windows."""
+    def _base_forecast(self, win, H, kind=None):
+        """(n, H): a baseline's forecast of the H steps after (n, >= season) windows: the
+        value a season before at the same phase ("seasonal"), or the last ("naive"); kind
+        None: the model's base."""
+        kind = kind or ("seasonal" if self.base == "seasonal" else "naive")
         m, h = self.season, np.arange(1, H + 1)
-        if self.base == "seasonal":
+        if kind == "seasonal":
             return win[:, win.shape[1] - m * np.ceil(h / m).astype(int) + h - 1]
         return np.repeat(win[:, -1:], H, axis=1)
 
@@ -316,16 +442,21 @@ class Forecast(Task):
         alpha, gamma, window = 1.0 - self.coverage, 0.005, calib.shape[0]
         half = np.empty_like(err)
         for h in range(H):
-            known, a = list(calib[:, h]), alpha
+            # the `window` most recent errors, in arrival order and sorted (a quantile is
+            # then one index: numpy's method "higher", ceil(q (window - 1)))
+            recent = collections.deque(calib[:, h].tolist())
+            ranked, a = sorted(recent), alpha
             for i in range(n):
                 j = i - h - 1                                    # its truth arrived by origin i
                 if j >= 0:
-                    known.append(err[j, h])
-                    a += gamma * (alpha - float(err[j, h] > half[j, h]))
-                recent = np.asarray(known[-window:])
+                    new = float(err[j, h])
+                    del ranked[bisect.bisect_left(ranked, recent.popleft())]
+                    bisect.insort(ranked, new)
+                    recent.append(new)
+                    a += gamma * (alpha - float(new > half[j, h]))
+                q = min(1.0, (1 - a) * (1 + 1 / window))
                 half[i, h] = (np.inf if a <= 0 else 0.0 if a >= 1
-                              else np.quantile(recent, min(1.0, (1 - a) * (1 + 1 / window)),
-                                               method="higher"))
+                              else ranked[math.ceil(q * (window - 1))])
         return half
 
     def evaluate(self, predictor, split):
@@ -367,8 +498,9 @@ class Forecast(Task):
         q = self._half_widths(predictor, forecast, truth, sigma)[at]   # (3, H)
         forecast, truth = forecast[at], truth[at]
         seasonal = self._baseline(picks, "seasonal")
-        y, show = self.series.values, min(self.context, 4 * self.horizon)
-        series = [{"history": y[t - show + 1:t + 1], "truth": truth[k], "free_run": forecast[k],
+        show = min(self.context, 4 * self.horizon)
+        history = self._span(picks, 1 - show, 1)
+        series = [{"history": history[k], "truth": truth[k], "free_run": forecast[k],
                    "lower": forecast[k] - q[k], "upper": forecast[k] + q[k], "baseline": seasonal[k],
                    "label": f"test origin {int(t)} ({self.series.step} {int(t) + 1} of the series)"}
                   for k, t in enumerate(picks)]
@@ -462,3 +594,82 @@ class Forecast(Task):
                 "forecast": forecast.tolist(), "lower": (forecast - q).tolist(),
                 "upper": (forecast + q).tolist(), "coverage": self.coverage}
 
+
+
+# --- a series larger than memory: lstmlab prepare forecast ----------------------------------
+def prepare(path, column: str, out, season: int = 1, missing: str = "error", progress=None) -> dict:
+    """`lstmlab prepare forecast`: the CSV column at `path` as float64 values in out/values.f64
+    and out/prepared.json (the length, and the training part's mean, standard deviation and
+    mean absolute seasonal difference at `season`, what the task scales and scores with),
+    the CSV read once as a stream and the values once more from the file, never whole.
+    Returns the JSON. progress(what, done, total) after every chunk, if given."""
+    path, out = Path(path), Path(out)
+    season = check_int("season", season, 1)
+    if missing not in ("error", "interpolate"):
+        raise ValueError(f"missing must be 'error' or 'interpolate', got {missing!r}")
+    if not path.is_file():
+        raise ValueError(f"CSV file {path} does not exist; give --csv the path of a CSV file "
+                         "with a header row")
+    if (out / "prepared.json").exists():
+        raise ValueError(f"{out} already holds prepared data; choose another --out or delete it")
+    report = progress or (lambda what, done, total: None)
+    total = path.stat().st_size
+    out.mkdir(parents=True, exist_ok=True)
+    part, n = out / (VALUES + ".part"), 0
+    try:
+        with open(part, "wb") as f:                              # written, not mapped
+            for values, done in csv_column_chunks(path, column, missing):
+                f.write(values.astype("<f8").tobytes())
+                n += len(values)
+                report("values", done, total)
+        n_train = int(SPLITS[0] * n)
+        if n_train <= season:
+            raise ValueError(f"{path}, column {column!r}, has {n} values: too few to prepare "
+                             f"(its training part must hold more than a season of {season})")
+        stats = _training_stats(ArrayFile(part, "<f8", 0, n), n_train, season, report)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, out / VALUES)
+    info = {"format": PREPARED, "version": 1, "source": str(path.resolve()), "column": column,
+            "values": n, "season": season, "missing": missing, **stats}
+    from ..io.atomic import write_text
+    write_text(out / "prepared.json", json.dumps(info))         # last: it marks the data whole
+    return info
+
+
+def _training_stats(values: ArrayFile, n_train: int, season: int, report) -> dict:
+    """The training part's (values 0:n_train) mean, standard deviation and mean absolute
+    difference at lag `season`, read in chunks of STATS_CHUNK: the means of chunks merged
+    as Chan et al. (1979) do, so that no long sum loses precision."""
+    count, mean, m2, abs_diff = 0, 0.0, 0.0, 0.0
+    for a in range(0, n_train, STATS_CHUNK):
+        b = min(a + STATS_CHUNK, n_train)
+        y = values.read(max(0, a - season), b)                   # a season before, for the lag
+        chunk = y[a - max(0, a - season):]
+        k, mu = len(chunk), float(chunk.mean())
+        delta = mu - mean
+        m2 += float(np.sum((chunk - mu) ** 2)) + delta * delta * count * k / (count + k)
+        mean += delta * k / (count + k)
+        count += k
+        abs_diff += float(np.sum(np.abs(y[season:] - y[:-season])))
+        report("statistics", b, n_train)
+    return {"mu": mean, "sd": float(np.sqrt(m2 / count)) or 1.0,
+            "mase_scale": abs_diff / (n_train - season) or 1.0}
+
+
+def load_prepared(folder) -> dict:
+    """prepared.json of a folder `prepare` wrote, checked against its values file."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / "prepared.json").read_text())
+        if info.get("format") != PREPARED:
+            raise ValueError
+        if (folder / VALUES).stat().st_size != info["values"] * 8:
+            raise ValueError
+        for k in ("season", "mu", "sd", "mase_scale", "column", "source"):
+            info[k]                                              # noqa: B018 - present
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{folder} holds no series prepared by `lstmlab prepare forecast` (or "
+                         "it is damaged); prepare it again") from None
+    return info

@@ -311,3 +311,24 @@ def correlations(a: np.ndarray, feature: np.ndarray):
         return None
     with np.errstate(invalid="ignore"):                          # inf / inf after an overflow
         return np.divide((a * f[:, None]).sum(0), denom, out=np.zeros_like(denom), where=varies)
+
+
+# --- lstmlab prepare -----------------------------------------------------------------------
+def passes_progress(task: str, units: dict | None = None) -> Callable[[str, int, int], None]:
+    """progress(what, done, total) for a task's `prepare`: a bar with rate and ETA for each
+    pass over the data (`what` names the pass; its unit is units[what], else "byte")."""
+    from ..train.callbacks import ProgressBar
+
+    bars: dict = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[what] = ProgressBar(f"prepare {task}: {what}", unit=(units or {}).get(what, "byte"))
+            bars[what].on_start(total, 0)
+        bars[what].on_step(done)
+        if done >= total:
+            bars[what].close()
+
+    return update
