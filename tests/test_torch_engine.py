@@ -378,3 +378,46 @@ def test_precision_is_refused_by_the_numpy_engine():
     cfg = TrainConfig(precision="bf16")
     assert "needs --engine torch" in raises_one_line(make_engine, "numpy", None, cfg, "mse")
     assert "precision" in raises_one_line(TrainConfig, precision="fp8")
+
+
+def test_fp16_needs_a_gpu(tmp_path):
+    from tests.conftest import lstmlab, one_line_error
+
+    err = one_line_error(lstmlab("train", "sine", "--engine", "torch", "--steps", "5", "--precision",
+                                 "fp16", "--out", tmp_path / "h"))
+    assert "--precision fp16 needs a GPU (--device cuda)" in err and not (tmp_path / "h").exists()
+
+
+def test_fp16_scales_the_loss_skips_overflowing_steps_and_resumes_its_scale(monkeypatch):
+    """The gradient scaler's machinery, run on the CPU (where lstmlab refuses fp16 for users:
+    no speed to gain) with a variant whose cell is torch operations, which autocast runs in
+    float16: the loss falls as in float32; a scale so large that the float16 gradients
+    overflow skips the step (the weights unchanged, the loss reported) and halves the scale;
+    the checkpoint carries the scale."""
+    from lstmlab.config import ModelConfig, TrainConfig
+    from lstmlab.tasks.base import Batch
+    from lstmlab.train import engines
+
+    monkeypatch.setattr(engines, "FP16_DEVICES", ("cuda", "cpu"))
+    rng = np.random.default_rng(0)
+    t = np.arange(40)[:, None] + rng.integers(0, 50, 16)[None, :]
+    x = np.sin(0.3 * t)[..., None].astype(np.float32)
+    batch = Batch(x=x[:-1], y=x[1:])                               # the next value of a sine
+    model = ModelConfig(input_size=1, output_size=1, hidden_size=16, variant="gru_cho",
+                        dtype="float32")
+    losses = {}
+    for p in ("fp32", "fp16"):
+        eng = engines.make_engine("torch", model, TrainConfig(lr=1e-2, precision=p), "mse")
+        losses[p] = [eng.train_step(batch, 1e-2, None, k)[0] for k in range(1, 81)]
+    assert losses["fp16"][-1] < 0.2 * losses["fp16"][0]               # it learns
+    assert losses["fp16"][-1] == pytest.approx(losses["fp32"][-1], rel=0.15, abs=2e-3)
+    eng.scaler.update(2.0 ** 100)                                    # too large: float16 overflows
+    before = [p.detach().clone() for p in eng.model.parameters()]
+    loss, norm, _ = eng.train_step(batch, 1e-2, None, 81)
+    assert np.isfinite(loss) and not np.isfinite(norm)
+    assert all(torch.equal(a, b) for a, b in zip(before, eng.model.parameters()))
+    assert eng.scaler.get_scale() == 2.0 ** 99
+    tensors, scalars = eng.checkpoint()
+    again = engines.make_engine("torch", model, TrainConfig(lr=1e-2, precision="fp16"), "mse")
+    again.restore(tensors, scalars)
+    assert again.scaler.get_scale() == 2.0 ** 99

@@ -264,8 +264,9 @@ _TRAIN_OPTS = {
     "clip": (float, "clip the global gradient norm (0: off)"),
     "eval_every": (int, "steps between validations and checkpoints"),
     "patience": (int, "early stopping after this many evaluations without improvement (0: off)"),
-    "precision": (click.Choice(["fp32", "bf16"]), "torch engine: bf16 runs the forward pass under "
-                  "autocast (bfloat16 products, float32 weights and loss)"),
+    "precision": (click.Choice(["fp32", "bf16", "fp16"]), "torch engine: bf16 runs the forward pass "
+                  "under autocast (bfloat16 products, float32 weights and loss); fp16 the same in "
+                  "float16 with a gradient scaler (GPU only)"),
 }
 
 

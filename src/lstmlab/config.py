@@ -128,7 +128,7 @@ class ModelConfig:
 
 SCHEDULES = ("cosine", "step", "plateau", "constant")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,8 @@ class TrainConfig:
     patience: int = 0                # early stopping: evaluations without improvement; 0 = off
     plateau_patience: int = 2        # "plateau": halve the lr after this many flat evaluations
     seed: int = 0                    # weights, data order and dropout all follow from it
-    precision: str = "fp32"          # "bf16": the torch engine's forward under autocast (CPU or GPU)
+    precision: str = "fp32"          # "bf16": the torch engine's forward under autocast (CPU or
+                                     # GPU); "fp16": the same in float16 with a gradient scaler (GPU)
 
     def __post_init__(self):
         for name, low in (("steps", 1), ("batch_size", 1), ("eval_every", 1), ("patience", 0),

@@ -21,6 +21,10 @@ from ..io.files import save
 from ..models import network_class
 from ..tasks.base import Batch, Predictor
 
+# where --precision fp16 trains: GPUs (a CPU gains nothing from float16, and oneDNN's fused
+# LSTM refuses it there)
+FP16_DEVICES = ("cuda",)
+
 
 def make_engine(name: str, model: ModelConfig, train: TrainConfig, loss: str, device=None,
                 world=None) -> Engine:
@@ -137,6 +141,15 @@ class TorchEngine:
             raise ValueError("--precision bf16 on the CPU needs bfloat16 instructions (AVX512-BF16 "
                              f"or AMX; this CPU has {torch.backends.cpu.get_cpu_capability()}, and "
                              "oneDNN's LSTM refuses bfloat16 there): train in fp32, or on a GPU")
+        if train.precision == "fp16" and self.device.type not in FP16_DEVICES:
+            raise ValueError("--precision fp16 needs a GPU (--device cuda): on the CPU train in "
+                             "fp32, or bf16 where the CPU has bfloat16 instructions")
+        # autocast's type, and fp16's gradient scaler: the loss is multiplied by a large
+        # factor before backward so that small float16 gradients do not flush to zero, the
+        # gradients divided by it again; a step whose gradients overflow is skipped and the
+        # factor halved (torch.amp.GradScaler; a no-op for the other precisions)
+        self._autocast = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(train.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=train.precision == "fp16")
         self.model = network_class(model, "torch")(model, seed=train.seed, device=self.device)
         self.net = self.model                                    # what a training step calls
         if world is not None:                                    # gradients averaged over the ranks
@@ -159,7 +172,8 @@ class TorchEngine:
         if self.world is not None:                               # this rank's share of the batch
             batch = self.world.shard(batch, self._y_batch_axis)
         y = _to_torch(batch.y, self._like)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.train.precision == "bf16"):
+        with torch.autocast(self.device.type, self._autocast or torch.bfloat16,
+                            enabled=self._autocast is not None):
             if self.config.architecture == "seq2seq":
                 out, final = self.net(batch.x, batch.target_in, batch.lengths)[0], None
             else:
@@ -180,14 +194,19 @@ class TorchEngine:
         if not np.isfinite(value):
             return value, float("nan"), final
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)                           # the true gradients, to clip
         norm = float(torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.train.clip if self.train.clip else float("inf")))
         if not np.isfinite(norm):
+            if self.scaler.is_enabled():                         # float16 overflowed: skip the
+                self.scaler.update()                             # step, halve the scale
+                return value, norm, final
             return float("nan"), norm, final
         for g in self.opt.param_groups:
             g["lr"] = lr
-        self.opt.step()
+        self.scaler.step(self.opt)
+        self.scaler.update()
         return value, norm, final
 
     def _loss_terms(self, batch: Batch, out, y):
@@ -230,6 +249,8 @@ class TorchEngine:
                     tensors[f"optim/{idx}/{key}"] = _to_numpy(v)
                 else:
                     scalars["state"][str(idx)][key] = float(v)
+        if self.scaler.is_enabled():
+            scalars["grad_scaler"] = self.scaler.state_dict()
         return tensors, scalars
 
     def restore(self, tensors: dict, scalars: dict) -> None:
@@ -242,6 +263,8 @@ class TorchEngine:
                 _, idx, name = key.split("/")
                 state.setdefault(int(idx), {})[name] = torch.from_numpy(np.array(v)).to(self.device)
         self.opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+        if self.scaler.is_enabled() and "grad_scaler" in scalars:
+            self.scaler.load_state_dict(scalars["grad_scaler"])
 
     def load_weights(self, arrays: dict) -> None:
         self.model.load_state_dict({k: self.torch.from_numpy(np.array(v)) for k, v in arrays.items()})

@@ -240,8 +240,11 @@ def _evaluate_and_checkpoint(task, eng: Engine, run: RunFolder, train: TrainConf
                              window: list, lr: float, carry, callbacks) -> None:
     valid = task.evaluate(eng.predictor(), "valid")
     losses, norms = np.array(window).T
+    finite = np.isfinite(norms)              # not: fp16 steps skipped when the gradients overflowed
     run.log({"step": prog.step, "split": "train", "loss": float(losses.mean()), "lr": lr,
-             "grad_norm": float(norms.mean()), "time": round(prog.seconds, 3)})
+             "grad_norm": float(norms[finite].mean()) if finite.any() else float("nan"),
+             **({"skipped_steps": int((~finite).sum())} if not finite.all() else {}),
+             "time": round(prog.seconds, 3)})
     run.log({"step": prog.step, "split": "valid", **valid, "time": round(prog.seconds, 3)})
     if valid["loss"] < prog.best_loss:
         prog.best_loss, prog.best_step, prog.bad_evals, prog.plateau_bad = \
