@@ -77,7 +77,15 @@ from ..config import ModelConfig
 from ..numpy.losses import log_softmax
 from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
 from .datasets import ArrayFile, king_james
-from .kit import Vocabulary, correlations, passes_progress, reader_counters, text_signals, with_loss
+from .kit import (
+    Vocabulary,
+    correlations,
+    passes_progress,
+    read_prepared,
+    reader_counters,
+    text_signals,
+    with_loss,
+)
 from .sampling import autoregress
 
 SPLITS = (0.90, 0.95)          # train up to 90%, valid up to 95%, test the rest
@@ -197,19 +205,12 @@ def _lookup_table(codes: np.ndarray) -> np.ndarray:
 
 def load_prepared(folder) -> dict:
     """prepared.json of a folder `prepare` wrote, checked against its files."""
-    folder = Path(folder)
-    try:
-        info = json.loads((folder / "prepared.json").read_text())
-        if info.get("format") != PREPARED:
-            raise ValueError
+    def whole(folder: Path, info: dict) -> bool:
         size = (folder / "ids.bin").stat().st_size
-        if size != info["characters"] * np.dtype(info["dtype"]).itemsize \
-                or not (folder / "test.txt").is_file():
-            raise ValueError
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{folder} holds no data prepared by `lstmlab prepare charlm` (or it is "
-                         "damaged); prepare it again") from None
-    return info
+        return size == info["characters"] * np.dtype(info["dtype"]).itemsize \
+            and (folder / "test.txt").is_file()
+
+    return read_prepared(folder, PREPARED, "charlm", whole)
 
 
 def code_points(text: str, start: int = 0, stop: int | None = None) -> np.ndarray:

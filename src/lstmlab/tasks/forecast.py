@@ -76,13 +76,15 @@ from .datasets import (
     read_series,
     series_input,
 )
-from .kit import passes_progress, series_inputs
+from .kit import passes_progress, read_prepared, series_inputs
 
 SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
 CHUNK = 512                   # origins per inference call
 PREPARED = "lstmlab-prepared-forecast"   # prepared.json's format name
 VALUES = "values.f64"         # a prepared series' values: float64, little-endian
 STATS_CHUNK = 1 << 20         # values read at a time for a prepared series' statistics
+# what a run keeps of prepared.json: what rebuilds the task without the folder
+PREPARED_KEEP = ("column", "source", "values", "season", "mu", "sd", "mase_scale")
 PREPARED_ORIGINS = 10_000     # valid and test origins scored by default for a prepared series
 SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base and the scale
 
@@ -126,6 +128,7 @@ class Forecast(Task):
         if o["csv"] and o["prepared"]:
             raise ValueError("-o csv and -o prepared name two series; give one")
         self.offset, info = 0, None          # the series' position of values[0]; prepared.json
+        self.prepared: dict | None = None    # what a run keeps of prepared.json (PREPARED_KEEP)
         stored = self.stored.arrays["series"] if self.stored is not None else None
         if o["prepared"]:
             info = (self.stored.state["prepared"] if self.stored is not None
@@ -135,6 +138,7 @@ class Forecast(Task):
                 Path(o["prepared"]) / VALUES, "<f8", 0, n)
             if self.stored is not None:
                 self.offset = self.stored.state["offset"]
+            self.prepared = {k: info[k] for k in PREPARED_KEEP}
             self.series = Series(info["column"], values, "step", "", info["season"], 12, info["source"])
         elif o["csv"]:
             if not o["column"]:
@@ -238,8 +242,8 @@ class Forecast(Task):
                 "strategy": self.strategy, "intervals": self.intervals, "coverage": self.coverage,
                 "base": self.base, "mu": self.mu, "sd": self.sd, "r_scale": self.r_scale,
                 "mase_scale": self.mase_scale,
-                **({"prepared": self._prepared_info(), "offset": self._kept()[0]}
-                   if self.opts["prepared"] else {}),
+                **({"prepared": self.prepared, "offset": self._kept()[0]}
+                   if self.prepared is not None else {}),
                 "input": {"steps": self.context, "features": ["(y[t] - mu) / sd"]
                           + (["(y[t] - y[t - season]) / sd"] if m > 1 else [])},
                 "output": output}
@@ -263,13 +267,6 @@ class Forecast(Task):
         if isinstance(y, ArrayFile):
             return y.read(lo, hi)
         return y[lo - self.offset:hi - self.offset]
-
-    def _prepared_info(self) -> dict:
-        """What the run keeps of prepared.json: what rebuilds the task without the folder."""
-        keep = ("column", "source", "values", "season", "mu", "sd", "mase_scale")
-        if self.stored is not None:
-            return self.stored.state["prepared"]
-        return {k: v for k, v in load_prepared(self.opts["prepared"]).items() if k in keep}
 
     @classmethod
     def prepare_data(cls, folder=None, quiet: bool = False, csv=None, column=None, season=1,
@@ -660,16 +657,8 @@ def _training_stats(values: ArrayFile, n_train: int, season: int, report) -> dic
 
 def load_prepared(folder) -> dict:
     """prepared.json of a folder `prepare` wrote, checked against its values file."""
-    folder = Path(folder)
-    try:
-        info = json.loads((folder / "prepared.json").read_text())
-        if info.get("format") != PREPARED:
-            raise ValueError
-        if (folder / VALUES).stat().st_size != info["values"] * 8:
-            raise ValueError
-        for k in ("season", "mu", "sd", "mase_scale", "column", "source"):
-            info[k]                                              # noqa: B018 - present
-    except (OSError, ValueError, KeyError, TypeError):
-        raise ValueError(f"{folder} holds no series prepared by `lstmlab prepare forecast` (or "
-                         "it is damaged); prepare it again") from None
-    return info
+    def whole(folder: Path, info: dict) -> bool:
+        return (folder / VALUES).stat().st_size == info["values"] * 8 and all(
+            k in info for k in PREPARED_KEEP)
+
+    return read_prepared(folder, PREPARED, "forecast", whole, what="series")

@@ -7,8 +7,10 @@ Everything here is plain NumPy and knows nothing of any one task; what a task's 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -314,6 +316,22 @@ def correlations(a: np.ndarray, feature: np.ndarray):
 
 
 # --- lstmlab prepare -----------------------------------------------------------------------
+def read_prepared(folder, fmt: str, task: str, whole: Callable[[Path, dict], bool],
+                  what: str = "data") -> dict:
+    """FOLDER/prepared.json of the format `fmt` that `lstmlab prepare TASK` wrote (`what`:
+    what it holds, for the message), if whole(folder, info) agrees with the files beside it;
+    else a one-line ValueError."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / "prepared.json").read_text())
+        if info.get("format") != fmt or not whole(folder, info):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{folder} holds no {what} prepared by `lstmlab prepare {task}` (or it is "
+                         "damaged); prepare it again") from None
+    return info
+
+
 def passes_progress(task: str, units: dict | None = None) -> Callable[[str, int, int], None]:
     """progress(what, done, total) for a task's `prepare`: a bar with rate and ETA for each
     pass over the data (`what` names the pass; its unit is units[what], else "byte")."""

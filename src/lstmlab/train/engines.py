@@ -180,7 +180,7 @@ class TorchEngine:
                 x, state = _to_torch(batch.x, self._like), _state_to_torch(state, self._like)
                 lengths = None if batch.lengths is None else torch.as_tensor(batch.lengths)
                 out, final = self.net(x, state, lengths)
-        if self.train.precision != "fp32":                       # the loss and state at full width
+        if self._autocast is not None:                           # the loss and state at full width
             out, final = out.to(self._like.dtype), _state_like(final, self._like)
         total, count = self._loss_terms(batch, out, y)
         if self.world is None:
