@@ -8,6 +8,17 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_cache(tmp_path_factory):
+    """What lstmlab caches (statistical baselines) goes to a folder of this session, for this
+    process and the commands it starts: never the user's ~/.cache, never a stale entry."""
+    import os
+
+    os.environ["LSTMLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    os.environ.pop("LSTMLAB_CACHE", None)
+
+
 @pytest.fixture(autouse=True)
 def strict_numpy():
     with np.errstate(all="raise"):

@@ -58,7 +58,7 @@ def root(tmp_path_factory):
     text = base / "small.txt"
     text.write_text("In the beginning (so it is written) was the word.\n" * 60, encoding="utf-8")
     _fit(get_task("charlm", text=str(text), seq_len=20, valid_chars=200), root / "charlm")
-    _fit(get_task("forecast", context=12, horizon=3), root / "forecast")
+    _fit(get_task("forecast", context=12, horizon=3, stat_baselines="none"), root / "forecast")
     (root / "bare").mkdir()
     (root / "bare" / "config.json").write_bytes((root / "sine" / "config.json").read_bytes())
     outside = base / "outside"

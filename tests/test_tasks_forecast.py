@@ -247,8 +247,9 @@ def test_array_file_reads_dense_and_scattered_windows_alike(tmp_path):
 
 def test_a_prepared_series_trains_and_scores_like_the_csv(tmp_path):
     """prepare streams the CSV into values.f64 with the training part's statistics; the task
-    built from it draws the same batches, scores the same origins the same way, and a run
-    keeps only the stretch its scoring reads, so it evaluates after the folder is gone."""
+    built from it draws the same batches, scores the same origins the same way (the
+    statistical baselines too), and a run keeps only the stretch its scoring and the
+    statistical baselines' fit read, so it evaluates after the folder is gone."""
     y = _wave(n=3000)
     csv = _csv(tmp_path, y)
     info = prepare(csv, "load", tmp_path / "p", season=20)
@@ -274,7 +275,9 @@ def test_a_prepared_series_trains_and_scores_like_the_csv(tmp_path):
     kept = load_file(run / "data.safetensors")["series"]
     lo, hi = part._kept()
     np.testing.assert_array_equal(kept, y[lo:hi].round(6))     # the stretch scoring reads
-    assert len(kept) < 1000
+    assert lo == 0 == part._fit_start()                           # and the statistical fit's
+    bare = get_task("forecast", prepared=str(tmp_path / "p"), **opts, stat_baselines="none")
+    assert np.subtract(*bare._kept()[::-1]) < 1000
     (tmp_path / "p" / "values.f64").unlink()                      # the prepared folder is gone
     again = evaluate_run(run)
     assert again["metrics"]["test"]["mase"] == pytest.approx(result["metrics"]["test"]["mase"], rel=1e-9)

@@ -370,8 +370,9 @@ def _resolve(task_name, engine, options, given: dict, out_dir, resume, device):
 
 def _result_table(result: dict) -> Table:
     test, base = result["metrics"]["test"], result["baselines"]
+    chose = "; ".join(f"{k}: {v}" for k, v in result.get("baseline_models", {}).items())
     table = Table("metric", "model", *base, title=f"{result['task']} on the test split "
-                  f"({result['engine']} engine, {result['variant']})")
+                  f"({result['engine']} engine, {result['variant']})", caption=chose or None)
     for k, v in test.items():
         table.add_row(k, f"{v:.4g}", *(f"{b[k]:.4g}" if k in b else "" for b in base.values()))
     return table

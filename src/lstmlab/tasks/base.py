@@ -272,6 +272,11 @@ class Task:
         """Trivial predictors' metrics on the test split, with the same metric names."""
         raise NotImplementedError
 
+    def baseline_models(self) -> dict[str, str]:
+        """What a baseline that chose its own model chose (name: the model, e.g. "ARIMA(0,1,3)
+        (0,1,2)[24]"), for the report; {} where every baseline is fixed."""
+        return {}
+
     def figures(self, predictor: Predictor, folder, test: dict, baselines: dict) -> list:
         """Draw what this task draws into `folder`; returns the paths.
 

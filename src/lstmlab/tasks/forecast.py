@@ -1,4 +1,5 @@
-"""`forecast`: multi-step forecasting of a real series, scored against naive baselines.
+"""`forecast`: multi-step forecasting of a real series, scored against naive baselines and
+the statistical forecasters a forecaster would pick instead (AutoARIMA, AutoETS, MSTL).
 
 The series (built in, or a column of the user's CSV) is split in time: the first 70% trains,
 the next 10% validates (and calibrates the prediction intervals), the last 20% tests. Every
@@ -29,8 +30,11 @@ baseline forecast (the value one season ago with `base=seasonal`, the last value
 
 Metrics: MAE, RMSE, sMAPE (%), MASE (Hyndman & Koehler 2006: MAE over the in-sample MAE of
 the seasonal naive forecast), the intervals' empirical coverage and mean width, and
-mase_fold1 .. mase_foldK. Baselines on the same origins: naive (the last value) and seasonal
-naive.
+mase_fold1 .. mase_foldK. Baselines on the same origins: naive (the last value), seasonal
+naive and, unless `-o stat_baselines=none`, statsforecast's AutoARIMA, AutoETS and (with a
+season) MSTL, fitted on the FIT_MAX values before the test part and rolled over its origins
+with their own Gaussian intervals (tasks.statbase; cached, since AutoARIMA's search can take
+minutes). The report names the models their searches chose.
 
 Missing values (empty cells, NaN) in a CSV stop with an error that names the line, unless
 `-o missing=interpolate` fills interior gaps linearly (leading and trailing gaps are dropped).
@@ -56,6 +60,7 @@ from __future__ import annotations
 
 import bisect
 import collections
+import importlib.util
 import json
 import math
 import os
@@ -77,6 +82,7 @@ from .datasets import (
     series_input,
 )
 from .kit import passes_progress, read_prepared, series_inputs
+from .statbase import FIT_MAX, MODELS, NotFitted, Rolled, roll
 
 SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
 CHUNK = 512                   # origins per inference call
@@ -87,12 +93,14 @@ STATS_CHUNK = 1 << 20         # values read at a time for a prepared series' sta
 PREPARED_KEEP = ("column", "source", "values", "season", "mu", "sd", "mase_scale")
 PREPARED_ORIGINS = 10_000     # valid and test origins scored by default for a prepared series
 SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base and the scale
+STAT_NAMES = {"arima": "auto_arima", "ets": "auto_ets", "mstl": "mstl"}   # their baseline names
 
 
 class Forecast(Task):
     name = "forecast"
     signals = ("value", "above_mean", "rising")
-    summary = "multi-step forecasting of a real series (built in or your CSV) against naive baselines"
+    summary = ("multi-step forecasting of a real series (built in or your CSV) against naive "
+               "and statistical baselines (AutoARIMA, AutoETS, MSTL)")
     loss = "mse"
     metric = "mase"
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 64},
@@ -117,7 +125,10 @@ class Forecast(Task):
                "valid_origins": (0, "validation origins scored, the last ones of the part (0: "
                                     f"all; for a prepared series, {PREPARED_ORIGINS:,})"),
                "test_origins": (0, "test origins scored, the first ones of the part (0: all; "
-                                   f"for a prepared series, {PREPARED_ORIGINS:,})")}
+                                   f"for a prepared series, {PREPARED_ORIGINS:,})"),
+               "stat_baselines": ("arima,ets,mstl", "statistical baselines (statsforecast) "
+                                  "rolled over the test origins, cached after the first run: "
+                                  "any of arima, ets, mstl (with a season), or none")}
     sources = ("csv", "prepared")
 
     def __init__(self, seed=0, **options):
@@ -215,6 +226,22 @@ class Forecast(Task):
                              f"fewer than {self.folds} folds; lower -o folds")
         # a stream step reads one value; its seasonal difference needs the season before it
         self.stream_width, self.stream_window = 1, self.season + 1
+        self.stat_kinds = self._stat_kinds(o["stat_baselines"])
+        self._rolled: dict[str, Rolled | str] = {}
+
+    def _stat_kinds(self, given: str) -> list[str]:
+        """The statistical baselines asked for, in MODELS' order (MSTL only with a season)."""
+        kinds = [k.strip() for k in str(given).split(",") if k.strip()]
+        if kinds == ["none"]:
+            return []
+        bad = [k for k in kinds if k not in MODELS]
+        if bad or not kinds:
+            raise ValueError(f"stat_baselines takes any of {', '.join(MODELS)} (comma-separated) "
+                             f"or none; got {given!r}")
+        if importlib.util.find_spec("statsforecast") is None:
+            raise ValueError("the statistical baselines need statsforecast: pip install "
+                             "'lstmlab[tasks]', or skip them with -o stat_baselines=none")
+        return [k for k in MODELS if k in kinds and (k != "mstl" or self.season > 1)]
 
     def _choose_base_and_scale(self) -> None:
         """The base with the smaller error on the training origins (unless the user chose one)
@@ -257,9 +284,15 @@ class Forecast(Task):
 
     def _kept(self) -> tuple[int, int]:
         """(lo, hi): the stretch of the series that scoring the valid and test origins reads
-        (the windows before the first, the truth after the last)."""
-        return (int(self.origins["valid"][0]) + 1 - self.context - self.season,
+        (the windows before the first, the truth after the last), and the statistical
+        baselines' fit."""
+        lo = int(self.origins["valid"][0]) + 1 - self.context - self.season
+        return (min(lo, self._fit_start()) if self.stat_kinds else lo,
                 int(self.origins["test"][-1]) + self.horizon + 1)
+
+    def _fit_start(self) -> int:
+        """Where the statistical baselines' fit starts: FIT_MAX values before the test part."""
+        return max(0, int(self.origins["test"][0]) + 1 - FIT_MAX)
 
     def _values(self, lo: int, hi: int) -> np.ndarray:
         """The series' values lo:hi (positions in the whole series)."""
@@ -483,7 +516,46 @@ class Forecast(Task):
         for name, kind in (("naive", "naive"), ("seasonal_naive", "seasonal")):
             forecast = self._baseline(o, kind)
             out[name] = {**self._scores(forecast, truth), **self._fold_scores(forecast, truth)}
+        for kind in self.stat_kinds:
+            r = self.rolled(kind)
+            if isinstance(r, str):                               # could not be fitted
+                continue
+            inside = (truth >= r.lo) & (truth <= r.hi)
+            out[STAT_NAMES[kind]] = {**self._scores(r.mean, truth), "coverage": float(inside.mean()),
+                                     "interval_width": float(np.mean(r.hi - r.lo)),
+                                     **self._fold_scores(r.mean, truth)}
         return out
+
+    def baseline_models(self) -> dict[str, str]:
+        return {STAT_NAMES[k]: r if isinstance(r := self.rolled(k), str) else r.spec
+                for k in self.stat_kinds}
+
+    def rolled(self, kind: str) -> Rolled | str:
+        """A statistical baseline (statbase.MODELS) rolled over the test origins, fitted on
+        the FIT_MAX values before them, once a task; or why statsforecast could not fit it."""
+        if kind not in self._rolled:
+            from ..train.callbacks import ProgressBar
+
+            o = self.origins["test"]
+            start = self._fit_start()
+            bar = ProgressBar(f"forecast: {MODELS[kind]} over the test origins", unit="origin")
+
+            started: list[bool] = []
+
+            def progress(done: int, total: int) -> None:
+                if not started:
+                    bar.on_start(total, 0)
+                    started.append(True)
+                bar.on_step(done)
+
+            try:
+                self._rolled[kind] = roll(kind, self._values(start, int(o[-1]) + 1), o - start,
+                                          self.horizon, self.season, self.coverage, progress)
+            except NotFitted as e:
+                self._rolled[kind] = f"not fitted ({e})"
+            finally:
+                bar.close()
+        return self._rolled[kind]
 
     def figures(self, predictor, folder, test, baselines):
         from ..viz.figures import backtest_figure, forecast_figure
@@ -494,21 +566,29 @@ class Forecast(Task):
         (forecast, sigma), truth = self._forecast_and_sigma(predictor, o), self._truth(o)
         q = self._half_widths(predictor, forecast, truth, sigma)[at]   # (3, H)
         forecast, truth = forecast[at], truth[at]
-        seasonal = self._baseline(picks, "seasonal")
+        fitted = [k for k in self.stat_kinds if STAT_NAMES[k] in baselines]
+        arima = self.rolled("arima") if "arima" in fitted else None
+        if isinstance(arima, Rolled):                            # the peer a forecaster trusts
+            shown, shown_label = arima.mean[at], arima.spec
+        else:
+            shown, shown_label = self._baseline(picks, "seasonal"), f"seasonal naive (lag {self.season})"
         show = min(self.context, 4 * self.horizon)
         history = self._span(picks, 1 - show, 1)
         series = [{"history": history[k], "truth": truth[k], "free_run": forecast[k],
-                   "lower": forecast[k] - q[k], "upper": forecast[k] + q[k], "baseline": seasonal[k],
+                   "lower": forecast[k] - q[k], "upper": forecast[k] + q[k], "baseline": shown[k],
                    "label": f"test origin {int(t)} ({self.series.step} {int(t) + 1} of the series)"}
                   for k, t in enumerate(picks)]
-        metrics = {"MASE": test["mase"], "naive": baselines["naive"]["mase"],
-                   "seasonal naive": baselines["seasonal_naive"]["mase"],
-                   f"{int(round(100 * self.coverage))}% {self.intervals} interval coverage":
-                       test["coverage"]}
+        pct = int(round(100 * self.coverage))
+        peers = {"naive": "naive", "seasonal_naive": "seasonal naive",
+                 **{STAT_NAMES[k]: MODELS[k] for k in fitted}}
+        metrics = {"MASE": test["mase"], **{label: baselines[name]["mase"]
+                                            for name, label in peers.items()},
+                   f"{pct}% {self.intervals} interval coverage": test["coverage"],
+                   **{f"{MODELS[k]} {pct}% coverage": baselines[STAT_NAMES[k]]["coverage"]
+                      for k in fitted}}
         s = self.series
         folds = [{"fold": k, "LSTM": test[f"mase_fold{k}"],
-                  "naive": baselines["naive"][f"mase_fold{k}"],
-                  "seasonal naive": baselines["seasonal_naive"][f"mase_fold{k}"]}
+                  **{label: baselines[name][f"mase_fold{k}"] for name, label in peers.items()}}
                  for k in range(1, self.folds + 1)]
         return [backtest_figure(Path(folder) / "backtest.png", folds,
                                 title=f"rolling-origin backtest: {s.name}, {self.horizon} "
@@ -517,7 +597,7 @@ class Forecast(Task):
                                 title=f"forecast: {s.name}, {self.horizon} {s.step}s ahead",
                                 metrics=metrics,
                                 forecast_label=f"LSTM forecast ({self.strategy})",
-                                baseline_label=f"seasonal naive (lag {self.season})",
+                                baseline_label=shown_label,
                                 xlabel=f"{s.step}s from the forecast origin",
                                 ylabel=s.unit or "value")]
 

@@ -8,6 +8,7 @@ Everything here is plain NumPy and knows nothing of any one task; what a task's 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -330,6 +331,11 @@ def read_prepared(folder, fmt: str, task: str, whole: Callable[[Path, dict], boo
         raise ValueError(f"{folder} holds no {what} prepared by `lstmlab prepare {task}` (or it is "
                          "damaged); prepare it again") from None
     return info
+
+
+def cache_root() -> Path:
+    """$LSTMLAB_CACHE, else ~/.cache/lstmlab: where lstmlab keeps what it made once."""
+    return Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab").expanduser()
 
 
 def passes_progress(task: str, units: dict | None = None) -> Callable[[str, int, int], None]:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import ctc_loss, log_softmax
 from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
-from .kit import BucketedEpochs, pad
+from .kit import BucketedEpochs, cache_root, pad
 from .speechdata import ALPHABET, HOP, LEVELS, N_MELS, SAMPLE_RATE, Corpus, logmel, prepare, with_deltas
 
 BLANK = 0
@@ -64,8 +63,7 @@ FEATURES = 80                          # 40 log-mel bands and their deltas
 def default_corpus(size: int, seed: int) -> Path:
     """Where a corpus is cached when no folder is given: $LSTMLAB_CACHE (default
     ~/.cache/lstmlab)/speech-n<size>-s<seed>."""
-    root = Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab")
-    return root.expanduser() / f"speech-n{size}-s{seed}"
+    return cache_root() / f"speech-n{size}-s{seed}"
 
 
 def encode_text(text: str) -> np.ndarray:

@@ -278,6 +278,7 @@ def finish(task, predictor, run: RunFolder, step: int, engine: str, model: Model
                title=f"{task.name}: training and validation loss ({engine}, {model.variant})")
     return {"run": str(run.path), "task": task.name, "engine": engine, "variant": model.variant,
             "metrics": {"test": test}, "baselines": baselines,
+            "baseline_models": task.baseline_models(),
             "figures": sorted(str(p) for p in Path(run.figures).glob("*.png"))}
 
 
@@ -303,4 +304,5 @@ def evaluate_run(run_dir, engine: str | None = None, device: str | None = None) 
     test = task.evaluate(predictor, "test")
     return {"run": str(run.path), "task": task.name, "engine": engine or cfg["engine"],
             "variant": cfg["model"]["variant"], "seconds": round(time.perf_counter() - start, 3),
-            "metrics": {"test": test}, "baselines": task.baselines()}
+            "metrics": {"test": test}, "baselines": task.baselines(),
+            "baseline_models": task.baseline_models()}

@@ -23,6 +23,7 @@ from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.layout_engine import ConstrainedLayoutEngine
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 from ..io.atomic import atomic_path
@@ -33,6 +34,7 @@ DPI = 110            # ~1100 px for a 10-inch figure: sharp on screen, small on 
 WIDTH = 10.0         # inches; every figure has this width so they line up in a report
 TITLE_SIZE = 14      # suptitle
 SUBTITLE_SIZE = 11   # per-panel titles
+METRICS_WIDTH = 100  # characters in a line of metrics under a title
 LABEL_SIZE = 10.5    # axis and colorbar labels
 TICK_SIZE = 9        # tick labels
 LEGEND_SIZE = 9.5
@@ -264,7 +266,9 @@ def forecast_figure(path, *, series, title: str = "", metrics: Mapping | None = 
                ncols=min(len(seen), 3), fontsize=LEGEND_SIZE, frameon=False)
     heading = title or "Forecast"
     if metrics:
-        heading += "\n" + "    ".join(f"{k}: {_fmt(v)}" for k, v in metrics.items())
+        heading += "\n" + "\n".join(textwrap.wrap("    ".join(
+            f"{k}:\u00a0{_fmt(v)}".replace(" ", "\u00a0") for k, v in metrics.items()),
+            METRICS_WIDTH, break_on_hyphens=False)).replace("\u00a0", " ")
     fig.suptitle(heading, fontsize=TITLE_SIZE if not metrics else SUBTITLE_SIZE + 1)
     return save_figure(fig, path)
 
@@ -644,9 +648,9 @@ def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Pa
     fig = new_figure(4.2)
     ax = fig.add_subplot()
     x, width = np.arange(len(folds)), 0.8 / len(names)
-    for j, name in enumerate(names):
+    for j in range(len(names)):
         bars = ax.bar(x + (j - (len(names) - 1) / 2) * width, values[:, j], width,
-                      label=name, color=LINE_COLORS[j % len(LINE_COLORS)], alpha=0.85)
+                      color=LINE_COLORS[j % len(LINE_COLORS)], alpha=0.85)
         for k in np.flatnonzero(values.argmin(axis=1) == j):
             bars[k].set_edgecolor("black")
             bars[k].set_linewidth(1.8)
@@ -655,7 +659,9 @@ def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Pa
     if log:
         log_y(ax)
     ax.set_ylabel(f"{metric} (lower is better{', log scale' if log else ''})")
-    ax.legend(fontsize=LEGEND_SIZE, frameon=False, ncol=len(names))
+    swatches = [Patch(color=LINE_COLORS[j % len(LINE_COLORS)], alpha=0.85) for j in range(len(names))]
+    fig.legend(swatches, names, loc="outside lower center", frameon=False,   # never over a bar
+               fontsize=LEGEND_SIZE, ncol=len(names))
     style_axes(ax)
     ax.grid(False, axis="x")
     fig.suptitle(title or f"{metric} per backtest fold", fontsize=TITLE_SIZE)

@@ -1,0 +1,126 @@
+"""The statistical baselines of `forecast` (tasks.statbase): statsforecast's own rolling
+cross-validation is the oracle; the cache; the task's option and report."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsforecast import StatsForecast
+
+from lstmlab.tasks import get_task, statbase
+from lstmlab.tasks.statbase import MODELS, roll
+from tests.conftest import assert_close, lstmlab, one_line_error, raises_one_line
+
+M, H, N_ORIGINS = 12, 6, 30
+
+
+def _seasonal(n=360, seed=0):
+    """Pure seasonality plus noise: a 12-step cycle, sd 0.3."""
+    t = np.arange(n)
+    return 20 + 4 * np.sin(2 * np.pi * t / M) + 0.3 * np.random.default_rng(seed).standard_normal(n)
+
+
+def _cross_validation(kind, y, origins, level=90):
+    """statsforecast's rolling origin, fitted once (refit=False): (mean, lo, hi), (n, H)."""
+    df = pd.DataFrame({"unique_id": "s", "ds": np.arange(len(y)), "y": y})
+    model = statbase._model(kind, M)
+    cv = StatsForecast(models=[model], freq=1).cross_validation(
+        df=df, h=H, step_size=1, n_windows=len(origins), refit=False, level=[level])
+    assert np.array_equal(np.unique(cv["cutoff"]), origins)
+    name = model.alias
+    return tuple(cv[c].to_numpy().reshape(len(origins), H)
+                 for c in (name, f"{name}-lo-{level}", f"{name}-hi-{level}"))
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_rolled_baselines_equal_statsforecast_cross_validation(kind):
+    y = _seasonal()
+    origins = np.arange(len(y) - H - N_ORIGINS, len(y) - H)
+    r = roll(kind, y, origins, H, M, 0.9)
+    mean, lo, hi = _cross_validation(kind, y, origins)
+    # AutoARIMA reads only the values its filter still remembers (statbase.arima_window)
+    tol = 1e-6 if kind == "arima" else 1e-9
+    assert_close(r.mean, mean, tol, f"{kind} mean")
+    assert_close(r.lo, lo, tol, f"{kind} lower bound")
+    assert_close(r.hi, hi, tol, f"{kind} upper bound")
+    assert r.name == MODELS[kind] and r.spec
+    # the forecasts are at the noise floor of a pure seasonal series
+    truth = y[origins[:, None] + np.arange(1, H + 1)]
+    assert np.mean(np.abs(r.mean - truth)) < 0.4
+
+
+def test_a_rolled_baseline_is_cached_and_a_damaged_cache_is_computed_again(monkeypatch):
+    y = _seasonal(seed=1)
+    origins = np.arange(300, 320)
+    first = roll("ets", y, origins, H, M, 0.9)
+    files = list((statbase.cache_root() / "statbase").glob("*.safetensors"))
+    mine = [f for f in files if statbase._load(f, "AutoETS") is not None
+            and np.array_equal(statbase._load(f, "AutoETS").mean, first.mean)]
+    assert len(mine) == 1
+
+    def never(kind, season):
+        raise AssertionError("fitted again although cached")
+
+    monkeypatch.setattr(statbase, "_model", never)
+    again = roll("ets", y, origins, H, M, 0.9)
+    assert np.array_equal(again.mean, first.mean) and again.spec == first.spec
+    with pytest.raises(statbase.NotFitted, match="fitted again"):   # another key: not cached
+        roll("ets", y, origins, H, M, 0.8)
+    monkeypatch.undo()
+    mine[0].write_bytes(mine[0].read_bytes()[:100])              # damaged: computed again
+    assert np.array_equal(roll("ets", y, origins, H, M, 0.9).mean, first.mean)
+    assert statbase._load(mine[0], "AutoETS") is not None
+
+
+def _csv(tmp_path, values):
+    path = tmp_path / "s.csv"
+    path.write_text("when,load\n" + "".join(f"{k},{v:.6f}\n" for k, v in enumerate(values)))
+    return path
+
+
+def test_the_option_chooses_the_baselines(tmp_path):
+    csv = str(_csv(tmp_path, _seasonal(600)))
+    kw = dict(csv=csv, column="load", horizon=H, season=M, context=24)
+    assert get_task("forecast", **kw).stat_kinds == ["arima", "ets", "mstl"]
+    assert get_task("forecast", **kw, stat_baselines="mstl, ets").stat_kinds == ["ets", "mstl"]
+    assert get_task("forecast", **{**kw, "season": 1}).stat_kinds == ["arima", "ets"]
+    task = get_task("forecast", **kw, stat_baselines="none")
+    assert set(task.baselines()) == {"naive", "seasonal_naive"} and task.baseline_models() == {}
+    for bad in ("theta", "arima,theta", ""):
+        assert "stat_baselines takes any of arima, ets, mstl" in raises_one_line(
+            get_task, "forecast", **kw, stat_baselines=bad)
+
+
+def test_a_model_statsforecast_cannot_fit_is_left_out_and_said(tmp_path, monkeypatch):
+    task = get_task("forecast", csv=str(_csv(tmp_path, _seasonal(600))), column="load",
+                    horizon=H, season=M, context=24, stat_baselines="ets")
+
+    class Refuses:
+        def fit(self, y):
+            raise ValueError("too short\nfor a season")
+
+    monkeypatch.setattr(statbase, "_model", lambda kind, season: Refuses())
+    assert set(task.baselines()) == {"naive", "seasonal_naive"}
+    assert task.baseline_models() == {"auto_ets": "not fitted (AutoETS could not be fitted: too short)"}
+
+
+def test_train_reports_the_statistical_baselines_beside_the_lstm(tmp_path):
+    csv = _csv(tmp_path, _seasonal(600))
+    args = ["train", "forecast", "--csv", csv, "--column", "load", "-o", f"horizon={H}",
+            "-o", f"season={M}", "-o", "context=24", "--steps", "30", "--hidden-size", "8"]
+    r = lstmlab(*args, "--out", tmp_path / "run", "-o", "stat_baselines=arima,ets")
+    assert r.returncode == 0, r.stderr
+    header = next(line for line in r.stdout.splitlines() if "metric" in line)
+    assert all(name in header for name in ("model", "auto_arima", "auto_ets", "seasonal_naive"))
+    assert "ARIMA(" in r.stdout and "ETS(" in r.stdout
+    coverage = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith("coverage"))
+    assert len([c for c in coverage.split("│") if c.strip()]) == 4    # name, LSTM, two peers
+    out = json.loads(lstmlab("evaluate", tmp_path / "run", "--json").stdout)
+    assert set(out["baseline_models"]) == {"auto_arima", "auto_ets"}
+    ets = out["baselines"]["auto_ets"]
+    assert ets["mase"] < out["baselines"]["naive"]["mase"] and 0.5 < ets["coverage"] <= 1.0
+    assert "metric" in lstmlab(*args, "--out", tmp_path / "bare", "-o", "stat_baselines=none").stdout
+    err = one_line_error(lstmlab(*args, "--out", tmp_path / "bad", "-o", "stat_baselines=prophet"))
+    assert "stat_baselines takes any of" in err and not (tmp_path / "bad").exists()
+
