@@ -12,8 +12,8 @@ from lstmlab.config import TrainConfig
 from lstmlab.tasks import get_task
 from lstmlab.tasks.datasets import ArrayFile, builtin_series, csv_column_chunks, read_csv_column
 from lstmlab.tasks.forecast import prepare
-from lstmlab.train import evaluate_run, fit
-from tests.conftest import lstmlab, one_line_error
+from lstmlab.train import evaluate_ensemble, evaluate_run, fit, load_run
+from tests.conftest import lstmlab, one_line_error, raises_one_line
 
 
 def _csv(tmp_path, values, name="s.csv", column="load"):
@@ -45,7 +45,7 @@ def test_splits_origins_and_baselines(tmp_path):
     assert task.train_origins[1] - 1 + 5 < 840 and o["valid"].min() == 839 and o["valid"].max() + 5 < 960
     assert o["test"].min() == 959 and o["test"].max() + 5 == 1199      # every test target is in the last 20%
     t = o["test"][:3]
-    np.testing.assert_allclose(task._baseline(t, "naive"), np.repeat(y[t][:, None], 5, 1))
+    np.testing.assert_allclose(task._baseline(t, "last"), np.repeat(y[t][:, None], 5, 1))
     np.testing.assert_allclose(task._baseline(t, "seasonal"), y[t[:, None] + np.arange(1, 6) - 20])
     scale = np.mean(np.abs(y[20:840] - y[:820]))
     b = task.baselines()["seasonal_naive"]
@@ -130,26 +130,100 @@ class _Constant:
         return np.full((x.shape[1], self.config.output_size), self.value, np.float32), None
 
 
-@pytest.mark.parametrize("base", ["seasonal", "last"])
+@pytest.mark.parametrize("base", ["seasonal", "last", "seasonal_diff"])
 def test_recursive_feeds_its_forecasts_back(tmp_path, base):
     csv = str(_csv(tmp_path, _wave()))
-    kw = dict(csv=csv, column="load", horizon=6, season=4, context=12, base=base)
+    m = 4
+    kw = dict(csv=csv, column="load", horizon=6, season=m, context=12, base=base,
+              stat_baselines="none")
     direct = get_task("forecast", **kw)
     recursive = get_task("forecast", strategy="recursive", **kw)
     t = recursive.origins["test"][:5]
-    kind = "seasonal" if base == "seasonal" else "naive"
     # a network that adds nothing: both strategies are exactly the baseline they correct
+    # (for seasonal_diff, ARIMA(0,1,0)(0,1,0)[m] run one step at a time is its closed form)
     for task in (direct, recursive):
-        np.testing.assert_allclose(task._forecast(_Constant(task, 0.0), t), task._baseline(t, kind))
+        np.testing.assert_allclose(task._forecast(_Constant(task, 0.0), t), task._baseline(t, base))
     # adding c each step: direct adds c to every horizon step; recursive, fed its own
-    # forecasts, accumulates it: c*h after the last value, c*ceil(h/m) after the seasonal one
+    # forecasts, accumulates it as its base's recursion does: g(h) = 1 + the base of g's past
+    g = [0.0] * (m + 1)                                          # g(h) = 0 for h <= 0
+    for _ in range(6):
+        last, season, before = g[-1], g[-m], g[-m - 1]
+        g.append(1 + {"last": last, "seasonal": season, "seasonal_diff": season + last - before}[base])
+    steps = np.array(g[m + 1:])
+    if base == "last":
+        np.testing.assert_array_equal(steps, np.arange(1, 7))
     c = 0.5
-    h = np.arange(1, 7)
-    steps = h if base == "last" else np.ceil(h / 4)
     np.testing.assert_allclose(direct._forecast(_Constant(direct, c), t),
-                               direct._baseline(t, kind) + c * direct.r_scale)
+                               direct._baseline(t, base) + c * direct.r_scale)
     np.testing.assert_allclose(recursive._forecast(_Constant(recursive, c), t),
-                               recursive._baseline(t, kind) + c * recursive.r_scale * steps)
+                               recursive._baseline(t, base) + c * recursive.r_scale * steps)
+
+
+def test_the_seasonal_diff_baseline_is_arima_010_010():
+    """seasonal_diff is the forecast of (1 - B)(1 - B^m) y = e: the recursion
+    y(t+h) = y(t+h-1) + y(t+h-m) - y(t+h-m-1), known values where known."""
+    y = _wave(200, period=7)
+    task = get_task("forecast", data="sunspots", season=7, horizon=16, stat_baselines="none")
+    t = np.array([50, 120, 180])
+    got = task._baseline(t, "seasonal_diff", y=y)
+    for row, o in zip(got, t):
+        z = list(y[:o + 1])
+        for _ in range(16):
+            z.append(z[-1] + z[-7] - z[-8])
+        np.testing.assert_allclose(row, z[o + 1:])
+
+
+class _Linear(_Constant):
+    """A fixed random linear map of the last step's inputs: a stand-in network."""
+
+    def run(self, x):
+        w = np.random.default_rng(3).standard_normal((x.shape[2], self.config.output_size))
+        return (x[-1] @ w).astype(np.float32), None
+
+
+@pytest.mark.parametrize("strategy", ["direct", "recursive"])
+def test_a_window_scaled_forecast_moves_with_the_series(tmp_path, strategy):
+    """scale=window: the inputs are measured from each window's last value in units of its
+    mean step, so the forecast of a y + b is a f + b: what was learnt at one level and
+    amplitude carries over to another."""
+    y = _wave()
+    kw = dict(column="load", horizon=6, season=20, context=40, scale="window",
+              strategy=strategy, stat_baselines="none")
+    task = get_task("forecast", csv=str(_csv(tmp_path, y)), **kw)
+    y = task.series.values                                       # as read (6 decimals)
+    t = task.origins["test"][::40]
+    net = _Linear(task, 0.0)
+    f = task._forecast(net, t)
+    for a, b in ((3.0, -50.0), (0.2, 7.0)):          # (above the floor of a flat window)
+        np.testing.assert_allclose(task._forecast(net, t, y=a * y + b), a * f + b, rtol=1e-5, atol=1e-4 * a)
+        np.testing.assert_allclose(task._features(t, y=a * y + b), task._features(t), atol=1e-9)
+    glob = get_task("forecast", csv=str(_csv(tmp_path, y, "g.csv")), **{**kw, "scale": "global"})
+    net = _Linear(glob, 0.0)
+    assert not np.allclose(glob._forecast(net, t, y=3 * y), 3 * glob._forecast(net, t))
+    with pytest.raises(ValueError, match="cannot read a stream one value at a time"):
+        task.stream_input(y[:30, None])
+    assert "window" in raises_one_line(get_task, "forecast", csv=str(_csv(tmp_path, y)), column="load",
+                                       scale="local")
+
+
+@pytest.mark.parametrize("source", ["built-in", "csv"])
+def test_a_run_forecasts_with_the_base_its_training_chose(tmp_path, source):
+    """A run rebuilt from its folder keeps the base its training chose, even where the choice
+    would now fall elsewhere: runs from before seasonal_diff existed chose between two."""
+    data = (dict(data="sunspots") if source == "built-in"
+            else dict(csv=str(_csv(tmp_path, _wave())), column="load", season=20, context=40))
+    chosen = get_task("forecast", stat_baselines="none", **data).base
+    task = get_task("forecast", base="last" if chosen != "last" else "seasonal",
+                    stat_baselines="none", **data)
+    run = tmp_path / "run"
+    r = fit(task, task.model_config(hidden_size=8), TrainConfig(steps=20, eval_every=20), run,
+            engine="numpy", callbacks=[])
+    for name, key in (("config.json", "task_options"), ("preprocessing.json", "options")):
+        kept = json.loads((run / name).read_text())
+        kept[key]["base"] = ""                                   # as an old run chose it
+        (run / name).write_text(json.dumps(kept))
+    again = evaluate_run(run)
+    assert again["metrics"]["test"]["mase"] == pytest.approx(r["metrics"]["test"]["mase"], rel=1e-12)
 
 
 @pytest.mark.parametrize("engine", ["numpy", "torch"])
@@ -309,3 +383,35 @@ def test_prepare_forecast_refuses_what_it_cannot_use(tmp_path):
         f.truncate(599 * 8)
     with pytest.raises(ValueError, match="holds no series prepared by `lstmlab prepare forecast`"):
         get_task("forecast", prepared=str(out), season=20)
+
+
+def test_runs_of_several_seeds_forecast_as_one_ensemble(tmp_path):
+    """evaluate RUN RUN RUN averages the members' forecasts: the ensemble's MAE is at most
+    the members' mean MAE (the absolute error is convex), and runs of another task or data
+    are refused in one line."""
+    csv = _csv(tmp_path, _wave())
+    kw = dict(csv=str(csv), column="load", horizon=5, season=20, context=40, stat_baselines="none")
+    runs = []
+    for seed in range(3):
+        task = get_task("forecast", seed=seed, **kw)
+        runs.append(tmp_path / f"s{seed}")
+        fit(task, task.model_config(hidden_size=8),
+            TrainConfig(steps=40, batch_size=16, eval_every=40, seed=seed), runs[-1], engine="numpy",
+            callbacks=[])
+    r = evaluate_ensemble(runs)
+    loaded = [load_run(run) for run in runs]
+    t = loaded[0][0].origins["test"]
+    mean = np.mean([task._forecast(p, t) for task, p, _ in loaded], axis=0)
+    truth = loaded[0][0]._truth(t)
+    assert r["metrics"]["test"]["mae"] == pytest.approx(np.mean(np.abs(mean - truth)), rel=1e-6)  # float32
+    members = [task.evaluate(p, "test") for task, p, _ in loaded]
+    assert r["members"]["mase"] == [m["mase"] for m in members]
+    assert r["metrics"]["test"]["mae"] <= np.mean([m["mae"] for m in members]) + 1e-12
+    assert len(set(r["members"]["mase"])) == 3                   # three different models
+    out = lstmlab("evaluate", *runs)
+    assert out.returncode == 0 and "ensemble of 3" in out.stdout and "the members alone: mase" in out.stdout
+    other = get_task("forecast", **{**kw, "horizon": 4})
+    fit(other, other.model_config(hidden_size=8), TrainConfig(steps=10, eval_every=10),
+        tmp_path / "h4", engine="numpy", callbacks=[])
+    assert "is not a run of the same task on the same data" in one_line_error(
+        lstmlab("evaluate", runs[0], tmp_path / "h4"))

@@ -86,7 +86,8 @@ def test_the_option_chooses_the_baselines(tmp_path):
     assert get_task("forecast", **kw, stat_baselines="mstl, ets").stat_kinds == ["ets", "mstl"]
     assert get_task("forecast", **{**kw, "season": 1}).stat_kinds == ["arima", "ets"]
     task = get_task("forecast", **kw, stat_baselines="none")
-    assert set(task.baselines()) == {"naive", "seasonal_naive"} and task.baseline_models() == {}
+    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff"}
+    assert task.baseline_models() == {}
     for bad in ("theta", "arima,theta", ""):
         assert "stat_baselines takes any of arima, ets, mstl" in raises_one_line(
             get_task, "forecast", **kw, stat_baselines=bad)
@@ -101,7 +102,7 @@ def test_a_model_statsforecast_cannot_fit_is_left_out_and_said(tmp_path, monkeyp
             raise ValueError("too short\nfor a season")
 
     monkeypatch.setattr(statbase, "_model", lambda kind, season: Refuses())
-    assert set(task.baselines()) == {"naive", "seasonal_naive"}
+    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff"}
     assert task.baseline_models() == {"auto_ets": "not fitted (AutoETS could not be fitted: too short)"}
 
 
@@ -112,7 +113,7 @@ def test_train_reports_the_statistical_baselines_beside_the_lstm(tmp_path):
     r = lstmlab(*args, "--out", tmp_path / "run", "-o", "stat_baselines=arima,ets")
     assert r.returncode == 0, r.stderr
     header = next(line for line in r.stdout.splitlines() if "metric" in line)
-    assert all(name in header for name in ("model", "auto_arima", "auto_ets", "seasonal_naive"))
+    assert all(name in header for name in ("model", "auto_arima", "auto_ets", "seasonal_naive")), r.stdout
     assert "ARIMA(" in r.stdout and "ETS(" in r.stdout
     coverage = next(line for line in r.stdout.splitlines() if line.strip("│ ").startswith("coverage"))
     assert len([c for c in coverage.split("│") if c.strip()]) == 4    # name, LSTM, two peers

@@ -11,6 +11,7 @@ import functools
 import json
 import os
 import re
+import statistics
 import sys
 import time
 
@@ -25,7 +26,10 @@ from .train import TrainingInterrupted
 from .train.callbacks import progress_bar
 from .train.runs import strict_json
 
+PIPED_WIDTH = 160                       # characters a line when the output is not a terminal
 out = Console(highlight=False)
+if not out.is_terminal:
+    out.width = PIPED_WIDTH             # a file or a pipe has no width: never cut a table's names
 err = Console(stderr=True, highlight=False)
 
 
@@ -454,20 +458,25 @@ def _launch(task_name, engine, resume, out_dir, nproc, as_json):
 
 
 @main.command("evaluate")
-@click.argument("run_dir", metavar="RUN", type=click.Path())
+@click.argument("run_dirs", metavar="RUN...", type=click.Path(), nargs=-1, required=True)
 @click.option("--engine", type=click.Choice(["numpy", "torch"]), default=None,
               help="run the saved model in this engine  [default: the one that trained it]")
 @json_option
 @command
-def evaluate_cmd(run_dir, engine, as_json):
-    """Evaluate a run's saved model on its task's test split, next to the baselines."""
-    from .train import evaluate_run
+def evaluate_cmd(run_dirs, engine, as_json):
+    """Evaluate a run's saved model on its task's test split, next to the baselines; several
+    runs of one task (seeds, say) are evaluated as one ensemble, their outputs averaged."""
+    from .train import evaluate_ensemble, evaluate_run
 
-    result = evaluate_run(run_dir, engine=engine)
+    result = (evaluate_run(run_dirs[0], engine=engine) if len(run_dirs) == 1
+              else evaluate_ensemble(run_dirs, engine=engine))
     if as_json:
         _print_json(result)
-    else:
-        out.print(_result_table(result))
+        return
+    out.print(_result_table(result))
+    for metric, scores in result.get("members", {}).items():
+        out.print(f"the members alone: {metric} " + ", ".join(f"{v:.4g}" for v in scores)
+                  + f" (mean {statistics.mean(scores):.4g}, sd {statistics.stdev(scores):.2g})")
 
 
 @main.command("predict")

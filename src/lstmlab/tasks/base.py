@@ -251,6 +251,12 @@ class Task:
         """The task's vocabularies, scalers, label names, ...: JSON-able (see state())."""
         return {}
 
+    @classmethod
+    def options_of_state(cls, state: dict) -> dict:
+        """Options that a run's state (RUN/preprocessing.json) pins when the task is rebuilt
+        from the run's options: what its training chose by itself from the data."""
+        return {}
+
     def stored_arrays(self) -> dict[str, np.ndarray]:
         """The data a run keeps when the task reads the user's files, so that evaluate,
         predict and generate work after the file is moved: given back as `stored.arrays`."""

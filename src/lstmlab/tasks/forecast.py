@@ -17,7 +17,9 @@ on average but loses in one regime shows it there.
 
 The model learns what the baseline misses: its targets are the future's differences from a
 baseline forecast (the value one season ago with `base=seasonal`, the last value with
-`base=last`), scaled. Prediction intervals come in two kinds (`intervals`):
+`base=last`, the value one season ago plus the last seasonal difference with
+`base=seasonal_diff`: ARIMA(0,1,0)(0,1,0)[m]'s forecast), scaled; by default the one with the
+smallest error on the training part. Prediction intervals come in two kinds (`intervals`):
 
   conformal   (the default; Vovk et al. 2005) per horizon step, a quantile of recent absolute
               errors, first the validation part's, then, along the test part, those whose
@@ -31,7 +33,7 @@ baseline forecast (the value one season ago with `base=seasonal`, the last value
 Metrics: MAE, RMSE, sMAPE (%), MASE (Hyndman & Koehler 2006: MAE over the in-sample MAE of
 the seasonal naive forecast), the intervals' empirical coverage and mean width, and
 mase_fold1 .. mase_foldK. Baselines on the same origins: naive (the last value), seasonal
-naive and, unless `-o stat_baselines=none`, statsforecast's AutoARIMA, AutoETS and (with a
+naive, seasonal_diff and, unless `-o stat_baselines=none`, statsforecast's AutoARIMA, AutoETS and (with a
 season) MSTL, fitted on the FIT_MAX values before the test part and rolled over its origins
 with their own Gaussian intervals (tasks.statbase; cached, since AutoARIMA's search can take
 minutes). The report names the models their searches chose.
@@ -94,6 +96,11 @@ PREPARED_KEEP = ("column", "source", "values", "season", "mu", "sd", "mase_scale
 PREPARED_ORIGINS = 10_000     # valid and test origins scored by default for a prepared series
 SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base and the scale
 STAT_NAMES = {"arima": "auto_arima", "ets": "auto_ets", "mstl": "mstl"}   # their baseline names
+# what the network corrects (its targets are the differences from it), and the naive baselines
+BASES = {"seasonal": "the value a season before",
+         "last": "the last value",
+         "seasonal_diff": "the value a season before plus the last seasonal difference"}
+BASELINES = {"last": "naive", "seasonal": "seasonal_naive", "seasonal_diff": "seasonal_diff"}
 
 
 class Forecast(Task):
@@ -111,9 +118,13 @@ class Forecast(Task):
                "horizon": (0, "steps to forecast (0: the series' usual: 24 hours, 12 months)"),
                "season": (0, "seasonal period in steps (0: the series' own; 1: none)"),
                "context": (0, "steps the model sees before each origin (0: a week / 10 years)"),
-               "base": ("", "what the model corrects: seasonal or last (default: the "
-                            "baseline with the smaller error on the training part)"),
+               "base": ("", "what the model corrects: seasonal, last or seasonal_diff "
+                            "(default: the baseline with the smallest error on the training "
+                            "part)"),
                "coverage": (0.9, "nominal coverage of the prediction intervals"),
+               "scale": ("global", "the network's units: global (the training part's) or window "
+                                   "(each window's mean absolute step, so that what it learnt "
+                                   "carries over when the series calms down or grows wild)"),
                "strategy": ("direct", "direct (all horizon steps at once) or recursive "
                                       "(one step, fed back: autoregressive)"),
                "intervals": ("conformal", "conformal (adaptive, from recent errors) or "
@@ -166,10 +177,13 @@ class Forecast(Task):
         self.context = int(o["context"]) or default_context
         self.base = o["base"]
         self.coverage = float(o["coverage"])
-        if self.base not in ("", "seasonal", "last"):
-            raise ValueError(f"base must be 'seasonal' or 'last', got {self.base!r}")
+        if self.base not in ("", *BASES):
+            raise ValueError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
         if not 0.5 <= self.coverage < 1.0:
             raise ValueError(f"coverage must lie in [0.5, 1), got {self.coverage}")
+        self.scale = o["scale"]
+        if self.scale not in ("global", "window"):
+            raise ValueError(f"scale must be 'global' or 'window', got {self.scale!r}")
         self.strategy = o["strategy"]
         if self.strategy not in ("direct", "recursive"):
             raise ValueError(f"strategy must be 'direct' or 'recursive', got {self.strategy!r}")
@@ -216,9 +230,9 @@ class Forecast(Task):
         if scored["test"]:                                       # the first ones
             test = (test[0], min(test[1], test[0] + scored["test"]))
         self.origins = {"valid": np.arange(*valid), "test": np.arange(*test)}
-        if self.stored is not None and o["prepared"]:            # what training chose
+        if self.stored is not None:                              # what training chose
             st = self.stored.state
-            self.base, self.r_scale = st["base"], st["r_scale"]
+            self.base, self.r_scale, self.s_floor = st["base"], st["r_scale"], st.get("s_floor", 0.0)
         else:
             self._choose_base_and_scale()
         if len(self.origins["test"]) < self.folds:
@@ -228,6 +242,12 @@ class Forecast(Task):
         self.stream_width, self.stream_window = 1, self.season + 1
         self.stat_kinds = self._stat_kinds(o["stat_baselines"])
         self._rolled: dict[str, Rolled | str] = {}
+
+    @classmethod
+    def options_of_state(cls, state: dict) -> dict:
+        """The base the run's training chose (runs from before seasonal_diff existed chose
+        between seasonal and last, and must keep what they chose)."""
+        return {"base": state["base"]} if state.get("base") in BASES else {}
 
     def _stat_kinds(self, given: str) -> list[str]:
         """The statistical baselines asked for, in MODELS' order (MSTL only with a season)."""
@@ -252,15 +272,18 @@ class Forecast(Task):
              else np.linspace(lo, hi - 1, SAMPLE_ORIGINS).round().astype(np.int64))
         truth = self._truth(t)
         if not self.base:
-            err = {b: np.mean(np.abs(self._baseline(t, k) - truth))
-                   for b, k in (("seasonal", "seasonal"), ("last", "naive"))}
+            err = {b: np.mean(np.abs(self._baseline(t, b) - truth)) for b in BASES}
             self.base = min(err, key=lambda b: err[b])
         r = (truth - self._base(t))[:, :self.steps_out]
+        self.s_floor = 0.0
+        if self.scale == "window":           # a flat window's unit: a hundredth of the usual
+            self.s_floor = 0.01 * float(np.median(self._window_unit(self._windows(t)))) or 1e-12
+            r = r / self._window_unit(self._windows(t))[:, None]
         self.r_scale = float(r.std()) or 1.0
 
     def preprocessing(self) -> dict:
         m, n = self.season, self.steps_out
-        base = "the value a season before" if self.base == "seasonal" else "the last value"
+        base = BASES[self.base]
         output = (f"{n} value(s): for h = 1..{n} steps ahead, (y[t + h] - base) / r_scale, the "
                   f"base being {base}" + (f"; then {n} log-variances of those" if
                                           self.intervals == "gaussian" else ""))
@@ -268,11 +291,15 @@ class Forecast(Task):
                 "horizon": self.horizon, "season": m, "context": self.context,
                 "strategy": self.strategy, "intervals": self.intervals, "coverage": self.coverage,
                 "base": self.base, "mu": self.mu, "sd": self.sd, "r_scale": self.r_scale,
-                "mase_scale": self.mase_scale,
+                "scale": self.scale, "s_floor": self.s_floor, "mase_scale": self.mase_scale,
                 **({"prepared": self.prepared, "offset": self._kept()[0]}
                    if self.prepared is not None else {}),
-                "input": {"steps": self.context, "features": ["(y[t] - mu) / sd"]
-                          + (["(y[t] - y[t - season]) / sd"] if m > 1 else [])},
+                "input": {"steps": self.context, "features": (
+                    ["(y[t] - mu) / sd"] + (["(y[t] - y[t - season]) / sd"] if m > 1 else [])
+                    if self.scale == "global" else
+                    ["(y[t] - y[origin]) / s"] + (["(y[t] - y[t - season]) / s"] if m > 1 else [])
+                    + ["s: the window's mean |y[t] - y[t - 1]| (at least s_floor); the "
+                       "output is in units of r_scale * s"])},
                 "output": output}
 
     def stored_arrays(self) -> dict[str, np.ndarray]:
@@ -327,15 +354,15 @@ class Forecast(Task):
         return y[origins[:, None] + np.arange(lo, hi)[None, :]]
 
     def _baseline(self, origins, kind, y=None):
-        """(n, H) forecasts of a baseline: "naive" (the last value) or "seasonal"."""
-        m = self.season if kind == "seasonal" else 1
+        """(n, H) forecasts of a baseline (a key of BASES)."""
+        m = {"last": 1, "seasonal": self.season, "seasonal_diff": self.season + 1}[kind]
         return self._base_forecast(self._span(origins, 1 - m, 1, y), self.horizon, kind)
 
     def _truth(self, origins):
         return self._span(origins, 1, self.horizon + 1)
 
     def _base(self, origins, y=None):
-        return self._baseline(origins, "seasonal" if self.base == "seasonal" else "naive", y)
+        return self._baseline(origins, self.base, y)
 
     def _residuals(self, origins):
         return self._truth(origins) - self._base(origins)
@@ -348,13 +375,29 @@ class Forecast(Task):
         return self._window_features(self._windows(origins, y))
 
     def _window_features(self, win):
-        """(L, n, F) inputs from (n, L + m) windows: the scaled level and, with a season, the
-        seasonal difference."""
+        """(L, n, F) inputs from (n, L + m) windows: the level and, with a season, the
+        seasonal difference; in the training part's units (scale global), or in the window's
+        own, the level then measured from the window's last value (scale window)."""
         m = self.season
-        feats = [(win[:, m:] - self.mu) / self.sd]               # (n, L)
+        if self.scale == "global":
+            level, unit = (win[:, m:] - self.mu), np.full((len(win), 1), self.sd)
+        else:
+            level, unit = win[:, m:] - win[:, -1:], self._window_unit(win)[:, None]
+        feats = [level / unit]                                   # (n, L)
         if m > 1:
-            feats.append((win[:, m:] - win[:, :-m]) / self.sd)
+            feats.append((win[:, m:] - win[:, :-m]) / unit)
         return np.stack(feats, axis=-1).transpose(1, 0, 2)       # (L, n, F)
+
+    def _window_unit(self, win) -> np.ndarray:
+        """(n,): the mean absolute step of each window's context (at least s_floor)."""
+        steps = np.abs(np.diff(win[:, self.season:], axis=1))
+        return np.maximum(steps.mean(axis=1), self.s_floor)
+
+    def _out_scale(self, win) -> np.ndarray:
+        """(n, 1): what the network's outputs are multiplied by, for (n, L + m) windows."""
+        if self.scale == "global":
+            return np.full((len(win), 1), self.r_scale)
+        return self.r_scale * self._window_unit(win)[:, None]
 
     @property
     def n_features(self):
@@ -381,8 +424,9 @@ class Forecast(Task):
         rng = np.random.default_rng([self.seed, 0, step])
         lo, hi = self.train_origins
         origins = lo + rng.integers(0, hi - lo, size=batch_size)
-        return Batch(x=self._features(origins),
-                     y=self._residuals(origins)[:, :self.steps_out] / self.r_scale)
+        win = self._windows(origins)
+        return Batch(x=self._window_features(win),
+                     y=self._residuals(origins)[:, :self.steps_out] / self._out_scale(win))
 
     # --- evaluation ---------------------------------------------------------------------
     def _forecast(self, predictor: Predictor, origins, y=None):
@@ -412,18 +456,24 @@ class Forecast(Task):
         H = self.horizon
         base = self._base_forecast(win, H)
         out = self._network(predictor, win)                      # (n, H) or (n, 2H)
-        sigma = np.exp(0.5 * out[:, H:]) * self.r_scale if self.intervals == "gaussian" else None
-        return base + out[:, :H] * self.r_scale, sigma
+        unit = self._out_scale(win)
+        sigma = np.exp(0.5 * out[:, H:]) * unit if self.intervals == "gaussian" else None
+        return base + out[:, :H] * unit, sigma
 
     def _base_forecast(self, win, H, kind=None):
-        """(n, H): a baseline's forecast of the H steps after (n, >= season) windows: the
-        value a season before at the same phase ("seasonal"), or the last ("naive"); kind
-        None: the model's base."""
-        kind = kind or ("seasonal" if self.base == "seasonal" else "naive")
+        """(n, H): a baseline's forecast (a key of BASES; None: the model's base) of the H
+        steps after (n, >= season + 1) windows. seasonal_diff is ARIMA(0,1,0)(0,1,0)[m]'s
+        forecast: the seasonal naive value k = ceil(h / m) seasons back, plus k times the
+        last seasonal difference."""
+        kind = kind or self.base
         m, h = self.season, np.arange(1, H + 1)
+        if kind == "last":
+            return np.repeat(win[:, -1:], H, axis=1)
+        k = np.ceil(h / m).astype(int)
+        seasonal = win[:, win.shape[1] - m * k + h - 1]
         if kind == "seasonal":
-            return win[:, win.shape[1] - m * np.ceil(h / m).astype(int) + h - 1]
-        return np.repeat(win[:, -1:], H, axis=1)
+            return seasonal
+        return seasonal + k * (win[:, -1:] - win[:, -1 - m:-m])
 
     def _recursive(self, predictor, win):
         """(n, H): one step at a time, each forecast appended to the window as if observed."""
@@ -431,8 +481,9 @@ class Forecast(Task):
         win = np.concatenate([win, np.empty((len(win), self.horizon))], axis=1)
         for h in range(self.horizon):
             end = past + h                                       # win[:, :end] is known
-            base = win[:, end - m] if self.base == "seasonal" else win[:, end - 1]
-            win[:, end] = base + self._network(predictor, win[:, end - past:end])[:, 0] * self.r_scale
+            base = self._base_forecast(win[:, end - m - 1:end], 1)[:, 0]
+            now = win[:, end - past:end]
+            win[:, end] = base + self._network(predictor, now)[:, 0] * self._out_scale(now)[:, 0]
         return win[:, past:], None
 
     def _half_widths(self, predictor, forecast, truth, sigma):
@@ -494,7 +545,7 @@ class Forecast(Task):
         (forecast, sigma), truth = self._forecast_and_sigma(predictor, o), self._truth(o)
         m = self._scores(forecast, truth)
         if split == "valid":
-            m["loss"] = float(np.mean(((forecast - truth) / self.r_scale) ** 2))
+            m["loss"] = float(np.mean(((forecast - truth) / self._out_scale(self._windows(o))) ** 2))
         else:
             err = np.abs(forecast - truth)
             half = self._half_widths(predictor, forecast, truth, sigma)
@@ -513,7 +564,7 @@ class Forecast(Task):
         o = self.origins["test"]
         truth = self._truth(o)
         out = {}
-        for name, kind in (("naive", "naive"), ("seasonal_naive", "seasonal")):
+        for kind, name in BASELINES.items():
             forecast = self._baseline(o, kind)
             out[name] = {**self._scores(forecast, truth), **self._fold_scores(forecast, truth)}
         for kind in self.stat_kinds:
@@ -571,7 +622,7 @@ class Forecast(Task):
         if isinstance(arima, Rolled):                            # the peer a forecaster trusts
             shown, shown_label = arima.mean[at], arima.spec
         else:
-            shown, shown_label = self._baseline(picks, "seasonal"), f"seasonal naive (lag {self.season})"
+            shown, shown_label = self._baseline(picks, self.base), BASES[self.base]
         show = min(self.context, 4 * self.horizon)
         history = self._span(picks, 1 - show, 1)
         series = [{"history": history[k], "truth": truth[k], "free_run": forecast[k],
@@ -579,7 +630,8 @@ class Forecast(Task):
                    "label": f"test origin {int(t)} ({self.series.step} {int(t) + 1} of the series)"}
                   for k, t in enumerate(picks)]
         pct = int(round(100 * self.coverage))
-        peers = {"naive": "naive", "seasonal_naive": "seasonal naive",
+        peers = {name: name.replace("_", " ") for name in BASELINES.values()}
+        peers = {**peers,
                  **{STAT_NAMES[k]: MODELS[k] for k in fitted}}
         metrics = {"MASE": test["mase"], **{label: baselines[name]["mase"]
                                             for name, label in peers.items()},
@@ -643,6 +695,10 @@ class Forecast(Task):
     def stream_input(self, window):
         """The newest value's features, as _window_features makes them; None for the first
         `season` values of a stream (encode_input also reads a season before its window)."""
+        if self.scale == "window":
+            raise ValueError("a window-scaled forecast (-o scale=window) measures every input "
+                             "against its window's last value, so it cannot read a stream one "
+                             "value at a time: forecast with lstmlab predict --input FILE")
         if len(window) <= self.season:
             return None
         return self._window_features(window[None, -(self.season + 1):, 0])[0, 0]   # (F,)

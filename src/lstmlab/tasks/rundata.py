@@ -51,6 +51,8 @@ def read_state(folder) -> dict | None:
 
 def _options(config: dict, state: dict | None) -> dict:
     options = dict(config.get("task_options", {}))
+    if state is not None and config["task"] in TASKS:
+        options.update(TASKS[config["task"]].options_of_state(state))
     if state is None and any(options.get(k) for k in getattr(TASKS.get(config["task"]), "sources", ())):
         # written before runs kept their data: such a config names the built-in data set
         # beside the user's file, and the file was the data

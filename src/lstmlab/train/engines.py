@@ -315,6 +315,27 @@ def predictor_for(model) -> Predictor:
     return Predictor(run=run, trace=trace, config=model.config, model=model)
 
 
+def ensemble_predictor(members: list[Predictor]) -> Predictor:
+    """Several trained models of one task as one: their outputs averaged (a forecast's
+    corrections, a classifier's logits), as the M4 competition's leaders combined theirs. A
+    state is the tuple of the members' states."""
+    configs = {(m.config.architecture, m.config.output_size) for m in members}
+    if len(configs) > 1 or next(iter(configs))[0] != "sequence":
+        raise ValueError("an ensemble needs sequence models with the same outputs: "
+                         f"{sorted(configs)}")
+
+    def run(x, state=None, lengths=None, final=True):
+        states = state if state is not None else (None,) * len(members)
+        outs = [m.run(x, s, lengths, final) for m, s in zip(members, states)]
+        return (np.mean([o for o, _ in outs], axis=0),
+                tuple(s for _, s in outs) if final else None)
+
+    def trace(x):
+        raise ValueError("an ensemble has no single cell to trace: inspect one of its runs")
+
+    return Predictor(run=run, trace=trace, config=members[0].config)
+
+
 def _seq2seq_predictor(model) -> Predictor:
     """run, trace and decode of a Seq2Seq (see Predictor), NumPy in and out, either engine."""
     if hasattr(model, "params"):                                 # NumPy engine

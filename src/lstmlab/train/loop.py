@@ -31,7 +31,7 @@ from ..tasks.rundata import check_sources, save_task_data, task_of_run
 from ..threads import configure as configure_threads
 from . import distributed
 from .callbacks import Callback
-from .engines import make_engine, predictor_for
+from .engines import ensemble_predictor, make_engine, predictor_for
 from .runs import RunFolder, versions
 
 
@@ -84,7 +84,7 @@ def fit(task, model: ModelConfig, train: TrainConfig, run_dir, engine: str = "nu
     with run.lock() if lead else contextlib.nullcontext(), _CtrlC() as ctrl_c:
         try:
             result = _fit(task, model, train, run, engine, device, resume,
-                          [*callbacks, reached, ctrl_c], world)
+                          [*callbacks, reached, ctrl_c], world, used)
             return None if result is None else {**result, "threads": used}
         except KeyboardInterrupt:
             try:
@@ -152,7 +152,8 @@ class _LastStep(Callback):
         self.step = step
 
 
-def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks, world=None):
+def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks, world=None,
+         threads: int | None = None):
     """The training; with several processes (world), rank 0 alone writes the run folder and
     evaluates, and the others return None."""
     lead = world is None or world.lead
@@ -188,7 +189,9 @@ def _fit(task, model, train, run: RunFolder, engine, device, resume, callbacks, 
     elif lead:
         run.write_config({"task": task.name, "task_options": task.opts, "engine": engine,
                           "device": device or "cpu", "model": model.to_dict(),
-                          "train": train.to_dict(), "seed": train.seed, "versions": versions()})
+                          "train": train.to_dict(), "seed": train.seed, "versions": versions(),
+                          # the float reductions' order, and so the run, follows the count
+                          "threads": threads})
         save_task_data(task, run.path)                           # the run needs no file after
     for cb in callbacks:
         cb.on_start(train.steps, prog.step)
@@ -294,6 +297,27 @@ def load_run(run_dir, engine: str | None = None, device: str | None = None):
     engine = engine or cfg["engine"]
     model = load(run.model, engine=engine, device=device)
     return task, predictor_for(model), cfg
+
+
+def evaluate_ensemble(run_dirs, engine: str | None = None, device: str | None = None) -> dict:
+    """Several runs of one task on the same data (seeds, say) as one model, their outputs
+    averaged (engines.ensemble_predictor), on the test split next to the baselines; with
+    each member's own score of the task's metric ("members")."""
+    start = time.perf_counter()
+    loaded = [load_run(d, engine, device) for d in run_dirs]
+    task = loaded[0][0]
+    same = {k: v for k, v in task.state().items() if k != "seed"}
+    for d, (t, _, _) in zip(run_dirs[1:], loaded[1:]):
+        if t.name != task.name or {k: v for k, v in t.state().items() if k != "seed"} != same:
+            raise ValueError(f"{d} is not a run of the same task on the same data as "
+                             f"{run_dirs[0]}: an ensemble averages forecasts of one thing")
+    members = [t.evaluate(p, "test")[task.metric] for t, p, _ in loaded]
+    test = task.evaluate(ensemble_predictor([p for _, p, _ in loaded]), "test")
+    return {"runs": [str(RunFolder(d).path) for d in run_dirs], "task": task.name,
+            "engine": engine or loaded[0][2]["engine"], "variant": f"ensemble of {len(loaded)}",
+            "seconds": round(time.perf_counter() - start, 3), "metrics": {"test": test},
+            "members": {task.metric: members}, "baselines": task.baselines(),
+            "baseline_models": task.baseline_models()}
 
 
 def evaluate_run(run_dir, engine: str | None = None, device: str | None = None) -> dict:

@@ -1,6 +1,6 @@
 """A run folder: the unit a user keeps, compares and exports.
 
-    config.json             resolved configuration, seed, engine, versions
+    config.json             resolved configuration, seed, engine, threads, versions
     metrics.jsonl           one JSON object a line: step, split, loss, task metrics, time
     model.safetensors       the best weights so far (by validation loss) + metadata
     checkpoint.safetensors  the latest training state (weights, optimizer, counters): --resume
