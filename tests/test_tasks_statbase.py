@@ -86,7 +86,7 @@ def test_the_option_chooses_the_baselines(tmp_path):
     assert get_task("forecast", **kw, stat_baselines="mstl, ets").stat_kinds == ["ets", "mstl"]
     assert get_task("forecast", **{**kw, "season": 1}).stat_kinds == ["arima", "ets"]
     task = get_task("forecast", **kw, stat_baselines="none")
-    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff"}
+    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff", "seasonal_mean"}
     assert task.baseline_models() == {}
     for bad in ("theta", "arima,theta", ""):
         assert "stat_baselines takes any of arima, ets, mstl" in raises_one_line(
@@ -102,7 +102,7 @@ def test_a_model_statsforecast_cannot_fit_is_left_out_and_said(tmp_path, monkeyp
             raise ValueError("too short\nfor a season")
 
     monkeypatch.setattr(statbase, "_model", lambda kind, season: Refuses())
-    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff"}
+    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff", "seasonal_mean"}
     assert task.baseline_models() == {"auto_ets": "not fitted (AutoETS could not be fitted: too short)"}
 
 

@@ -7,6 +7,7 @@ imports do not run.
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
 import importlib.util
@@ -104,7 +105,28 @@ def sunspots() -> Series:
                   "monthly mean sunspot numbers 1749-1983 (via pmdarima)")
 
 
-BUILTIN = {"seattle-temps": seattle_temps, "sunspots": sunspots}
+def co2() -> Series:
+    path = package_file("statsmodels", "datasets/co2/co2.csv", "co2")
+    return Series("co2", read_csv_column(path, "co2", missing="interpolate"), "week", "ppm", 52, 13,
+                  "weekly atmospheric CO2 at Mauna Loa 1958-2001, gaps interpolated "
+                  "(via statsmodels)")
+
+
+def taylor() -> Series:
+    """The numbers of the array literal in pmdarima's taylor.py (read, not imported)."""
+    path = package_file("pmdarima", "datasets/taylor.py", "taylor")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    lists = [n for n in ast.walk(tree) if isinstance(n, ast.List) and len(n.elts) > 1000]
+    if len(lists) != 1:
+        raise ValueError(f"taylor: {path} no longer holds one array of the series; reinstall "
+                         "pmdarima (pip install --force-reinstall 'lstmlab[data]')")
+    values = np.array(ast.literal_eval(lists[0]), dtype=np.float64)
+    return Series("taylor", values, "half-hour", "MW", 48, 48,
+                  "half-hourly electricity demand, England and Wales, June-August 2000 "
+                  "(Taylor 2003, via pmdarima)")
+
+
+BUILTIN = {"seattle-temps": seattle_temps, "sunspots": sunspots, "co2": co2, "taylor": taylor}
 
 
 def builtin_series(name: str) -> Series:

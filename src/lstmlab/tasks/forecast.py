@@ -12,14 +12,27 @@ values up to it and forecasts the next `horizon` values, in one of two strategie
               one model serves every horizon)
 
 The backtest reports the metrics on all test origins and, per fold (the test part cut into
-`folds` consecutive blocks), the MASE of the model and of both baselines: a model that wins
+`folds` consecutive blocks), the MASE of the model and of every baseline: a model that wins
 on average but loses in one regime shows it there.
 
 The model learns what the baseline misses: its targets are the future's differences from a
-baseline forecast (the value one season ago with `base=seasonal`, the last value with
-`base=last`, the value one season ago plus the last seasonal difference with
-`base=seasonal_diff`: ARIMA(0,1,0)(0,1,0)[m]'s forecast), scaled; by default the one with the
-smallest error on the training part. Prediction intervals come in two kinds (`intervals`):
+baseline forecast, scaled; by default the one with the smallest error on the training part:
+
+  seasonal       the value one season ago
+  last           the last value
+  seasonal_diff  the value one season ago plus the last seasonal difference: the forecast of
+                 ARIMA(0,1,0)(0,1,0)[m]
+  seasonal_mean  a seasonal profile (the mean of each phase over the context's seasons) and
+                 a level (the last season's mean against theirs), as exponential smoothing
+                 keeps them: with it the model is a hybrid in the spirit of Smyl's ES-RNN,
+                 the LSTM forecasting what the profile and the level miss
+
+The network's units (`scale`) are the training part's (global), or each window's mean
+absolute step (window: the inputs measured from the window's last value, the targets in the
+same units; what was learnt at one level and amplitude carries over to another, and the
+forecast of a y + b is a f + b; such a model cannot read a stream one value at a time).
+
+Prediction intervals come in two kinds (`intervals`):
 
   conformal   (the default; Vovk et al. 2005) per horizon step, a quantile of recent absolute
               errors, first the validation part's, then, along the test part, those whose
@@ -32,9 +45,9 @@ smallest error on the training part. Prediction intervals come in two kinds (`in
 
 Metrics: MAE, RMSE, sMAPE (%), MASE (Hyndman & Koehler 2006: MAE over the in-sample MAE of
 the seasonal naive forecast), the intervals' empirical coverage and mean width, and
-mase_fold1 .. mase_foldK. Baselines on the same origins: naive (the last value), seasonal
-naive, seasonal_diff and, unless `-o stat_baselines=none`, statsforecast's AutoARIMA, AutoETS and (with a
-season) MSTL, fitted on the FIT_MAX values before the test part and rolled over its origins
+mase_fold1 .. mase_foldK. Baselines on the same origins: the four bases above (naive is
+`last`) and, unless `-o stat_baselines=none`, statsforecast's AutoARIMA, AutoETS and (with
+a season) MSTL, fitted on the FIT_MAX values before the test part and rolled over its origins
 with their own Gaussian intervals (tasks.statbase; cached, since AutoARIMA's search can take
 minutes). The report names the models their searches chose.
 
@@ -99,8 +112,11 @@ STAT_NAMES = {"arima": "auto_arima", "ets": "auto_ets", "mstl": "mstl"}   # thei
 # what the network corrects (its targets are the differences from it), and the naive baselines
 BASES = {"seasonal": "the value a season before",
          "last": "the last value",
-         "seasonal_diff": "the value a season before plus the last seasonal difference"}
-BASELINES = {"last": "naive", "seasonal": "seasonal_naive", "seasonal_diff": "seasonal_diff"}
+         "seasonal_diff": "the value a season before plus the last seasonal difference",
+         "seasonal_mean": "the mean of the same phase over the context's seasons, plus the "
+                          "last season's level against theirs"}
+BASELINES = {"last": "naive", "seasonal": "seasonal_naive", "seasonal_diff": "seasonal_diff",
+             "seasonal_mean": "seasonal_mean"}
 
 
 class Forecast(Task):
@@ -112,7 +128,7 @@ class Forecast(Task):
     metric = "mase"
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 64},
                             train={"steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100})
-    options = {"data": ("seattle-temps", "built-in series: seattle-temps or sunspots"),
+    options = {"data": ("seattle-temps", "built-in series: seattle-temps, sunspots, co2 or taylor"),
                "csv": ("", "your own CSV file (with -o column=NAME) instead of a built-in series"),
                "column": ("", "the CSV column to forecast"),
                "horizon": (0, "steps to forecast (0: the series' usual: 24 hours, 12 months)"),
@@ -175,6 +191,7 @@ class Forecast(Task):
         self.season = int(o["season"]) or s.season
         default_context = {"hour": 168, "month": 120}.get(s.step, 4 * max(self.horizon, self.season))
         self.context = int(o["context"]) or default_context
+        self.mean_seasons = max(1, self.context // max(self.season, 1))   # seasonal_mean's K
         self.base = o["base"]
         self.coverage = float(o["coverage"])
         if self.base not in ("", *BASES):
@@ -239,7 +256,9 @@ class Forecast(Task):
             raise ValueError(f"the test part has {len(self.origins['test'])} forecast origins, "
                              f"fewer than {self.folds} folds; lower -o folds")
         # a stream step reads one value; its seasonal difference needs the season before it
-        self.stream_width, self.stream_window = 1, self.season + 1
+        self.stream_width = 1
+        self.stream_window = max(self.season + 1, self.mean_seasons * self.season
+                                 if self.base == "seasonal_mean" else 0)
         self.stat_kinds = self._stat_kinds(o["stat_baselines"])
         self._rolled: dict[str, Rolled | str] = {}
 
@@ -355,7 +374,8 @@ class Forecast(Task):
 
     def _baseline(self, origins, kind, y=None):
         """(n, H) forecasts of a baseline (a key of BASES)."""
-        m = {"last": 1, "seasonal": self.season, "seasonal_diff": self.season + 1}[kind]
+        m = {"last": 1, "seasonal": self.season, "seasonal_diff": self.season + 1,
+             "seasonal_mean": self.mean_seasons * self.season}[kind]
         return self._base_forecast(self._span(origins, 1 - m, 1, y), self.horizon, kind)
 
     def _truth(self, origins):
@@ -464,7 +484,10 @@ class Forecast(Task):
         """(n, H): a baseline's forecast (a key of BASES; None: the model's base) of the H
         steps after (n, >= season + 1) windows. seasonal_diff is ARIMA(0,1,0)(0,1,0)[m]'s
         forecast: the seasonal naive value k = ceil(h / m) seasons back, plus k times the
-        last seasonal difference."""
+        last seasonal difference. seasonal_mean: the mean of the values at the same phase in
+        the last K = mean_seasons seasons, moved by how far the last season's mean lies from
+        the K seasons' (a seasonal profile and a level, as exponential smoothing keeps them,
+        with equal weights)."""
         kind = kind or self.base
         m, h = self.season, np.arange(1, H + 1)
         if kind == "last":
@@ -473,16 +496,22 @@ class Forecast(Task):
         seasonal = win[:, win.shape[1] - m * k + h - 1]
         if kind == "seasonal":
             return seasonal
-        return seasonal + k * (win[:, -1:] - win[:, -1 - m:-m])
+        if kind == "seasonal_diff":
+            return seasonal + k * (win[:, -1:] - win[:, -1 - m:-m])
+        K = self.mean_seasons                                    # seasonal_mean
+        past = win[:, win.shape[1] - K * m:]                     # (n, K m): K whole seasons
+        profile = past.reshape(len(win), K, m).mean(axis=1)      # (n, m), phase of y[t - m + 1] first
+        level = past[:, -m:].mean(axis=1, keepdims=True) - past.mean(axis=1, keepdims=True)
+        return profile[:, (h - 1) % m] + level
 
     def _recursive(self, predictor, win):
         """(n, H): one step at a time, each forecast appended to the window as if observed."""
-        m, past = self.season, win.shape[1]
+        past = win.shape[1]
         win = np.concatenate([win, np.empty((len(win), self.horizon))], axis=1)
         for h in range(self.horizon):
             end = past + h                                       # win[:, :end] is known
-            base = self._base_forecast(win[:, end - m - 1:end], 1)[:, 0]
             now = win[:, end - past:end]
+            base = self._base_forecast(now, 1)[:, 0]
             win[:, end] = base + self._network(predictor, now)[:, 0] * self._out_scale(now)[:, 0]
         return win[:, past:], None
 
