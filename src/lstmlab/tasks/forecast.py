@@ -649,7 +649,7 @@ class Forecast(Task):
         fitted = [k for k in self.stat_kinds if STAT_NAMES[k] in baselines]
         arima = self.rolled("arima") if "arima" in fitted else None
         if isinstance(arima, Rolled):                            # the peer a forecaster trusts
-            shown, shown_label = arima.mean[at], arima.spec
+            shown, shown_label = arima.mean[at], f"AutoARIMA: {arima.spec}"
         else:
             shown, shown_label = self._baseline(picks, self.base), BASES[self.base]
         show = min(self.context, 4 * self.horizon)
@@ -662,7 +662,7 @@ class Forecast(Task):
         peers = {name: name.replace("_", " ") for name in BASELINES.values()}
         peers = {**peers,
                  **{STAT_NAMES[k]: MODELS[k] for k in fitted}}
-        metrics = {"MASE": test["mase"], **{label: baselines[name]["mase"]
+        metrics = {"LSTM MASE": test["mase"], **{label: baselines[name]["mase"]
                                             for name, label in peers.items()},
                    f"{pct}% {self.intervals} interval coverage": test["coverage"],
                    **{f"{MODELS[k]} {pct}% coverage": baselines[STAT_NAMES[k]]["coverage"]

@@ -661,7 +661,7 @@ def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Pa
     ax.set_ylabel(f"{metric} (lower is better{', log scale' if log else ''})")
     swatches = [Patch(color=LINE_COLORS[j % len(LINE_COLORS)], alpha=0.85) for j in range(len(names))]
     fig.legend(swatches, names, loc="outside lower center", frameon=False,   # never over a bar
-               fontsize=LEGEND_SIZE, ncol=len(names))
+               fontsize=LEGEND_SIZE, ncol=min(len(names), 5))
     style_axes(ax)
     ax.grid(False, axis="x")
     fig.suptitle(title or f"{metric} per backtest fold", fontsize=TITLE_SIZE)
