@@ -106,6 +106,17 @@ def test_a_model_statsforecast_cannot_fit_is_left_out_and_said(tmp_path, monkeyp
     assert task.baseline_models() == {"auto_ets": "not fitted (AutoETS could not be fitted: too short)"}
 
 
+def test_without_statsforecast_the_report_says_so_and_the_task_still_works(tmp_path, monkeypatch):
+    """A core install (no `tasks` extra) trains, evaluates and predicts: the statistical
+    baselines are left out and the report says what to install."""
+    monkeypatch.setattr(statbase, "available", lambda: False)
+    task = get_task("forecast", csv=str(_csv(tmp_path, _seasonal(600))), column="load",
+                    horizon=H, season=M, context=24)
+    assert set(task.baselines()) == {"naive", "seasonal_naive", "seasonal_diff", "seasonal_mean"}
+    assert set(task.baseline_models().values()) == {
+        "not fitted (statsforecast is not installed: pip install 'lstmlab[tasks]')"}
+
+
 def test_train_reports_the_statistical_baselines_beside_the_lstm(tmp_path):
     csv = _csv(tmp_path, _seasonal(600))
     args = ["train", "forecast", "--csv", csv, "--column", "load", "-o", f"horizon={H}",

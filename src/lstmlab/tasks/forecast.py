@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import importlib.util
 import json
 import math
 import os
@@ -86,6 +85,7 @@ from statistics import NormalDist
 import numpy as np
 
 from ..config import ModelConfig
+from . import statbase
 from .base import Batch, Predictor, Task, TaskDefaults, check_int
 from .datasets import (
     ArrayFile,
@@ -277,9 +277,6 @@ class Forecast(Task):
         if bad or not kinds:
             raise ValueError(f"stat_baselines takes any of {', '.join(MODELS)} (comma-separated) "
                              f"or none; got {given!r}")
-        if importlib.util.find_spec("statsforecast") is None:
-            raise ValueError("the statistical baselines need statsforecast: pip install "
-                             "'lstmlab[tasks]', or skip them with -o stat_baselines=none")
         return [k for k in MODELS if k in kinds and (k != "mstl" or self.season > 1)]
 
     def _choose_base_and_scale(self) -> None:
@@ -613,6 +610,8 @@ class Forecast(Task):
     def rolled(self, kind: str) -> Rolled | str:
         """A statistical baseline (statbase.MODELS) rolled over the test origins, fitted on
         the FIT_MAX values before them, once a task; or why statsforecast could not fit it."""
+        if kind not in self._rolled and not statbase.available():     # a core install
+            self._rolled[kind] = "not fitted (statsforecast is not installed: pip install 'lstmlab[tasks]')"
         if kind not in self._rolled:
             from ..train.callbacks import ProgressBar
 

@@ -19,6 +19,7 @@ damaged cache file is computed again.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -38,6 +39,12 @@ FORGET = 1e-9             # what AutoARIMA's filter may still carry of the value
 ARIMA_SLACK = 24          # values it reads beyond that (its filter's start-up)
 APPROX_SEASON = 12        # AutoARIMA approximates its search above this season
 FORMAT = 1                # bump when what is cached changes
+
+
+def available() -> bool:
+    """Whether statsforecast is installed (the `tasks` extra); without it the baselines are
+    left out and the report says why."""
+    return importlib.util.find_spec("statsforecast") is not None
 
 
 class NotFitted(Exception):
