@@ -243,6 +243,8 @@ def test_a_window_scaled_forecast_moves_with_the_series(tmp_path, strategy):
         task.stream_input(y[:30, None])
     assert "window" in raises_one_line(get_task, "forecast", csv=str(_csv(tmp_path, y)), column="load",
                                        scale="local")
+    assert "context of at least 2" in raises_one_line(get_task, "forecast", csv=str(_csv(tmp_path, y)),
+                                                      column="load", scale="window", context=1)
 
 
 @pytest.mark.parametrize("source", ["built-in", "csv"])

@@ -201,6 +201,9 @@ class Forecast(Task):
         self.scale = o["scale"]
         if self.scale not in ("global", "window"):
             raise ValueError(f"scale must be 'global' or 'window', got {self.scale!r}")
+        if self.scale == "window" and self.context < 2:
+            raise ValueError("-o scale=window measures each window by its steps: it needs a "
+                             "context of at least 2")
         self.strategy = o["strategy"]
         if self.strategy not in ("direct", "recursive"):
             raise ValueError(f"strategy must be 'direct' or 'recursive', got {self.strategy!r}")
