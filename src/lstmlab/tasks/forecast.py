@@ -96,7 +96,7 @@ from .datasets import (
     read_series,
     series_input,
 )
-from .kit import passes_progress, read_prepared, series_inputs
+from .kit import count_progress, passes_progress, read_prepared, series_inputs
 from .statbase import FIT_MAX, MODELS, NotFitted, Rolled, roll
 
 SPLITS = (0.7, 0.8)           # train up to 70%, valid up to 80%, test the rest
@@ -296,8 +296,9 @@ class Forecast(Task):
         r = (truth - self._base(t))[:, :self.steps_out]
         self.s_floor = 0.0
         if self.scale == "window":           # a flat window's unit: a hundredth of the usual
-            self.s_floor = 0.01 * float(np.median(self._window_unit(self._windows(t)))) or 1e-12
-            r = r / self._window_unit(self._windows(t))[:, None]
+            win = self._windows(t)
+            self.s_floor = 0.01 * float(np.median(self._window_unit(win))) or 1e-12
+            r = r / self._window_unit(win)[:, None]
         self.r_scale = float(r.std()) or 1.0
 
     def preprocessing(self) -> dict:
@@ -574,7 +575,8 @@ class Forecast(Task):
         (forecast, sigma), truth = self._forecast_and_sigma(predictor, o), self._truth(o)
         m = self._scores(forecast, truth)
         if split == "valid":
-            m["loss"] = float(np.mean(((forecast - truth) / self._out_scale(self._windows(o))) ** 2))
+            unit = self.r_scale if self.scale == "global" else self._out_scale(self._windows(o))
+            m["loss"] = float(np.mean(((forecast - truth) / unit) ** 2))
         else:
             err = np.abs(forecast - truth)
             half = self._half_widths(predictor, forecast, truth, sigma)
@@ -616,27 +618,13 @@ class Forecast(Task):
         if kind not in self._rolled and not statbase.available():     # a core install
             self._rolled[kind] = "not fitted (statsforecast is not installed: pip install 'lstmlab[tasks]')"
         if kind not in self._rolled:
-            from ..train.callbacks import ProgressBar
-
-            o = self.origins["test"]
-            start = self._fit_start()
-            bar = ProgressBar(f"forecast: {MODELS[kind]} over the test origins", unit="origin")
-
-            started: list[bool] = []
-
-            def progress(done: int, total: int) -> None:
-                if not started:
-                    bar.on_start(total, 0)
-                    started.append(True)
-                bar.on_step(done)
-
+            o, start = self.origins["test"], self._fit_start()
+            progress = count_progress(f"forecast: {MODELS[kind]} over the test origins", "origin")
             try:
                 self._rolled[kind] = roll(kind, self._values(start, int(o[-1]) + 1), o - start,
                                           self.horizon, self.season, self.coverage, progress)
             except NotFitted as e:
                 self._rolled[kind] = f"not fitted ({e})"
-            finally:
-                bar.close()
         return self._rolled[kind]
 
     def figures(self, predictor, folder, test, baselines):
@@ -661,8 +649,7 @@ class Forecast(Task):
                    "label": f"test origin {int(t)} ({self.series.step} {int(t) + 1} of the series)"}
                   for k, t in enumerate(picks)]
         pct = int(round(100 * self.coverage))
-        peers = {name: name.replace("_", " ") for name in BASELINES.values()}
-        peers = {**peers,
+        peers = {**{name: name.replace("_", " ") for name in BASELINES.values()},
                  **{STAT_NAMES[k]: MODELS[k] for k in fitted}}
         metrics = {"LSTM MASE": test["mase"], **{label: baselines[name]["mase"]
                                             for name, label in peers.items()},

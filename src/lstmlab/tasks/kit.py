@@ -338,6 +338,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("LSTMLAB_CACHE") or Path.home() / ".cache" / "lstmlab").expanduser()
 
 
+def count_progress(label: str, unit: str) -> Callable[[int, int], None]:
+    """progress(done, total): a bar with rate and ETA on stderr (plain lines when stderr is not
+    a terminal), started at the first call and closed when done reaches total."""
+    from ..train.callbacks import ProgressBar
+
+    bar = ProgressBar(label, unit=unit)
+    started: list[bool] = []
+
+    def update(done: int, total: int) -> None:
+        if not started:
+            bar.on_start(total, 0)
+            started.append(True)
+        bar.on_step(done)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
 def passes_progress(task: str, units: dict | None = None) -> Callable[[str, int, int], None]:
     """progress(what, done, total) for a task's `prepare`: a bar with rate and ETA for each
     pass over the data (`what` names the pass; its unit is units[what], else "byte")."""

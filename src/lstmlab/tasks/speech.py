@@ -52,7 +52,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..numpy.losses import ctc_loss, log_softmax
 from .base import TRAIN, Batch, Inputs, Task, TaskDefaults, check_int
-from .kit import BucketedEpochs, cache_root, pad
+from .kit import BucketedEpochs, cache_root, count_progress, pad
 from .speechdata import ALPHABET, HOP, LEVELS, N_MELS, SAMPLE_RATE, Corpus, logmel, prepare, with_deltas
 
 BLANK = 0
@@ -280,7 +280,8 @@ class Speech(Task):
             self._corpus: Corpus | None = None
             return
         if not o["corpus"] or not (self.corpus_path / "corpus.json").exists():
-            prepare(self.corpus_path, self.size, self.corpus_seed, progress=_progress("speech corpus"))
+            prepare(self.corpus_path, self.size, self.corpus_seed,
+                    progress=count_progress("speech corpus", "utterance"))
         self._corpus = Corpus.read(self.corpus_path)
         train = self._corpus.split("train")
         if len(train) < 2:
@@ -305,7 +306,7 @@ class Speech(Task):
         size = check_int("--size", cls.options["size"][0] if size is None else size, 16)
         seed = check_int("--seed", seed, 0)
         path = Path(folder).expanduser() if folder else default_corpus(size, seed)
-        prepare(path, size, seed, progress=None if quiet else _progress("speech corpus"))
+        prepare(path, size, seed, progress=None if quiet else count_progress("speech corpus", "utterance"))
         corpus = Corpus.read(path)
         out: dict = {"corpus": str(path)}
         for split in ("train", "valid", "test"):
@@ -698,20 +699,3 @@ def _scores(truth: list[str], said: list[str], levels: list[str]) -> dict[str, f
             part = error_rates([truth[k] for k in idx], [said[k] for k in idx])
             out.update({f"{m}_{level}": v for m, v in part.items()})
     return out
-
-
-def _progress(label: str):
-    """A progress callback (done, total): a bar with rate and ETA on stderr (plain lines when
-    stderr is not a terminal)."""
-    from ..train.callbacks import ProgressBar
-
-    bar = ProgressBar(label, unit="utterance")
-
-    def update(done: int, total: int) -> None:
-        if done == 1:
-            bar.on_start(total, 0)
-        bar.on_step(done)
-        if done >= total:
-            bar.close()
-
-    return update
