@@ -1,6 +1,7 @@
 """The forecast task: its data, splits, baselines, metrics and intervals, and a small run."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -9,9 +10,9 @@ import pytest
 from safetensors.numpy import load_file
 
 from lstmlab.config import TrainConfig
-from lstmlab.tasks import get_task
+from lstmlab.tasks import forecast, get_task
 from lstmlab.tasks.datasets import ArrayFile, builtin_series, csv_column_chunks, read_csv_column
-from lstmlab.tasks.forecast import prepare
+from lstmlab.tasks.forecast import detect_season, prepare
 from lstmlab.train import evaluate_ensemble, evaluate_run, fit, load_run
 from tests.conftest import lstmlab, one_line_error, raises_one_line
 
@@ -297,6 +298,71 @@ def test_backtest_folds_split_the_test_origins(tmp_path):
     assert weighted == pytest.approx(b["mase"]) and "mase_fold5" not in b
 
 
+def test_the_season_is_found_in_the_data():
+    """detect_season: the built-in series' training parts give their calendar's season (a day
+    of hours, a year of weeks, a day of half-hours rather than the week those make up) and
+    sunspots its solar cycle of about 11 years; a noisy or trending cycle is found at its
+    period, unchanged by a y + b; noise, red noise and a random walk have none."""
+    def train_part(name):
+        y = builtin_series(name).values
+        return y[: int(0.7 * len(y))]
+
+    assert [detect_season(train_part(n))[0] for n in ("seattle-temps", "co2", "taylor")] == [24, 52, 48]
+    cycle, r = detect_season(train_part("sunspots"))
+    assert 120 <= cycle <= 140 and 0.3 < r < 0.6
+    rng = np.random.default_rng(0)
+    t = np.arange(3000)
+    for period in (7, 17, 50):
+        noisy = 1.5 * np.sin(2 * np.pi * t / period) + rng.standard_normal(3000)
+        assert detect_season(noisy)[0] == period
+        assert detect_season(-40 * noisy + 0.01 * t + 7)[0] == period       # with a trend
+    ar = np.zeros(3000)
+    for k in range(1, 3000):
+        ar[k] = 0.95 * ar[k - 1] + rng.standard_normal()
+    for plain in (rng.standard_normal(3000), ar, np.cumsum(rng.standard_normal(3000)), np.ones(500)):
+        assert detect_season(plain)[0] == 1
+
+
+def test_a_csv_gets_the_season_of_its_data_and_a_run_keeps_it(tmp_path, monkeypatch):
+    """A CSV's season defaults to the data's (and so does -o season=auto on a built-in one); the
+    report says where it came from, and a run keeps the season it was trained with even where
+    the data would now give another."""
+    csv = str(_csv(tmp_path, _wave(period=20)))
+    task = get_task("forecast", csv=csv, column="load", horizon=5, context=40, stat_baselines="none")
+    assert task.season == 20
+    assert task.chosen()["season"].startswith("20 (from the data: autocorrelation 0.")
+    assert task.chosen()["base"].endswith("(smallest training error)")
+    given = get_task("forecast", csv=csv, column="load", horizon=5, context=40, season=10, base="last",
+                     stat_baselines="none")
+    assert given.chosen() == {"season": "10 (given)", "base": "last (given)"}
+    spots = get_task("forecast", data="sunspots", stat_baselines="none")
+    assert spots.season == 12 and re.match(r"12 \(the series' own; the data's autocorrelation peaks at "
+                                           r"lag 1[234]\d \(0\.\d\d\): -o season=auto uses it\)$",
+                                           spots.chosen()["season"])
+    assert 120 <= get_task("forecast", data="sunspots", season="auto", stat_baselines="none").season <= 140
+    with pytest.raises(ValueError, match="season must be a number of steps .1: none., auto"):
+        get_task("forecast", data="sunspots", season="yearly")
+    run = tmp_path / "run"
+    r = fit(task, task.model_config(hidden_size=8), TrainConfig(steps=20, eval_every=20), run,
+            engine="numpy", callbacks=[])
+    assert r["chosen"]["season"] == task.chosen()["season"]
+    monkeypatch.setattr(forecast, "SEASON_MIN_ACF", 0.999)           # the data now has no season
+    assert get_task("forecast", csv=csv, column="load", horizon=5, context=40).season == 1
+    again = evaluate_run(run)
+    assert again["chosen"] == r["chosen"]
+    assert again["metrics"]["test"]["mase"] == pytest.approx(r["metrics"]["test"]["mase"], rel=1e-12)
+
+
+def test_a_prepared_series_finds_its_season_once(tmp_path):
+    csv = _csv(tmp_path, _wave(n=3000, period=20))
+    info = prepare(csv, "load", tmp_path / "p")
+    assert info["season"] == 20 and info["season_from"].startswith("from the data")
+    task = get_task("forecast", prepared=str(tmp_path / "p"), horizon=5, context=40, stat_baselines="none")
+    assert task.season == 20 and task.chosen()["season"] == f"20 ({info['season_from']})"
+    with pytest.raises(ValueError, match="keeps the season it was prepared with"):
+        get_task("forecast", prepared=str(tmp_path / "p"), season="auto")
+
+
 def test_option_mistakes(tmp_path):
     with pytest.raises(ValueError, match="needs -o column=NAME"):
         get_task("forecast", csv=str(_csv(tmp_path, _wave())))
@@ -415,7 +481,9 @@ def test_prepare_forecast_refuses_what_it_cannot_use(tmp_path):
     r = lstmlab("prepare", "forecast", "--csv", csv, "--column", "load", "--out", out, "-o", "season=20",
                 "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["train"] == f"lstmlab train forecast -o prepared={out} -o season=20"
+    said = json.loads(r.stdout)
+    assert (said["train"], said["season"], said["season_from"]) == (
+        f"lstmlab train forecast -o prepared={out}", 20, "given")
     err = one_line_error(lstmlab("prepare", "forecast", "--csv", csv, "--column", "load", "--out", out))
     assert "already holds prepared data" in err
     with pytest.raises(ValueError, match="prepared for season 20, not 24: prepare it again with -o season="):

@@ -136,3 +136,13 @@ def test_train_reports_the_statistical_baselines_beside_the_lstm(tmp_path):
     err = one_line_error(lstmlab(*args, "--out", tmp_path / "bad", "-o", "stat_baselines=prophet"))
     assert "stat_baselines takes any of" in err and not (tmp_path / "bad").exists()
 
+
+
+def test_a_long_season_bounds_autoarimas_seasonal_search():
+    """Above LONG_SEASON AutoARIMA tries seasonal orders of at most 1 (its unbounded search on
+    taylor's m = 48 ran 14 minutes unfinished), approximating the likelihood as above
+    APPROX_SEASON; at and below it the search is R's."""
+    day, half_hours, months = (statbase._model("arima", m) for m in (24, 48, 12))
+    assert (half_hours.max_P, half_hours.max_Q, half_hours.approximation) == (1, 1, True)
+    assert (day.max_P, day.max_Q, day.approximation) == (2, 2, True)
+    assert (months.max_P, months.max_Q, months.approximation) == (2, 2, False)

@@ -374,7 +374,8 @@ def _resolve(task_name, engine, options, given: dict, out_dir, resume, device):
 
 def _result_table(result: dict) -> Table:
     test, base = result["metrics"]["test"], result["baselines"]
-    chose = "; ".join(f"{k}: {v}" for k, v in result.get("baseline_models", {}).items())
+    chose = "; ".join(f"{k}: {v}" for k, v in {**result.get("chosen", {}),
+                                                **result.get("baseline_models", {})}.items())
     table = Table("metric", "model", *base, title=f"{result['task']} on the test split "
                   f"({result['engine']} engine, {result['variant']})", caption=chose or None)
     for k, v in test.items():
@@ -543,7 +544,7 @@ def transcribe_cmd(run_dir, wav, as_json):
 @click.option("--column", default=None, help="forecast: the CSV column to prepare")
 @click.option("-o", "--task-option", "task_opts", multiple=True, metavar="NAME=VALUE",
               help="forecast: -o season=N (the season its MASE scale is measured at; "
-                   "default 1), -o missing=interpolate")
+                   "default auto: found in the data), -o missing=interpolate")
 @json_option
 @command
 def prepare_cmd(task_name, out_dir, size, seed, text, csv, column, task_opts, as_json):

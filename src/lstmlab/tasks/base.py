@@ -283,6 +283,11 @@ class Task:
         (0,1,2)[24]"), for the report; {} where every baseline is fixed."""
         return {}
 
+    def chosen(self) -> dict[str, str]:
+        """What the task chose by itself from the data, and why (forecast's season, say:
+        "24 (from the data: autocorrelation 0.99 at lag 24)"), for the report; {} for none."""
+        return {}
+
     def figures(self, predictor: Predictor, folder, test: dict, baselines: dict) -> list:
         """Draw what this task draws into `folder`; returns the paths.
 

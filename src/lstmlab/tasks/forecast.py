@@ -27,6 +27,12 @@ baseline forecast, scaled; by default the one with the smallest error on the tra
                  keeps them: with it the model is a hybrid in the spirit of Smyl's ES-RNN,
                  the LSTM forecasting what the profile and the level miss
 
+The season m (`season`) is the series' own (a day of hours), given, or found in the data
+(`auto`, a CSV's default): the lag where the training part's autocorrelation peaks
+(`detect_season`). The report says which and why; for a built-in series it also names the
+data's own peak where it differs (sunspots' months have no season of 12, but a solar cycle
+of about 11 years).
+
 The network's units (`scale`) are the training part's (global), or each window's mean
 absolute step (window: the inputs measured from the window's last value, the targets in the
 same units; what was learnt at one level and amplitude carries over to another, and the
@@ -108,6 +114,9 @@ STATS_CHUNK = 1 << 20         # values read at a time for a prepared series' sta
 PREPARED_KEEP = ("column", "source", "values", "season", "mu", "sd", "mase_scale")
 PREPARED_ORIGINS = 10_000     # valid and test origins scored by default for a prepared series
 SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base and the scale
+SEASON_MAX_LAG = 1000         # the longest season detect_season looks for
+SEASON_VALUES = 100_000       # the most recent training values it reads
+SEASON_MIN_ACF = 0.3          # the least autocorrelation it calls a season
 STAT_NAMES = {"arima": "auto_arima", "ets": "auto_ets", "mstl": "mstl"}   # their baseline names
 # what the network corrects (its targets are the differences from it), and the naive baselines
 BASES = {"seasonal": "the value a season before",
@@ -132,7 +141,9 @@ class Forecast(Task):
                "csv": ("", "your own CSV file (with -o column=NAME) instead of a built-in series"),
                "column": ("", "the CSV column to forecast"),
                "horizon": (0, "steps to forecast (0: the series' usual: 24 hours, 12 months)"),
-               "season": (0, "seasonal period in steps (0: the series' own; 1: none)"),
+               "season": ("", "seasonal period in steps (1: none), or auto: the lag where the "
+                              "training part's autocorrelation peaks (default: the series' "
+                              "own; for a CSV, auto)"),
                "context": (0, "steps the model sees before each origin (0: a week / 10 years)"),
                "base": ("", "what the model corrects: seasonal, last or seasonal_diff "
                             "(default: the baseline with the smallest error on the training "
@@ -176,19 +187,21 @@ class Forecast(Task):
                 Path(o["prepared"]) / VALUES, "<f8", 0, n)
             if self.stored is not None:
                 self.offset = self.stored.state["offset"]
-            self.prepared = {k: info[k] for k in PREPARED_KEEP}
+            self.prepared = {k: info[k] for k in (*PREPARED_KEEP, "season_from") if k in info}
             self.series = Series(info["column"], values, "step", "", info["season"], 12, info["source"])
         elif o["csv"]:
             if not o["column"]:
                 raise ValueError("-o csv=PATH needs -o column=NAME, the column to forecast")
             values = (stored if stored is not None
                       else read_csv_column(o["csv"], o["column"], missing=o["missing"]))
-            self.series = Series(Path(o["csv"]).name, values, "step", "", 1, 12, str(o["csv"]))
+            self.series = Series(Path(o["csv"]).name, values, "step", "", 0, 12, str(o["csv"]))
         else:
             self.series = builtin_series(o["data"])
         s = self.series
+        N = info["values"] if info is not None else len(s.values)
+        self.n_train, self.n_valid = int(SPLITS[0] * N), int(SPLITS[1] * N)
         self.horizon = int(o["horizon"]) or s.horizon
-        self.season = int(o["season"]) or s.season
+        self.season, self.season_from = self._season(o["season"])
         default_context = {"hour": 168, "month": 120}.get(s.step, 4 * max(self.horizon, self.season))
         self.context = int(o["context"]) or default_context
         self.mean_seasons = max(1, self.context // max(self.season, 1))   # seasonal_mean's K
@@ -220,8 +233,6 @@ class Forecast(Task):
         for name, v in (("horizon", self.horizon), ("season", self.season), ("context", self.context)):
             if v < 1:
                 raise ValueError(f"{name} must be at least 1, got {v}")
-        N = info["values"] if info is not None else len(s.values)
-        self.n_train, self.n_valid = int(SPLITS[0] * N), int(SPLITS[1] * N)
         first = self.context + self.season                       # features need a season of past
         if self.n_train - self.horizon - first < 10 or N - self.n_valid < self.horizon + 1:
             raise ValueError(f"the series has {N} values: too short for context {self.context}, "
@@ -267,9 +278,40 @@ class Forecast(Task):
 
     @classmethod
     def options_of_state(cls, state: dict) -> dict:
-        """The base the run's training chose (runs from before seasonal_diff existed chose
-        between seasonal and last, and must keep what they chose)."""
-        return {"base": state["base"]} if state.get("base") in BASES else {}
+        """The base and the season the run's training chose (runs from before seasonal_diff
+        existed chose between seasonal and last, and must keep what they chose; a season
+        found in the data is kept as it was found)."""
+        return {"season": state["season"],
+                **({"base": state["base"]} if state.get("base") in BASES else {})}
+
+    def _season(self, given) -> tuple[int, str]:
+        """The season (-o season: a number, auto or empty) and where it came from; a run's,
+        as it trained."""
+        if self.stored is not None:
+            return self.stored.state["season"], self.stored.state.get("season_from", "given")
+        text = str(given).strip().lower()
+        own = self.series.season
+        if text in ("", "0") and own:                            # a built-in's, a prepared one's
+            if self.prepared is not None:
+                return own, self.prepared.get("season_from", "given when it was prepared")
+            found, r = detect_season(self._values(max(0, self.n_train - SEASON_VALUES), self.n_train))
+            return own, "the series' own" + (f"; the data's autocorrelation peaks at lag {found} "
+                                             f"({r:.2f}): -o season=auto uses it"
+                                             if found not in (1, own) else "")
+        if text in ("", "0", "auto"):
+            if self.prepared is not None:
+                raise ValueError("a prepared series keeps the season it was prepared with; "
+                                 "prepare it again with -o season=auto")
+            return season_found(self._values(max(0, self.n_train - SEASON_VALUES), self.n_train))
+        try:
+            return int(text), "given"
+        except ValueError:
+            raise ValueError(f"season must be a number of steps (1: none), auto (found in the "
+                             f"data) or empty (the series' own), got {given!r}") from None
+
+    def chosen(self) -> dict[str, str]:
+        return {"season": f"{self.season} ({self.season_from})",
+                "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})"}
 
     def _stat_kinds(self, given: str) -> list[str]:
         """The statistical baselines asked for, in MODELS' order (MSTL only with a season)."""
@@ -308,7 +350,8 @@ class Forecast(Task):
                   f"base being {base}" + (f"; then {n} log-variances of those" if
                                           self.intervals == "gaussian" else ""))
         return {"series": self.series.name, "column": self.opts["column"] or None,
-                "horizon": self.horizon, "season": m, "context": self.context,
+                "horizon": self.horizon, "season": m, "season_from": self.season_from,
+                "context": self.context,
                 "strategy": self.strategy, "intervals": self.intervals, "coverage": self.coverage,
                 "base": self.base, "mu": self.mu, "sd": self.sd, "r_scale": self.r_scale,
                 "scale": self.scale, "s_floor": self.s_floor, "mase_scale": self.mase_scale,
@@ -349,7 +392,7 @@ class Forecast(Task):
         return y[lo - self.offset:hi - self.offset]
 
     @classmethod
-    def prepare_data(cls, folder=None, quiet: bool = False, csv=None, column=None, season=1,
+    def prepare_data(cls, folder=None, quiet: bool = False, csv=None, column=None, season="auto",
                      missing="error") -> dict:
         """`lstmlab prepare forecast --csv FILE -o column=NAME --out FOLDER`: see `prepare`."""
         if not csv or not folder or not column:
@@ -359,9 +402,8 @@ class Forecast(Task):
         info = prepare(csv, column, folder, season=season, missing=missing,
                        progress=None if quiet else passes_progress("forecast", {"statistics": "value"}))
         return {"prepared": str(folder), "values": info["values"], "season": info["season"],
-                "seconds": round(time.perf_counter() - started, 3),
-                "train": f"lstmlab train forecast -o prepared={folder}"
-                         + (f" -o season={season}" if season != 1 else "")}
+                "season_from": info["season_from"], "seconds": round(time.perf_counter() - started, 3),
+                "train": f"lstmlab train forecast -o prepared={folder}"}
 
     # --- data ---------------------------------------------------------------------------
     def _span(self, origins, lo: int, hi: int, y=None) -> np.ndarray:
@@ -747,15 +789,69 @@ class Forecast(Task):
 
 
 
+def detect_season(y) -> tuple[int, float]:
+    """The season of a series, from the autocorrelation of its last SEASON_VALUES values less
+    their linear trend, at lags up to a third of them (at most SEASON_MAX_LAG): a season is a
+    lag where it peaks (a local maximum), reaching SEASON_MIN_ACF and Bartlett's 95% band,
+    and rising above the lowest value before it by at least half its height;
+    of those, the shortest that peaks at least 80% as high as the highest (a day, not the week
+    its days make up), or the lag within a tenth of it whose multiples correlate best (a noisy
+    peak is flat). (season, its autocorrelation), or (1, the highest peak's) where no lag
+    stands out; R's forecast::findfrequency looks for the same in the spectrum."""
+    x = np.asarray(y, dtype=np.float64)[-SEASON_VALUES:]
+    n = len(x)
+    L = min(n // 3, SEASON_MAX_LAG)
+    if L < 3:
+        return 1, 0.0
+    t = np.arange(n)
+    x = x - np.polyval(np.polyfit(t, x, 1), t)
+    f = np.fft.rfft(x, 2 * n)
+    a = np.fft.irfft(f * np.conj(f), 2 * n)[:L + 1]
+    if a[0] <= 1e-12 * max(1.0, float(np.sum(x * x))):         # constant: no season
+        return 1, 0.0
+    a = a / a[0]
+    # Bartlett: the autocorrelation at lag k of an MA(k - 1) process has variance
+    # (1 + 2 sum_{j<k} a_j^2) / n
+    band = 1.96 * np.sqrt((1 + 2 * np.concatenate([[0.0, 0.0], np.cumsum(a[1:L] ** 2)])) / n)
+    k = np.arange(2, L)
+    peaks = k[(a[k] >= a[k - 1]) & (a[k] >= a[k + 1])]
+    if not peaks.size:
+        return 1, 0.0
+    trough = np.minimum.accumulate(a)                    # the lowest before each lag: a
+    seasons = peaks[(a[peaks] >= SEASON_MIN_ACF) & (a[peaks] > band[peaks])   # wiggle on the
+                    & (a[peaks] - trough[peaks - 1] >= a[peaks] / 2)]        # way down is none
+    if not seasons.size:
+        return 1, float(a[peaks].max())
+    best = float(a[seasons].max())
+    m = int(seasons[a[seasons] >= 0.8 * best][0])
+    # a noisy peak is flat: of the lags within a tenth of it, the one whose multiples
+    # correlate best
+    near = range(max(2, m - m // 10 - 1), min(L, m + m // 10 + 1) + 1)
+    m = max(near, key=lambda c: a[c::c].mean())
+    return m, float(a[m])
+
+
+def season_found(y) -> tuple[int, str]:
+    """detect_season's season of y and the words that say where it came from."""
+    m, r = detect_season(y)
+    if m > 1:
+        return m, f"from the data: autocorrelation {r:.2f} at lag {m}"
+    return 1, (f"from the data: none (no autocorrelation peak reaches {SEASON_MIN_ACF}"
+               + (f"; the highest is {r:.2f}" if r else "") + ")")
+
+
 # --- a series larger than memory: lstmlab prepare forecast ----------------------------------
-def prepare(path, column: str, out, season: int = 1, missing: str = "error", progress=None) -> dict:
+def prepare(path, column: str, out, season: int | str = "auto", missing: str = "error",
+            progress=None) -> dict:
     """`lstmlab prepare forecast`: the CSV column at `path` as float64 values in out/values.f64
     and out/prepared.json (the length, and the training part's mean, standard deviation and
     mean absolute seasonal difference at `season`, what the task scales and scores with),
     the CSV read once as a stream and the values once more from the file, never whole.
+    season "auto": detect_season's, from the training part's last SEASON_VALUES values.
     Returns the JSON. progress(what, done, total) after every chunk, if given."""
     path, out = Path(path), Path(out)
-    season = check_int("season", season, 1)
+    auto = str(season).strip().lower() == "auto"
+    season = 1 if auto else check_int("season", season, 1)
     if missing not in ("error", "interpolate"):
         raise ValueError(f"missing must be 'error' or 'interpolate', got {missing!r}")
     if not path.is_file():
@@ -774,6 +870,10 @@ def prepare(path, column: str, out, season: int = 1, missing: str = "error", pro
                 n += len(values)
                 report("values", done, total)
         n_train = int(SPLITS[0] * n)
+        season_from = "given"
+        if auto:
+            season, season_from = season_found(ArrayFile(part, "<f8", 0, n).read(
+                max(0, n_train - SEASON_VALUES), n_train))
         if n_train <= season:
             raise ValueError(f"{path}, column {column!r}, has {n} values: too few to prepare "
                              f"(its training part must hold more than a season of {season})")
@@ -783,7 +883,8 @@ def prepare(path, column: str, out, season: int = 1, missing: str = "error", pro
         raise
     os.replace(part, out / VALUES)
     info = {"format": PREPARED, "version": 1, "source": str(path.resolve()), "column": column,
-            "values": n, "season": season, "missing": missing, **stats}
+            "values": n, "season": season, "season_from": season_from, "missing": missing,
+            **stats}
     from ..io.atomic import write_text
     write_text(out / "prepared.json", json.dumps(info))         # last: it marks the data whole
     return info

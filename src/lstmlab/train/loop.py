@@ -281,7 +281,7 @@ def finish(task, predictor, run: RunFolder, step: int, engine: str, model: Model
                title=f"{task.name}: training and validation loss ({engine}, {model.variant})")
     return {"run": str(run.path), "task": task.name, "engine": engine, "variant": model.variant,
             "metrics": {"test": test}, "baselines": baselines,
-            "baseline_models": task.baseline_models(),
+            "baseline_models": task.baseline_models(), "chosen": task.chosen(),
             "figures": sorted(str(p) for p in Path(run.figures).glob("*.png"))}
 
 
@@ -317,7 +317,7 @@ def evaluate_ensemble(run_dirs, engine: str | None = None, device: str | None = 
             "engine": engine or loaded[0][2]["engine"], "variant": f"ensemble of {len(loaded)}",
             "seconds": round(time.perf_counter() - start, 3), "metrics": {"test": test},
             "members": {task.metric: members}, "baselines": task.baselines(),
-            "baseline_models": task.baseline_models()}
+            "baseline_models": task.baseline_models(), "chosen": task.chosen()}
 
 
 def evaluate_run(run_dir, engine: str | None = None, device: str | None = None) -> dict:
@@ -329,4 +329,4 @@ def evaluate_run(run_dir, engine: str | None = None, device: str | None = None) 
     return {"run": str(run.path), "task": task.name, "engine": engine or cfg["engine"],
             "variant": cfg["model"]["variant"], "seconds": round(time.perf_counter() - start, 3),
             "metrics": {"test": test}, "baselines": task.baselines(),
-            "baseline_models": task.baseline_models()}
+            "baseline_models": task.baseline_models(), "chosen": task.chosen()}
