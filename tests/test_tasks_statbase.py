@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from statsforecast import StatsForecast
 
+from lstmlab.config import TrainConfig
 from lstmlab.tasks import get_task, statbase
 from lstmlab.tasks.statbase import MODELS, roll
 from tests.conftest import assert_close, lstmlab, one_line_error, raises_one_line
@@ -146,3 +147,68 @@ def test_a_long_season_bounds_autoarimas_seasonal_search():
     assert (half_hours.max_P, half_hours.max_Q, half_hours.approximation) == (1, 1, True)
     assert (day.max_P, day.max_Q, day.approximation) == (2, 2, True)
     assert (months.max_P, months.max_Q, months.approximation) == (2, 2, False)
+
+
+def _two_cycles(n=900, seed=0):
+    """A 12-step cycle (which AutoETS and AutoARIMA model) and a spike every 7th step (which
+    their season of 12 misses), plus noise."""
+    t = np.arange(n)
+    noise = 0.3 * np.random.default_rng(seed).standard_normal(n)
+    return 20 + 4 * np.sin(2 * np.pi * t / M) + 3 * (t % 7 == 0) + noise
+
+
+def test_a_statistical_base_is_its_models_forecast_and_the_lstm_learns_what_it_misses(tmp_path):
+    """-o base=ets: the base at every origin is statsforecast's AutoETS fitted on the training
+    part and run forward to that origin; a network that outputs nothing forecasts exactly
+    the base; trained on the base's residuals, the LSTM learns the cycle AutoETS misses and
+    beats it, and the run evaluates from its folder alike."""
+    from statsforecast.models import AutoETS
+
+    from lstmlab.tasks.base import Predictor
+    from lstmlab.train import evaluate_run, fit
+
+    kw = dict(csv=str(_csv(tmp_path, _two_cycles())), column="load", horizon=H, season=M, context=24)
+    task = get_task("forecast", base="ets", stat_baselines="ets", **kw)
+    y = task.series.values
+    fitted = AutoETS(season_length=M).fit(y[:task.n_train])
+    for t in (task.train_origins[0], task.origins["valid"][3], task.origins["test"][-1]):
+        assert_close(task._baseline(np.array([t]), "ets")[0], fitted.forward(y[:t + 1], H)["mean"],
+                     1e-9, f"the base at origin {t}")
+    silent = Predictor(run=lambda x, *a, **k: (np.zeros((x.shape[1], task.outputs)), None),
+                       trace=None, config=task.model_config(hidden_size=4))
+    o = task.origins["test"]
+    ets_alone = np.mean(np.abs(task._baseline(o, "ets") - task._truth(o))) / task.mase_scale
+    assert task.evaluate(silent, "test")["mase"] == pytest.approx(ets_alone, rel=1e-12)
+    run = tmp_path / "run"
+    r = fit(task, task.model_config(hidden_size=16), TrainConfig(steps=300, batch_size=32, lr=3e-3,
+                                                                 eval_every=300), run, engine="torch",
+            callbacks=[])
+    peer = r["baselines"]["auto_ets"]["mase"]                  # fitted on all before the test part
+    assert r["metrics"]["test"]["mase"] < 0.9 * min(peer, ets_alone), (r["metrics"], peer, ets_alone)
+    assert r["chosen"]["base"] == "ets (given)"
+    again = evaluate_run(run)
+    assert again["metrics"]["test"]["mase"] == pytest.approx(r["metrics"]["test"]["mase"], rel=1e-9)
+
+
+def test_a_statistical_base_refuses_what_it_cannot_do(tmp_path):
+    csv = _csv(tmp_path, _two_cycles())
+    kw = dict(csv=str(csv), column="load", horizon=H, season=M, context=24, stat_baselines="none")
+    with pytest.raises(ValueError, match="base=arima needs -o strategy=direct"):
+        get_task("forecast", base="arima", strategy="recursive", **kw)
+    with pytest.raises(ValueError, match="base=mstl needs a season of at least 2"):
+        get_task("forecast", base="mstl", **{**kw, "season": 1})
+    with pytest.raises(ValueError, match="base must be one of seasonal, last, seasonal_diff, "
+                                         "seasonal_mean, arima, ets, mstl"):
+        get_task("forecast", base="theta", **kw)
+    task = get_task("forecast", base="ets", **kw)
+    with pytest.raises(ValueError, match="forecasts no other values .predict --input, a stream."):
+        task.stream_input(task.series.values[:40, None])
+    args = ["train", "forecast", "--csv", csv, "--column", "load", "-o", f"horizon={H}", "-o",
+            f"season={M}", "-o", "context=24", "-o", "base=ets", "-o", "stat_baselines=none",
+            "--steps", "10", "--hidden-size", "4", "--engine", "numpy", "--out", tmp_path / "run"]
+    assert lstmlab(*args).returncode == 0
+    past = tmp_path / "past.txt"
+    past.write_text("\n".join(f"{v}" for v in _two_cycles(100)))
+    err = one_line_error(lstmlab("predict", tmp_path / "run", "--input", past))
+    assert "corrects AutoETS's forecasts of the series it was fitted on" in err
+    assert "-o base=seasonal_diff" in err

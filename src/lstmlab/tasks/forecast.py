@@ -27,6 +27,12 @@ baseline forecast, scaled; by default the one with the smallest error on the tra
                  keeps them: with it the model is a hybrid in the spirit of Smyl's ES-RNN,
                  the LSTM forecasting what the profile and the level miss
 
+or, chosen with `-o base=arima|ets|mstl`, a statistical forecaster's (tasks.statbase), fitted
+on the training part and run forward to every origin: the LSTM then learns what AutoARIMA,
+AutoETS or MSTL misses (in sample on the training part, whose future the fit has seen; out
+of sample on the validation part that calibrates the intervals and on the test part). Such
+a model forecasts only its own series (direct strategy; no `predict --input`, no stream).
+
 The season m (`season`) is the series' own (a day of hours), given, or found in the data
 (`auto`, a CSV's default): the lag where the training part's autocorrelation peaks
 (`detect_season`). The report says which and why; for a built-in series it also names the
@@ -124,6 +130,9 @@ BASES = {"seasonal": "the value a season before",
          "seasonal_diff": "the value a season before plus the last seasonal difference",
          "seasonal_mean": "the mean of the same phase over the context's seasons, plus the "
                           "last season's level against theirs"}
+# a statistical forecaster as the base (-o base=arima, ets or mstl): its forecast at every
+# origin, fitted on the training part (so in sample at the training origins only)
+STAT_BASES = {k: f"{name}'s forecast, fitted on the training part" for k, name in MODELS.items()}
 BASELINES = {"last": "naive", "seasonal": "seasonal_naive", "seasonal_diff": "seasonal_diff",
              "seasonal_mean": "seasonal_mean"}
 
@@ -145,9 +154,10 @@ class Forecast(Task):
                               "training part's autocorrelation peaks (default: the series' "
                               "own; for a CSV, auto)"),
                "context": (0, "steps the model sees before each origin (0: a week / 10 years)"),
-               "base": ("", "what the model corrects: seasonal, last or seasonal_diff "
-                            "(default: the baseline with the smallest error on the training "
-                            "part)"),
+               "base": ("", "what the model corrects: seasonal, last, seasonal_diff, "
+                            "seasonal_mean, or a statistical forecaster's forecast: arima, "
+                            "ets, mstl (default: the naive one with the smallest error on "
+                            "the training part)"),
                "coverage": (0.9, "nominal coverage of the prediction intervals"),
                "scale": ("global", "the network's units: global (the training part's) or window "
                                    "(each window's mean absolute step, so that what it learnt "
@@ -207,8 +217,9 @@ class Forecast(Task):
         self.mean_seasons = max(1, self.context // max(self.season, 1))   # seasonal_mean's K
         self.base = o["base"]
         self.coverage = float(o["coverage"])
-        if self.base not in ("", *BASES):
-            raise ValueError(f"base must be one of {', '.join(BASES)}, got {self.base!r}")
+        if self.base not in ("", *BASES, *STAT_BASES):
+            raise ValueError(f"base must be one of {', '.join([*BASES, *STAT_BASES])}, "
+                             f"got {self.base!r}")
         if not 0.5 <= self.coverage < 1.0:
             raise ValueError(f"coverage must lie in [0.5, 1), got {self.coverage}")
         self.scale = o["scale"]
@@ -227,6 +238,9 @@ class Forecast(Task):
             raise ValueError("-o intervals=gaussian needs -o strategy=direct: a recursive "
                              "forecast has no variance for the steps it feeds back")
         self.loss = "gaussian" if self.intervals == "gaussian" else "mse"
+        if self.base in STAT_BASES:
+            self._check_stat_base()
+        self._tables: dict[str, np.ndarray] = {}     # the statistical bases, at every origin
         self.folds = int(o["folds"])
         if self.folds < 1:
             raise ValueError(f"folds must be at least 1, got {self.folds}")
@@ -282,7 +296,7 @@ class Forecast(Task):
         existed chose between seasonal and last, and must keep what they chose; a season
         found in the data is kept as it was found)."""
         return {"season": state["season"],
-                **({"base": state["base"]} if state.get("base") in BASES else {})}
+                **({"base": state["base"]} if state.get("base") in (*BASES, *STAT_BASES) else {})}
 
     def _season(self, given) -> tuple[int, str]:
         """The season (-o season: a number, auto or empty) and where it came from; a run's,
@@ -312,6 +326,22 @@ class Forecast(Task):
     def chosen(self) -> dict[str, str]:
         return {"season": f"{self.season} ({self.season_from})",
                 "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})"}
+
+    def _check_stat_base(self) -> None:
+        """What a statistical base needs: the series in memory, statsforecast, the direct
+        strategy (a recursive forecast would need the model at every fed-back step) and,
+        for MSTL, a season."""
+        name = f"-o base={self.base}"
+        if self.prepared is not None:
+            raise ValueError(f"{name} fits {MODELS[self.base]} to the series in memory; a "
+                             "prepared series takes a naive base")
+        if not statbase.available():
+            raise ValueError(f"{name} needs statsforecast: pip install 'lstmlab[tasks]'")
+        if self.strategy != "direct":
+            raise ValueError(f"{name} needs -o strategy=direct: a recursive forecast would "
+                             f"need {MODELS[self.base]} at every step it feeds back")
+        if self.base == "mstl" and self.season < 2:
+            raise ValueError(f"{name} needs a season of at least 2 (-o season=M)")
 
     def _stat_kinds(self, given: str) -> list[str]:
         """The statistical baselines asked for, in MODELS' order (MSTL only with a season)."""
@@ -345,7 +375,7 @@ class Forecast(Task):
 
     def preprocessing(self) -> dict:
         m, n = self.season, self.steps_out
-        base = BASES[self.base]
+        base = {**BASES, **STAT_BASES}[self.base]
         output = (f"{n} value(s): for h = 1..{n} steps ahead, (y[t + h] - base) / r_scale, the "
                   f"base being {base}" + (f"; then {n} log-variances of those" if
                                           self.intervals == "gaussian" else ""))
@@ -416,10 +446,33 @@ class Forecast(Task):
         return y[origins[:, None] + np.arange(lo, hi)[None, :]]
 
     def _baseline(self, origins, kind, y=None):
-        """(n, H) forecasts of a baseline (a key of BASES)."""
+        """(n, H) forecasts of a baseline (a key of BASES or STAT_BASES)."""
+        if kind in STAT_BASES:
+            if y is not None:
+                raise ValueError(f"this model corrects {MODELS[kind]}'s forecasts of the series "
+                                 "it was fitted on, and forecasts no other values (predict "
+                                 "--input, a stream): for those, train it with a naive base "
+                                 "(-o base=seasonal_diff, say)")
+            return self._stat_base(kind)[np.asarray(origins) - self.train_origins[0]]
         m = {"last": 1, "seasonal": self.season, "seasonal_diff": self.season + 1,
              "seasonal_mean": self.mean_seasons * self.season}[kind]
         return self._base_forecast(self._span(origins, 1 - m, 1, y), self.horizon, kind)
+
+    def _stat_base(self, kind: str) -> np.ndarray:
+        """(n, H): a statistical forecaster's forecasts at every origin from the first
+        training one to the last test one, fitted on the training part (its last FIT_MAX
+        values): in sample at the training origins, out of sample at the validation ones that
+        calibrate the intervals and at the test ones. Rolled once a task, and cached."""
+        if kind not in self._tables:
+            lo, hi = self.train_origins[0], int(self.origins["test"][-1]) + 1
+            progress = count_progress(f"forecast: {MODELS[kind]} at every origin, the base", "origin")
+            try:
+                self._tables[kind] = roll(kind, self.series.values, np.arange(lo, hi), self.horizon,
+                                          self.season, self.coverage, progress,
+                                          fit=(max(0, self.n_train - FIT_MAX), self.n_train)).mean
+            except NotFitted as e:
+                raise ValueError(f"-o base={kind}: {e}; choose another base") from None
+        return self._tables[kind]
 
     def _truth(self, origins):
         return self._span(origins, 1, self.horizon + 1)
@@ -502,9 +555,13 @@ class Forecast(Task):
             raise ValueError(f"the model has {predictor.config.output_size} outputs; the task "
                              f"needs {self.outputs} ({self.strategy}, {self.intervals} "
                              f"intervals, horizon {self.horizon})")
-        run = self._direct if self.strategy == "direct" else self._recursive
-        parts = [run(predictor, self._windows(origins[k:k + CHUNK], y))
-                 for k in range(0, len(origins), CHUNK)]
+        def run(at):                                             # origins at a time
+            win = self._windows(at, y)
+            if self.strategy == "direct":
+                return self._direct(predictor, win, self._baseline(at, self.base, y))
+            return self._recursive(predictor, win)
+
+        parts = [run(origins[k:k + CHUNK]) for k in range(0, len(origins), CHUNK)]
         forecast = np.concatenate([f for f, _ in parts])
         return forecast, None if parts[0][1] is None else np.concatenate([s for _, s in parts])
 
@@ -513,11 +570,10 @@ class Forecast(Task):
         x = self._window_features(win).astype(np.dtype(predictor.config.dtype))
         return predictor.run(x)[0].astype(np.float64)
 
-    def _direct(self, predictor, win):
-        """The baseline's forecast plus the network's correction for every step, (n, H), and
-        the Gaussian head's sigma (n, H) or None."""
+    def _direct(self, predictor, win, base):
+        """The base's forecast (n, H) plus the network's correction for every step, (n, H),
+        and the Gaussian head's sigma (n, H) or None."""
         H = self.horizon
-        base = self._base_forecast(win, H)
         out = self._network(predictor, win)                      # (n, H) or (n, 2H)
         unit = self._out_scale(win)
         sigma = np.exp(0.5 * out[:, H:]) * unit if self.intervals == "gaussian" else None
@@ -683,7 +739,7 @@ class Forecast(Task):
         if isinstance(arima, Rolled):                            # the peer a forecaster trusts
             shown, shown_label = arima.mean[at], f"AutoARIMA: {arima.spec}"
         else:
-            shown, shown_label = self._baseline(picks, self.base), BASES[self.base]
+            shown, shown_label = self._baseline(picks, self.base), {**BASES, **STAT_BASES}[self.base]
         show = min(self.context, 4 * self.horizon)
         history = self._span(picks, 1 - show, 1)
         series = [{"history": history[k], "truth": truth[k], "free_run": forecast[k],
@@ -759,6 +815,8 @@ class Forecast(Task):
             raise ValueError("a window-scaled forecast (-o scale=window) measures every input "
                              "against its window's last value, so it cannot read a stream one "
                              "value at a time: forecast with lstmlab predict --input FILE")
+        if self.base in STAT_BASES:
+            self._baseline(None, self.base, window)              # says why not
         if len(window) <= self.season:
             return None
         return self._window_features(window[None, -(self.season + 1):, 0])[0, 0]   # (F,)

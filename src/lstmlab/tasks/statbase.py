@@ -122,12 +122,13 @@ def arima_window(model: dict) -> int:
 
 
 def _key(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: int,
-         coverage: float) -> str:
+         coverage: float, fit: tuple[int, int]) -> str:
     from statsforecast import __version__
 
     h = hashlib.sha256(np.ascontiguousarray(y, dtype="<f8").tobytes())
     h.update(json.dumps([FORMAT, __version__, kind, int(origins[0]), int(origins[-1]),
-                         len(origins), horizon, season, coverage]).encode())
+                         len(origins), horizon, season, coverage,
+                         *([] if fit == (0, int(origins[0]) + 1) else fit)]).encode())
     return h.hexdigest()[:32]
 
 
@@ -155,13 +156,16 @@ def _save(path: Path, r: Rolled) -> None:
 
 
 def roll(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: int,
-         coverage: float, progress: Callable[[int, int], None] | None = None) -> Rolled:
-    """`kind` (a key of MODELS) fitted on y[..origins[0]] and rolled over `origins` (positions
-    in y, increasing): at each origin t it forecasts y[t + 1 .. t + horizon] from y[..t].
-    Cached (see the module's note); progress(done, total) after each origin."""
+         coverage: float, progress: Callable[[int, int], None] | None = None,
+         fit: tuple[int, int] | None = None) -> Rolled:
+    """`kind` (a key of MODELS) fitted on y[fit[0]:fit[1]] (default: y[..origins[0]]) and
+    rolled over `origins` (positions in y, increasing): at each origin t it forecasts
+    y[t + 1 .. t + horizon] from y[..t]. Cached (see the module's note); progress(done,
+    total) after each origin."""
     origins = np.asarray(origins, dtype=np.int64)
-    y = np.asarray(y[:int(origins[-1]) + 1], dtype=np.float64)
-    path = cache_root() / "statbase" / f"{_key(kind, y, origins, horizon, season, coverage)}.safetensors"
+    y = np.asarray(y[:max(int(origins[-1]) + 1, fit[1] if fit else 0)], dtype=np.float64)
+    fit = fit or (0, int(origins[0]) + 1)
+    path = cache_root() / "statbase" / f"{_key(kind, y, origins, horizon, season, coverage, fit)}.safetensors"
     cached = _load(path, MODELS[kind])
     if cached is not None:
         return cached
@@ -173,7 +177,7 @@ def roll(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: in
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # statsforecast's convergence notes, not ours
         try:
-            fitted = _model(kind, season).fit(y[:int(origins[0]) + 1])
+            fitted = _model(kind, season).fit(y[fit[0]:fit[1]])
         except Exception as e:                   # the library's, on a series it cannot model
             raise NotFitted(f"{MODELS[kind]} could not be fitted: {str(e).splitlines()[0]}") from e
         window = arima_window(fitted.model_) if kind == "arima" else len(y)
