@@ -30,6 +30,7 @@ class Series:
     season: int                   # seasonal period in steps (1: none)
     horizon: int                  # the usual forecast horizon
     source: str
+    times: np.ndarray | None = None   # (N,) datetime64[s] of each value, where known
 
 
 class ArrayFile:
@@ -94,22 +95,25 @@ def package_file(package: str, relative: str, what: str, *, folder: bool = False
 def seattle_temps() -> Series:
     path = package_file("vega_datasets", "_data/seattle-temps.csv", "seattle-temps")
     return Series("seattle-temps", read_csv_column(path, "temp"), "hour", "°F", 24, 24,
-                  "hourly temperature, Seattle 2010 (NOAA, via vega_datasets)")
+                  "hourly temperature, Seattle 2010 (NOAA, via vega_datasets)",
+                  read_csv_times(path, "date"))
 
 
 def sunspots() -> Series:
     path = package_file("pmdarima", "datasets/data/sunspots.txt.gz", "sunspots")
     with gzip.open(path, "rt") as f:
         values = np.array([float(v) for v in f.read().split()])
+    months = np.datetime64("1749-01", "M") + np.arange(len(values))
     return Series("sunspots", values, "month", "sunspot number", 12, 12,
-                  "monthly mean sunspot numbers 1749-1983 (via pmdarima)")
+                  "monthly mean sunspot numbers 1749-1983 (via pmdarima)", months.astype("datetime64[s]"))
 
 
 def co2() -> Series:
     path = package_file("statsmodels", "datasets/co2/co2.csv", "co2")
-    return Series("co2", read_csv_column(path, "co2", missing="interpolate"), "week", "ppm", 52, 13,
+    values = read_csv_column(path, "co2", missing="interpolate")   # no gap at either end
+    return Series("co2", values, "week", "ppm", 52, 13,
                   "weekly atmospheric CO2 at Mauna Loa 1958-2001, gaps interpolated "
-                  "(via statsmodels)")
+                  "(via statsmodels)", read_csv_times(path, "date"))
 
 
 def taylor() -> Series:
@@ -121,9 +125,11 @@ def taylor() -> Series:
         raise ValueError(f"taylor: {path} no longer holds one array of the series; reinstall "
                          "pmdarima (pip install --force-reinstall 'lstmlab[data]')")
     values = np.array(ast.literal_eval(lists[0]), dtype=np.float64)
+    # Monday 5 June to Sunday 27 August 2000, as R's forecast::taylor documents it
+    times = np.datetime64("2000-06-05T00:00", "s") + np.arange(len(values)) * np.timedelta64(1800, "s")
     return Series("taylor", values, "half-hour", "MW", 48, 48,
                   "half-hourly electricity demand, England and Wales, June-August 2000 "
-                  "(Taylor 2003, via pmdarima)")
+                  "(Taylor 2003, via pmdarima)", times)
 
 
 BUILTIN = {"seattle-temps": seattle_temps, "sunspots": sunspots, "co2": co2, "taylor": taylor}
@@ -137,6 +143,41 @@ def builtin_series(name: str) -> Series:
 
 
 READ_ROWS = 1 << 20           # CSV rows read per chunk of csv_column_chunks
+
+
+def parse_time(cell: str) -> np.datetime64:
+    """A time as a CSV holds it: ISO 8601 ("2010-01-02 13:00", "2010-01-02T13:00:00"), with
+    slashes ("2010/01/02 13:00"), or a bare date YYYYMMDD; ValueError otherwise."""
+    cell = cell.strip()
+    if len(cell) == 8 and cell.isdigit():
+        cell = f"{cell[:4]}-{cell[4:6]}-{cell[6:]}"
+    return np.datetime64(cell.replace("/", "-"), "s")
+
+
+def read_csv_times(path, column: str) -> np.ndarray:
+    """(N,) datetime64[s]: a CSV column of times (see parse_time), one a row, increasing."""
+    path = Path(path)
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        names = [h.strip() for h in next(reader, [])]
+        if column not in names:
+            raise ValueError(f"{path} has no column {column!r}; its columns are: {', '.join(names)}")
+        k, times = names.index(column), []
+        for line, row in enumerate(reader, 2):
+            if not row:
+                continue
+            cell = row[k] if k < len(row) else ""
+            try:
+                times.append(parse_time(cell))
+            except ValueError:
+                raise ValueError(f"{path}, line {line}, column {column!r}: {cell[:40]!r} is not a "
+                                 "time; write times as ISO 8601 (2010-01-02 13:00)") from None
+    out = np.array(times, dtype="datetime64[s]")
+    back = np.flatnonzero(np.diff(out) <= np.timedelta64(0, "s"))
+    if back.size:
+        raise ValueError(f"{path}, line {int(back[0]) + 3}, column {column!r}: the time does not "
+                         "come after the row before; sort the rows by time")
+    return out
 
 
 def read_csv_column(path, column: str, missing: str = "error") -> np.ndarray:

@@ -39,6 +39,13 @@ The season m (`season`) is the series' own (a day of hours), given, or found in 
 data's own peak where it differs (sunspots' months have no season of 12, but a solar cycle
 of about 11 years).
 
+The calendar (`-o calendar=true`): each step's phase in the day, the week and the year, as
+a sine and a cosine, for the cycles its steps are short enough (at most half the cycle) and
+its training part long enough (two cycles) to show. The network reads them beside the values
+and learns what its window cannot see coming (tomorrow is a Saturday). A built-in series
+knows its times; a CSV names its time column (`-o time=COLUMN`), and so must the file that
+`predict --input` reads. Direct strategy only.
+
 The network's units (`scale`) are the training part's (global), or each window's mean
 absolute step (window: the inputs measured from the window's last value, the targets in the
 same units; what was learnt at one level and amplitude carries over to another, and the
@@ -105,6 +112,7 @@ from .datasets import (
     builtin_series,
     csv_column_chunks,
     read_csv_column,
+    read_csv_times,
     read_series,
     series_input,
 )
@@ -123,6 +131,7 @@ SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base an
 SEASON_MAX_LAG = 1000         # the longest season detect_season looks for
 SEASON_VALUES = 100_000       # the most recent training values it reads
 SEASON_MIN_ACF = 0.3          # the least autocorrelation it calls a season
+CYCLES = {"day": 86_400.0, "week": 7 * 86_400.0, "year": 365.2425 * 86_400.0}   # in seconds
 STAT_NAMES = {"arima": "auto_arima", "ets": "auto_ets", "mstl": "mstl"}   # their baseline names
 # what the network corrects (its targets are the differences from it), and the naive baselines
 BASES = {"seasonal": "the value a season before",
@@ -162,6 +171,11 @@ class Forecast(Task):
                "scale": ("global", "the network's units: global (the training part's) or window "
                                    "(each window's mean absolute step, so that what it learnt "
                                    "carries over when the series calms down or grows wild)"),
+               "calendar": (False, "read the calendar too: each step's phase in the day, the "
+                                   "week and the year (those its steps are short enough and "
+                                   "its training part long enough to show), as a sine and a "
+                                   "cosine; needs the times (a built-in series', or -o time)"),
+               "time": ("", "the CSV column of each row's time (ISO 8601), for -o calendar"),
                "strategy": ("direct", "direct (all horizon steps at once) or recursive "
                                       "(one step, fed back: autoregressive)"),
                "intervals": ("conformal", "conformal (adaptive, from recent errors) or "
@@ -240,6 +254,14 @@ class Forecast(Task):
         self.loss = "gaussian" if self.intervals == "gaussian" else "mse"
         if self.base in STAT_BASES:
             self._check_stat_base()
+        if o["time"] and not o["csv"]:
+            raise ValueError("-o time names the time column of -o csv; a built-in series knows "
+                             "its times")
+        self.calendar = bool(o["calendar"])
+        self.cycles: list[str] = []
+        self.times: np.ndarray | None = None     # each value's time, for the calendar
+        if self.calendar:
+            self._read_calendar()
         self._tables: dict[str, np.ndarray] = {}     # the statistical bases, at every origin
         self.folds = int(o["folds"])
         if self.folds < 1:
@@ -325,7 +347,8 @@ class Forecast(Task):
 
     def chosen(self) -> dict[str, str]:
         return {"season": f"{self.season} ({self.season_from})",
-                "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})"}
+                "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})",
+                **({"calendar": ", ".join(self.cycles)} if self.calendar else {})}
 
     def _check_stat_base(self) -> None:
         """What a statistical base needs: the series in memory, statsforecast, the direct
@@ -342,6 +365,35 @@ class Forecast(Task):
                              f"need {MODELS[self.base]} at every step it feeds back")
         if self.base == "mstl" and self.season < 2:
             raise ValueError(f"{name} needs a season of at least 2 (-o season=M)")
+
+    def _read_calendar(self) -> None:
+        """The series' times (a built-in's, the CSV's -o time column, or a run's), the cycles
+        they can show (calendar_cycles) and each value's phase in them (self.cal)."""
+        if self.prepared is not None:
+            raise ValueError("-o calendar reads the series' times, which a prepared series does "
+                             "not keep")
+        if self.strategy != "direct":
+            raise ValueError("-o calendar needs -o strategy=direct")
+        o, n = self.opts, len(self.series.values)
+        if self.stored is not None and "times" in self.stored.arrays:
+            self.times = self.stored.arrays["times"].astype("datetime64[s]")
+        elif o["csv"]:
+            if not o["time"]:
+                raise ValueError("-o calendar reads each value's time: name the CSV's time "
+                                 "column with -o time=COLUMN")
+            self.times = read_csv_times(o["csv"], o["time"])
+            if len(self.times) != n:
+                raise ValueError(f"{o['csv']} has {len(self.times)} times for {n} values: drop "
+                                 "the rows at either end that have no value")
+        elif self.series.times is not None:
+            self.times = self.series.times
+        else:
+            raise ValueError(f"the series {self.series.name} has no times, so no calendar")
+        self.cycles = calendar_cycles(self.times[:self.n_train])
+        if not self.cycles:
+            raise ValueError("the training part spans no calendar cycle (a day, a week, a year) "
+                             "twice at steps short enough to show it: train without -o calendar")
+        self.cal = calendar_features(self.times, self.cycles)
 
     def _stat_kinds(self, given: str) -> list[str]:
         """The statistical baselines asked for, in MODELS' order (MSTL only with a season)."""
@@ -392,13 +444,16 @@ class Forecast(Task):
                     if self.scale == "global" else
                     ["(y[t] - y[origin]) / s"] + (["(y[t] - y[t - season]) / s"] if m > 1 else [])
                     + ["s: the window's mean |y[t] - y[t - 1]| (at least s_floor); the "
-                       "output is in units of r_scale * s"])},
+                       "output is in units of r_scale * s"])
+                    + [f"{f}(2 pi (time of y[t] in the {c}))" for c in self.cycles for f in ("sin", "cos")]},
                 "output": output}
 
     def stored_arrays(self) -> dict[str, np.ndarray]:
         """The series, or for a prepared one the stretch its scored origins read."""
         if not self.opts["prepared"]:
-            return {"series": self.series.values}
+            return {"series": self.series.values,
+                    **({"times": self.times.astype(np.int64)}
+                       if self.times is not None and self.opts["csv"] else {})}
         lo, hi = self._kept()
         return {"series": self._values(lo, hi)}
 
@@ -487,13 +542,24 @@ class Forecast(Task):
         """(n, context + season) values up to and including each origin."""
         return self._span(origins, 1 - self.context - self.season, 1, y)
 
-    def _features(self, origins, y=None):
-        return self._window_features(self._windows(origins, y))
+    def _features(self, origins, y=None, times=None):
+        return self._window_features(self._windows(origins, y), self._calendar(origins, y, times))
 
-    def _window_features(self, win):
+    def _calendar(self, origins, y=None, times=None):
+        """(n, L, 2 C) the calendar features of the L steps up to each origin, of the series
+        (or of another series `y`, whose `times` it needs); None without -o calendar."""
+        if not self.calendar:
+            return None
+        if y is not None and times is None:
+            raise ValueError("this model reads the calendar: give each value's time")
+        at = np.asarray(origins)[:, None] + np.arange(1 - self.context, 1)
+        return self.cal[at] if times is None else calendar_features(times, self.cycles)[at]
+
+    def _window_features(self, win, cal=None):
         """(L, n, F) inputs from (n, L + m) windows: the level and, with a season, the
         seasonal difference; in the training part's units (scale global), or in the window's
-        own, the level then measured from the window's last value (scale window)."""
+        own, the level then measured from the window's last value (scale window); then the
+        calendar features `cal` (n, L, 2 C), if given."""
         m = self.season
         if self.scale == "global":
             level, unit = (win[:, m:] - self.mu), np.full((len(win), 1), self.sd)
@@ -502,7 +568,10 @@ class Forecast(Task):
         feats = [level / unit]                                   # (n, L)
         if m > 1:
             feats.append((win[:, m:] - win[:, :-m]) / unit)
-        return np.stack(feats, axis=-1).transpose(1, 0, 2)       # (L, n, F)
+        x = np.stack(feats, axis=-1)                             # (n, L, F)
+        if cal is not None:
+            x = np.concatenate([x, cal], axis=-1)
+        return x.transpose(1, 0, 2)                              # (L, n, F)
 
     def _window_unit(self, win) -> np.ndarray:
         """(n,): the mean absolute step of each window's context (at least s_floor)."""
@@ -517,7 +586,7 @@ class Forecast(Task):
 
     @property
     def n_features(self):
-        return 2 if self.season > 1 else 1
+        return (2 if self.season > 1 else 1) + 2 * len(self.cycles)
 
     @property
     def steps_out(self):
@@ -541,15 +610,16 @@ class Forecast(Task):
         lo, hi = self.train_origins
         origins = lo + rng.integers(0, hi - lo, size=batch_size)
         win = self._windows(origins)
-        return Batch(x=self._window_features(win),
+        return Batch(x=self._window_features(win, self._calendar(origins)),
                      y=self._residuals(origins)[:, :self.steps_out] / self._out_scale(win))
 
     # --- evaluation ---------------------------------------------------------------------
-    def _forecast(self, predictor: Predictor, origins, y=None):
-        """(n, H) forecasts from `origins` of the series (or of another series `y`)."""
-        return self._forecast_and_sigma(predictor, origins, y)[0]
+    def _forecast(self, predictor: Predictor, origins, y=None, times=None):
+        """(n, H) forecasts from `origins` of the series (or of another series `y`, with its
+        `times` for a model that reads the calendar)."""
+        return self._forecast_and_sigma(predictor, origins, y, times)[0]
 
-    def _forecast_and_sigma(self, predictor: Predictor, origins, y=None):
+    def _forecast_and_sigma(self, predictor: Predictor, origins, y=None, times=None):
         """(forecasts (n, H), the Gaussian head's standard deviations (n, H) or None)."""
         if predictor.config.output_size != self.outputs:
             raise ValueError(f"the model has {predictor.config.output_size} outputs; the task "
@@ -558,23 +628,25 @@ class Forecast(Task):
         def run(at):                                             # origins at a time
             win = self._windows(at, y)
             if self.strategy == "direct":
-                return self._direct(predictor, win, self._baseline(at, self.base, y))
+                return self._direct(predictor, win, self._baseline(at, self.base, y),
+                                    self._calendar(at, y, times))
             return self._recursive(predictor, win)
 
         parts = [run(origins[k:k + CHUNK]) for k in range(0, len(origins), CHUNK)]
         forecast = np.concatenate([f for f, _ in parts])
         return forecast, None if parts[0][1] is None else np.concatenate([s for _, s in parts])
 
-    def _network(self, predictor, win):
-        """The network's raw outputs (n, outputs) for (n, L + m) windows, in scaled units."""
-        x = self._window_features(win).astype(np.dtype(predictor.config.dtype))
+    def _network(self, predictor, win, cal=None):
+        """The network's raw outputs (n, outputs) for (n, L + m) windows (and their calendar
+        features), in scaled units."""
+        x = self._window_features(win, cal).astype(np.dtype(predictor.config.dtype))
         return predictor.run(x)[0].astype(np.float64)
 
-    def _direct(self, predictor, win, base):
+    def _direct(self, predictor, win, base, cal=None):
         """The base's forecast (n, H) plus the network's correction for every step, (n, H),
         and the Gaussian head's sigma (n, H) or None."""
         H = self.horizon
-        out = self._network(predictor, win)                      # (n, H) or (n, 2H)
+        out = self._network(predictor, win, cal)                      # (n, H) or (n, 2H)
         unit = self._out_scale(win)
         sigma = np.exp(0.5 * out[:, H:]) * unit if self.intervals == "gaussian" else None
         return base + out[:, :H] * unit, sigma
@@ -775,12 +847,8 @@ class Forecast(Task):
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"input file {path} does not exist")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            first = next((line for line in f if line.strip()), "")
-        cells = [c.strip() for c in first.split(",")]
-        try:
-            float(cells[0])
-        except ValueError:                                       # a header row
+        cells, header = _first_row(path)
+        if header:
             column = self.opts["column"] if self.opts["column"] in cells else \
                 (cells[0] if len(cells) == 1 else self.opts["column"] or "value")
             return read_csv_column(path, column, missing=self.opts["missing"])
@@ -794,12 +862,16 @@ class Forecast(Task):
     def examples(self, split="test"):
         """The network's input at every origin of the split: the last `context` values
         before it (with their seasonal differences), as the direct forecast reads them."""
-        win = self._windows(self.origins[split])                 # (n, L + m)
-        return series_inputs(win[:, self.season:].T, self._window_features(win))
+        o = self.origins[split]
+        win = self._windows(o)                                   # (n, L + m)
+        return series_inputs(win[:, self.season:].T, self._window_features(win, self._calendar(o)))
 
     def encode_input(self, value):
         """The window before the end of the user's series (a file as `predict --input` reads
         it, or numbers separated by commas)."""
+        if self.calendar:
+            raise ValueError("this model reads the calendar, which bare numbers do not give: "
+                             "forecast with lstmlab predict --input FILE.csv (with the time column)")
         values = series_input(value, self.read_input)
         L, m = self.context, self.season
         if len(values) < L + m:
@@ -817,6 +889,9 @@ class Forecast(Task):
                              "value at a time: forecast with lstmlab predict --input FILE")
         if self.base in STAT_BASES:
             self._baseline(None, self.base, window)              # says why not
+        if self.calendar:
+            raise ValueError("this model reads the calendar, which a stream of numbers does not "
+                             "give: forecast with lstmlab predict --input FILE.csv")
         if len(window) <= self.season:
             return None
         return self._window_features(window[None, -(self.season + 1):, 0])[0, 0]   # (F,)
@@ -837,7 +912,14 @@ class Forecast(Task):
                              f"{L + m} (context {L} + season {m}): give at least {L + m} "
                              "numbers, one a line")
         t = np.array([len(values) - 1])
-        forecast, sigma = self._forecast_and_sigma(predictor, t, values)
+        times = None
+        if self.calendar:
+            column = self.opts["time"] or "time"
+            times = read_csv_times(path, column) if _first_row(path)[1] else np.empty(0)
+            if len(times) != len(values):
+                raise ValueError(f"this model reads the calendar: give {path} a header row and a "
+                                 f"time column {column!r} with a time for each of its values")
+        forecast, sigma = self._forecast_and_sigma(predictor, t, values, times)
         forecast = forecast[0]
         q = (NormalDist().inv_cdf(0.5 + self.coverage / 2) * sigma[0] if sigma is not None
              else self._quantile(self.calibration_scores(predictor), self.coverage))
@@ -845,6 +927,41 @@ class Forecast(Task):
                 "forecast": forecast.tolist(), "lower": (forecast - q).tolist(),
                 "upper": (forecast + q).tolist(), "coverage": self.coverage}
 
+
+
+def _first_row(path) -> tuple[list[str], bool]:
+    """The cells of a CSV's first line, and whether it is a header (its first cell is not a
+    number)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = next((line for line in f if line.strip()), "")
+    cells = [c.strip() for c in first.split(",")]
+    try:
+        float(cells[0])
+    except ValueError:
+        return cells, True
+    return cells, False
+
+
+def calendar_cycles(times) -> list[str]:
+    """The calendar cycles (CYCLES) that times (datetime64) can show: those at least two of
+    their median steps long (a shorter one aliases) and which they span at least twice (once
+    could teach a phase only by extrapolating it: a year of training data, say, and a test
+    part in its autumn)."""
+    t = np.asarray(times).astype("datetime64[s]").astype(np.int64)
+    if len(t) < 2:
+        return []
+    step, span = float(np.median(np.diff(t))), float(t[-1] - t[0])
+    return [c for c, period in CYCLES.items() if period >= 2 * step and span >= 2 * period]
+
+
+def calendar_features(times, cycles) -> np.ndarray:
+    """(N, 2 len(cycles)): each time's phase in each cycle, as its sine and its cosine."""
+    t = np.asarray(times).astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    cols = []
+    for c in cycles:
+        angle = 2 * np.pi * np.mod(t, CYCLES[c]) / CYCLES[c]
+        cols += [np.sin(angle), np.cos(angle)]
+    return np.stack(cols, axis=1) if cols else np.empty((len(t), 0))
 
 
 def detect_season(y) -> tuple[int, float]:
