@@ -634,7 +634,7 @@ def test_the_calendar_teaches_the_weekday_and_a_run_keeps_its_times(tmp_path):
     bare = tmp_path / "bare.txt"
     bare.write_text("\n".join(str(v) for v in y[-100:]))
     err = one_line_error(lstmlab("predict", tmp_path / "runTrue", "--input", bare))
-    assert "reads the calendar: give" in err and "a time column 'when'" in err
+    assert "reads the calendar: give" in err and "the columns when beside the values" in err
 
 
 def test_calendar_mistakes(tmp_path):
@@ -661,3 +661,39 @@ def test_calendar_mistakes(tmp_path):
     with pytest.raises(ValueError, match="line 3, column 'when': the time does not come after"):
         get_task("forecast", calendar=True, time="when", csv=str(bad), column="load")
     assert get_task("forecast", data="sunspots", calendar=True, stat_baselines="none").cycles == ["year"]
+
+
+def test_a_covariate_the_series_follows_is_read_and_kept(tmp_path):
+    """y[t + 1] = 2 x[t] + noise, x white: the series' own past tells nothing of its next value,
+    its covariate x nearly all (MASE under half the model's without it); the run keeps the
+    column, predict reads it from the input, and what cannot give it says so."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(3000)
+    y = np.concatenate([[0.0], 2 * x[:-1]]) + 0.2 * rng.standard_normal(3000)
+    path = tmp_path / "cov.csv"
+    path.write_text("load,driver\n" + "".join(f"{a:.6f},{b:.6f}\n" for a, b in zip(y, x)))
+    kw = dict(csv=str(path), column="load", horizon=1, season=1, context=8, stat_baselines="none")
+    train = TrainConfig(steps=300, batch_size=32, lr=3e-3, eval_every=300)
+    scores = {}
+    for cov in ("", "driver"):
+        task = get_task("forecast", covariates=cov, **kw)
+        r = fit(task, task.model_config(hidden_size=16), train, tmp_path / f"run{cov}", engine="torch",
+                callbacks=[])
+        scores[cov] = r["metrics"]["test"]["mase"]
+    assert scores["driver"] < 0.5 * scores[""], scores
+    assert r["chosen"]["covariates"] == "driver" and task.n_features == 2
+    past = tmp_path / "past.csv"
+    past.write_text("load,driver\n" + "".join(f"{a},{b}\n" for a, b in zip(y[-20:], x[-20:])))
+    p = json.loads(lstmlab("predict", tmp_path / "rundriver", "--input", past, "--json").stdout)
+    assert abs(p["forecast"][0] - 2 * x[-1]) < 1.0                  # it read the driver's last value
+    path.unlink()
+    again = evaluate_run(tmp_path / "rundriver")
+    assert again["metrics"]["test"]["mase"] == pytest.approx(scores["driver"], rel=1e-9)
+    past.write_text("load\n" + "".join(f"{a}\n" for a in y[-20:]))
+    err = one_line_error(lstmlab("predict", tmp_path / "rundriver", "--input", past))
+    assert "has no column 'driver'" in err
+    with pytest.raises(ValueError, match="-o covariates names columns of -o csv"):
+        get_task("forecast", data="sunspots", covariates="driver")
+    with pytest.raises(ValueError, match="-o covariates needs -o strategy=direct"):
+        get_task("forecast", csv=str(_csv(tmp_path, _wave())), column="load", covariates="when",
+                 strategy="recursive")

@@ -44,7 +44,9 @@ a sine and a cosine, for the cycles its steps are short enough (at most half the
 its training part long enough (two cycles) to show. The network reads them beside the values
 and learns what its window cannot see coming (tomorrow is a Saturday). A built-in series
 knows its times; a CSV names its time column (`-o time=COLUMN`), and so must the file that
-`predict --input` reads. Direct strategy only.
+`predict --input` reads. Covariates (`-o covariates=A,B`, or `--covariates`): other columns
+of the CSV, read beside the values up to each origin (in units of their training mean and
+deviation), never their future; `predict --input` needs them too. Direct strategy only.
 
 The network's units (`scale`) are the training part's (global), or each window's mean
 absolute step (window: the inputs measured from the window's last value, the targets in the
@@ -176,6 +178,9 @@ class Forecast(Task):
                                    "its training part long enough to show), as a sine and a "
                                    "cosine; needs the times (a built-in series', or -o time)"),
                "time": ("", "the CSV column of each row's time (ISO 8601), for -o calendar"),
+               "covariates": ("", "CSV columns the network reads beside the series (comma-"
+                                  "separated): their values up to each origin, in units of "
+                                  "the training part's mean and deviation; never their future"),
                "strategy": ("direct", "direct (all horizon steps at once) or recursive "
                                       "(one step, fed back: autoregressive)"),
                "intervals": ("conformal", "conformal (adaptive, from recent errors) or "
@@ -260,8 +265,11 @@ class Forecast(Task):
         self.calendar = bool(o["calendar"])
         self.cycles: list[str] = []
         self.times: np.ndarray | None = None     # each value's time, for the calendar
-        if self.calendar:
-            self._read_calendar()
+        self.covariates = [c.strip() for c in str(o["covariates"]).split(",") if c.strip()]
+        self.cov: np.ndarray | None = None       # (N, C) the covariates' values, as read
+        self.extra: np.ndarray | None = None     # (N, E) the calendar's and covariates' features
+        if self.calendar or self.covariates:
+            self._read_extra()
         self._tables: dict[str, np.ndarray] = {}     # the statistical bases, at every origin
         self.folds = int(o["folds"])
         if self.folds < 1:
@@ -348,7 +356,8 @@ class Forecast(Task):
     def chosen(self) -> dict[str, str]:
         return {"season": f"{self.season} ({self.season_from})",
                 "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})",
-                **({"calendar": ", ".join(self.cycles)} if self.calendar else {})}
+                **({"calendar": ", ".join(self.cycles)} if self.calendar else {}),
+                **({"covariates": ", ".join(self.covariates)} if self.covariates else {})}
 
     def _check_stat_base(self) -> None:
         """What a statistical base needs: the series in memory, statsforecast, the direct
@@ -366,14 +375,51 @@ class Forecast(Task):
         if self.base == "mstl" and self.season < 2:
             raise ValueError(f"{name} needs a season of at least 2 (-o season=M)")
 
-    def _read_calendar(self) -> None:
-        """The series' times (a built-in's, the CSV's -o time column, or a run's), the cycles
-        they can show (calendar_cycles) and each value's phase in them (self.cal)."""
+    def _read_extra(self) -> None:
+        """What the network reads beside the series: the calendar (the series' times, from a
+        built-in's, the CSV's -o time column or a run's, the cycles they can show and each
+        value's phase in them) and the covariates (the CSV's columns, or a run's), as
+        self.extra."""
+        what = "-o calendar" if self.calendar else "-o covariates"
         if self.prepared is not None:
-            raise ValueError("-o calendar reads the series' times, which a prepared series does "
-                             "not keep")
+            raise ValueError(f"{what} reads more of the CSV than a prepared series keeps")
         if self.strategy != "direct":
-            raise ValueError("-o calendar needs -o strategy=direct")
+            raise ValueError(f"{what} needs -o strategy=direct")
+        parts = []
+        if self.calendar:
+            self._read_times()
+            parts.append(calendar_features(self.times, self.cycles))
+        if self.covariates:
+            self._read_covariates()
+            parts.append(self._scaled_covariates(self.cov))
+        self.extra = np.concatenate(parts, axis=1)
+
+    def _read_covariates(self) -> None:
+        o, n = self.opts, len(self.series.values)
+        if self.stored is not None and "covariates" in self.stored.arrays:
+            self.cov = self.stored.arrays["covariates"]
+        elif not o["csv"]:
+            raise ValueError("-o covariates names columns of -o csv")
+        else:
+            cols = [read_csv_column(o["csv"], c, missing=o["missing"]) for c in self.covariates]
+            bad = next((c for c, v in zip(self.covariates, cols) if len(v) != n), None)
+            if bad is not None:
+                raise ValueError(f"{o['csv']}: column {bad!r} has values on other rows than "
+                                 f"{o['column']!r}; fill the gaps of both alike")
+            self.cov = np.stack(cols, axis=1)
+        train = self.cov[:self.n_train]
+        self.cov_mu, self.cov_sd = train.mean(axis=0), train.std(axis=0)
+        self.cov_sd[self.cov_sd == 0] = 1.0
+
+    def _scaled_covariates(self, cov) -> np.ndarray:
+        return (cov - self.cov_mu) / self.cov_sd
+
+    def _reads(self) -> str:
+        """What the network reads beside the series, in words."""
+        return " and ".join((["the calendar"] if self.calendar else [])
+                            + ([f"the covariates {', '.join(self.covariates)}"] if self.covariates else []))
+
+    def _read_times(self) -> None:
         o, n = self.opts, len(self.series.values)
         if self.stored is not None and "times" in self.stored.arrays:
             self.times = self.stored.arrays["times"].astype("datetime64[s]")
@@ -393,7 +439,6 @@ class Forecast(Task):
         if not self.cycles:
             raise ValueError("the training part spans no calendar cycle (a day, a week, a year) "
                              "twice at steps short enough to show it: train without -o calendar")
-        self.cal = calendar_features(self.times, self.cycles)
 
     def _stat_kinds(self, given: str) -> list[str]:
         """The statistical baselines asked for, in MODELS' order (MSTL only with a season)."""
@@ -445,7 +490,9 @@ class Forecast(Task):
                     ["(y[t] - y[origin]) / s"] + (["(y[t] - y[t - season]) / s"] if m > 1 else [])
                     + ["s: the window's mean |y[t] - y[t - 1]| (at least s_floor); the "
                        "output is in units of r_scale * s"])
-                    + [f"{f}(2 pi (time of y[t] in the {c}))" for c in self.cycles for f in ("sin", "cos")]},
+                    + [f"{f}(2 pi (time of y[t] in the {c}))" for c in self.cycles for f in ("sin", "cos")]
+                    + [f"({c}[t] - {mu:.6g}) / {sd:.6g}" for c, mu, sd in
+                       zip(self.covariates, getattr(self, "cov_mu", []), getattr(self, "cov_sd", []))]},
                 "output": output}
 
     def stored_arrays(self) -> dict[str, np.ndarray]:
@@ -453,7 +500,8 @@ class Forecast(Task):
         if not self.opts["prepared"]:
             return {"series": self.series.values,
                     **({"times": self.times.astype(np.int64)}
-                       if self.times is not None and self.opts["csv"] else {})}
+                       if self.times is not None and self.opts["csv"] else {}),
+                    **({"covariates": self.cov} if self.cov is not None else {})}
         lo, hi = self._kept()
         return {"series": self._values(lo, hi)}
 
@@ -542,24 +590,31 @@ class Forecast(Task):
         """(n, context + season) values up to and including each origin."""
         return self._span(origins, 1 - self.context - self.season, 1, y)
 
-    def _features(self, origins, y=None, times=None):
-        return self._window_features(self._windows(origins, y), self._calendar(origins, y, times))
+    def _features(self, origins, y=None, given=None):
+        return self._window_features(self._windows(origins, y), self._extra(origins, y, given))
 
-    def _calendar(self, origins, y=None, times=None):
-        """(n, L, 2 C) the calendar features of the L steps up to each origin, of the series
-        (or of another series `y`, whose `times` it needs); None without -o calendar."""
-        if not self.calendar:
+    def _extra(self, origins, y=None, given=None):
+        """(n, L, E): the calendar's and covariates' features of the L steps up to each origin,
+        of the series (or of another series `y`, whose own `given` (N', E) it needs: see
+        extra_of); None where the network reads the series alone."""
+        if self.extra is None:
             return None
-        if y is not None and times is None:
-            raise ValueError("this model reads the calendar: give each value's time")
+        if y is not None and given is None:
+            raise ValueError(f"this model reads {self._reads()}: give them with the values")
         at = np.asarray(origins)[:, None] + np.arange(1 - self.context, 1)
-        return self.cal[at] if times is None else calendar_features(times, self.cycles)[at]
+        return (self.extra if y is None else given)[at]
+
+    def extra_of(self, times=None, cov=None) -> np.ndarray:
+        """(N', E): the features another series' times and covariates (N', C) give."""
+        parts = ([calendar_features(times, self.cycles)] if self.calendar else []) + \
+                ([self._scaled_covariates(cov)] if self.covariates else [])
+        return np.concatenate(parts, axis=1)
 
     def _window_features(self, win, cal=None):
         """(L, n, F) inputs from (n, L + m) windows: the level and, with a season, the
         seasonal difference; in the training part's units (scale global), or in the window's
         own, the level then measured from the window's last value (scale window); then the
-        calendar features `cal` (n, L, 2 C), if given."""
+        calendar's and covariates' features `cal` (n, L, E), if given."""
         m = self.season
         if self.scale == "global":
             level, unit = (win[:, m:] - self.mu), np.full((len(win), 1), self.sd)
@@ -586,7 +641,7 @@ class Forecast(Task):
 
     @property
     def n_features(self):
-        return (2 if self.season > 1 else 1) + 2 * len(self.cycles)
+        return (2 if self.season > 1 else 1) + 2 * len(self.cycles) + len(self.covariates)
 
     @property
     def steps_out(self):
@@ -610,16 +665,16 @@ class Forecast(Task):
         lo, hi = self.train_origins
         origins = lo + rng.integers(0, hi - lo, size=batch_size)
         win = self._windows(origins)
-        return Batch(x=self._window_features(win, self._calendar(origins)),
+        return Batch(x=self._window_features(win, self._extra(origins)),
                      y=self._residuals(origins)[:, :self.steps_out] / self._out_scale(win))
 
     # --- evaluation ---------------------------------------------------------------------
-    def _forecast(self, predictor: Predictor, origins, y=None, times=None):
+    def _forecast(self, predictor: Predictor, origins, y=None, given=None):
         """(n, H) forecasts from `origins` of the series (or of another series `y`, with its
-        `times` for a model that reads the calendar)."""
-        return self._forecast_and_sigma(predictor, origins, y, times)[0]
+        calendar's and covariates' features `given` for a model that reads them)."""
+        return self._forecast_and_sigma(predictor, origins, y, given)[0]
 
-    def _forecast_and_sigma(self, predictor: Predictor, origins, y=None, times=None):
+    def _forecast_and_sigma(self, predictor: Predictor, origins, y=None, given=None):
         """(forecasts (n, H), the Gaussian head's standard deviations (n, H) or None)."""
         if predictor.config.output_size != self.outputs:
             raise ValueError(f"the model has {predictor.config.output_size} outputs; the task "
@@ -629,7 +684,7 @@ class Forecast(Task):
             win = self._windows(at, y)
             if self.strategy == "direct":
                 return self._direct(predictor, win, self._baseline(at, self.base, y),
-                                    self._calendar(at, y, times))
+                                    self._extra(at, y, given))
             return self._recursive(predictor, win)
 
         parts = [run(origins[k:k + CHUNK]) for k in range(0, len(origins), CHUNK)]
@@ -637,8 +692,8 @@ class Forecast(Task):
         return forecast, None if parts[0][1] is None else np.concatenate([s for _, s in parts])
 
     def _network(self, predictor, win, cal=None):
-        """The network's raw outputs (n, outputs) for (n, L + m) windows (and their calendar
-        features), in scaled units."""
+        """The network's raw outputs (n, outputs) for (n, L + m) windows (and their calendar's
+        and covariates' features), in scaled units."""
         x = self._window_features(win, cal).astype(np.dtype(predictor.config.dtype))
         return predictor.run(x)[0].astype(np.float64)
 
@@ -864,14 +919,14 @@ class Forecast(Task):
         before it (with their seasonal differences), as the direct forecast reads them."""
         o = self.origins[split]
         win = self._windows(o)                                   # (n, L + m)
-        return series_inputs(win[:, self.season:].T, self._window_features(win, self._calendar(o)))
+        return series_inputs(win[:, self.season:].T, self._window_features(win, self._extra(o)))
 
     def encode_input(self, value):
         """The window before the end of the user's series (a file as `predict --input` reads
         it, or numbers separated by commas)."""
-        if self.calendar:
-            raise ValueError("this model reads the calendar, which bare numbers do not give: "
-                             "forecast with lstmlab predict --input FILE.csv (with the time column)")
+        if self.extra is not None:
+            raise ValueError(f"this model reads {self._reads()}, which bare numbers do not give: "
+                             "forecast with lstmlab predict --input FILE.csv (with those columns)")
         values = series_input(value, self.read_input)
         L, m = self.context, self.season
         if len(values) < L + m:
@@ -889,9 +944,9 @@ class Forecast(Task):
                              "value at a time: forecast with lstmlab predict --input FILE")
         if self.base in STAT_BASES:
             self._baseline(None, self.base, window)              # says why not
-        if self.calendar:
-            raise ValueError("this model reads the calendar, which a stream of numbers does not "
-                             "give: forecast with lstmlab predict --input FILE.csv")
+        if self.extra is not None:
+            raise ValueError(f"this model reads {self._reads()}, which a stream of numbers does "
+                             "not give: forecast with lstmlab predict --input FILE.csv")
         if len(window) <= self.season:
             return None
         return self._window_features(window[None, -(self.season + 1):, 0])[0, 0]   # (F,)
@@ -912,14 +967,20 @@ class Forecast(Task):
                              f"{L + m} (context {L} + season {m}): give at least {L + m} "
                              "numbers, one a line")
         t = np.array([len(values) - 1])
-        times = None
-        if self.calendar:
-            column = self.opts["time"] or "time"
-            times = read_csv_times(path, column) if _first_row(path)[1] else np.empty(0)
-            if len(times) != len(values):
-                raise ValueError(f"this model reads the calendar: give {path} a header row and a "
-                                 f"time column {column!r} with a time for each of its values")
-        forecast, sigma = self._forecast_and_sigma(predictor, t, values, times)
+        given = None
+        if self.extra is not None:
+            time = self.opts["time"] or "time"
+            columns = ([time] if self.calendar else []) + self.covariates
+            if not _first_row(path)[1]:
+                raise ValueError(f"this model reads {self._reads()}: give {path} a header row "
+                                 f"and the columns {', '.join(columns)} beside the values")
+            cov = (np.stack([read_csv_column(path, c, missing=self.opts["missing"])
+                             for c in self.covariates], axis=1) if self.covariates else None)
+            times = read_csv_times(path, time) if self.calendar else None
+            if any(v is not None and len(v) != len(values) for v in (cov, times)):
+                raise ValueError(f"{path}: give {', '.join(columns)} on every row that has a value")
+            given = self.extra_of(times, cov)
+        forecast, sigma = self._forecast_and_sigma(predictor, t, values, given)
         forecast = forecast[0]
         q = (NormalDist().inv_cdf(0.5 + self.coverage / 2) * sigma[0] if sigma is not None
              else self._quantile(self.calibration_scores(predictor), self.coverage))
