@@ -266,6 +266,7 @@ def test_a_run_forecasts_with_the_base_its_training_chose(tmp_path, source):
         (run / name).write_text(json.dumps(kept))
     again = evaluate_run(run)
     assert again["metrics"]["test"]["mase"] == pytest.approx(r["metrics"]["test"]["mase"], rel=1e-12)
+    assert again["chosen"]["season"] == r["chosen"]["season"]   # "the series' own", "given"
 
 
 @pytest.mark.parametrize("engine", ["numpy", "torch"])

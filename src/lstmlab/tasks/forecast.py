@@ -324,8 +324,9 @@ class Forecast(Task):
     def options_of_state(cls, state: dict) -> dict:
         """The base and the season the run's training chose (runs from before seasonal_diff
         existed chose between seasonal and last, and must keep what they chose; a season
-        found in the data is kept as it was found)."""
-        return {"season": state["season"],
+        found in the data is kept as it was found; a built-in series' own is its own again)."""
+        own = str(state.get("season_from", "")).startswith("the series' own")
+        return {**({} if own else {"season": state["season"]}),
                 **({"base": state["base"]} if state.get("base") in (*BASES, *STAT_BASES) else {})}
 
     def _season(self, given) -> tuple[int, str]:
