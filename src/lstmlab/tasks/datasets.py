@@ -157,12 +157,11 @@ def parse_time(cell: str) -> np.datetime64:
 def read_csv_times(path, column: str) -> np.ndarray:
     """(N,) datetime64[s]: a CSV column of times (see parse_time), one a row, increasing."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"CSV file {path} does not exist")
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
         reader = csv.reader(f)
-        names = [h.strip() for h in next(reader, [])]
-        if column not in names:
-            raise ValueError(f"{path} has no column {column!r}; its columns are: {', '.join(names)}")
-        k, times = names.index(column), []
+        k, times = _column_index(path, reader, column), []
         for line, row in enumerate(reader, 2):
             if not row:
                 continue
@@ -178,6 +177,18 @@ def read_csv_times(path, column: str) -> np.ndarray:
         raise ValueError(f"{path}, line {int(back[0]) + 3}, column {column!r}: the time does not "
                          "come after the row before; sort the rows by time")
     return out
+
+
+def _column_index(path: Path, reader, column: str) -> int:
+    """The position of `column` in the header row `reader` reads next; clear errors for an
+    empty file or a column it lacks."""
+    header = next(reader, None)
+    if not header:
+        raise ValueError(f"{path} is empty; it needs a header row and one value a line")
+    names = [h.strip() for h in header]
+    if column not in names:
+        raise ValueError(f"{path} has no column {column!r}; its columns are: {', '.join(names)}")
+    return names.index(column)
 
 
 def read_csv_column(path, column: str, missing: str = "error") -> np.ndarray:
@@ -198,14 +209,7 @@ def csv_column_chunks(path, column: str, missing: str = "error", rows: int = REA
     with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", errors="replace",
                                                    newline="") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise ValueError(f"{path} is empty; it needs a header row and one value a line")
-        names = [h.strip() for h in header]
-        if column not in names:
-            raise ValueError(f"{path} has no column {column!r}; its columns are: "
-                             f"{', '.join(names)}")
-        k, fill = names.index(column), missing == "interpolate"
+        k, fill = _column_index(path, reader, column), missing == "interpolate"
         values: list[float] = []
         last, gap, given = None, 0, 0             # interpolate: the last number, NaNs after it
         for line, row in enumerate(reader, 2):

@@ -133,6 +133,7 @@ SAMPLE_ORIGINS = 100_000      # training origins at most that choose the base an
 SEASON_MAX_LAG = 1000         # the longest season detect_season looks for
 SEASON_VALUES = 100_000       # the most recent training values it reads
 SEASON_MIN_ACF = 0.3          # the least autocorrelation it calls a season
+OWN = "the series' own"       # where a built-in series' season comes from by default
 CYCLES = {"day": 86_400.0, "week": 7 * 86_400.0, "year": 365.2425 * 86_400.0}   # in seconds
 STAT_NAMES = {"arima": "auto_arima", "ets": "auto_ets", "mstl": "mstl"}   # their baseline names
 # what the network corrects (its targets are the differences from it), and the naive baselines
@@ -267,6 +268,7 @@ class Forecast(Task):
         self.times: np.ndarray | None = None     # each value's time, for the calendar
         self.covariates = [c.strip() for c in str(o["covariates"]).split(",") if c.strip()]
         self.cov: np.ndarray | None = None       # (N, C) the covariates' values, as read
+        self.cov_mu = self.cov_sd = np.empty(0)  # and their training mean and deviation
         self.extra: np.ndarray | None = None     # (N, E) the calendar's and covariates' features
         if self.calendar or self.covariates:
             self._read_extra()
@@ -325,7 +327,7 @@ class Forecast(Task):
         """The base and the season the run's training chose (runs from before seasonal_diff
         existed chose between seasonal and last, and must keep what they chose; a season
         found in the data is kept as it was found; a built-in series' own is its own again)."""
-        own = str(state.get("season_from", "")).startswith("the series' own")
+        own = state.get("season_from") == OWN
         return {**({} if own else {"season": state["season"]}),
                 **({"base": state["base"]} if state.get("base") in (*BASES, *STAT_BASES) else {})}
 
@@ -339,23 +341,29 @@ class Forecast(Task):
         if text in ("", "0") and own:                            # a built-in's, a prepared one's
             if self.prepared is not None:
                 return own, self.prepared.get("season_from", "given when it was prepared")
-            found, r = detect_season(self._values(max(0, self.n_train - SEASON_VALUES), self.n_train))
-            return own, "the series' own" + (f"; the data's autocorrelation peaks at lag {found} "
-                                             f"({r:.2f}): -o season=auto uses it"
-                                             if found not in (1, own) else "")
+            return own, OWN
         if text in ("", "0", "auto"):
             if self.prepared is not None:
                 raise ValueError("a prepared series keeps the season it was prepared with; "
                                  "prepare it again with -o season=auto")
-            return season_found(self._values(max(0, self.n_train - SEASON_VALUES), self.n_train))
+            return season_found(self._recent())
         try:
             return int(text), "given"
         except ValueError:
             raise ValueError(f"season must be a number of steps (1: none), auto (found in the "
                              f"data) or empty (the series' own), got {given!r}") from None
 
+    def _recent(self) -> np.ndarray:
+        """The training part's last SEASON_VALUES values, where detect_season looks."""
+        return self._values(max(0, self.n_train - SEASON_VALUES), self.n_train)
+
     def chosen(self) -> dict[str, str]:
-        return {"season": f"{self.season} ({self.season_from})",
+        said = self.season_from
+        if said == OWN and self.prepared is None:                # and where the data peaks
+            found, r = detect_season(self._recent())
+            if found not in (1, self.season):
+                said += f"; the data's autocorrelation peaks at lag {found} ({r:.2f}): -o season=auto uses it"
+        return {"season": f"{self.season} ({said})",
                 "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})",
                 **({"calendar": ", ".join(self.cycles)} if self.calendar else {}),
                 **({"covariates": ", ".join(self.covariates)} if self.covariates else {})}
@@ -493,7 +501,7 @@ class Forecast(Task):
                        "output is in units of r_scale * s"])
                     + [f"{f}(2 pi (time of y[t] in the {c}))" for c in self.cycles for f in ("sin", "cos")]
                     + [f"({c}[t] - {mu:.6g}) / {sd:.6g}" for c, mu, sd in
-                       zip(self.covariates, getattr(self, "cov_mu", []), getattr(self, "cov_sd", []))]},
+                       zip(self.covariates, self.cov_mu, self.cov_sd)]},
                 "output": output}
 
     def stored_arrays(self) -> dict[str, np.ndarray]:
@@ -611,11 +619,11 @@ class Forecast(Task):
                 ([self._scaled_covariates(cov)] if self.covariates else [])
         return np.concatenate(parts, axis=1)
 
-    def _window_features(self, win, cal=None):
+    def _window_features(self, win, extra=None):
         """(L, n, F) inputs from (n, L + m) windows: the level and, with a season, the
         seasonal difference; in the training part's units (scale global), or in the window's
         own, the level then measured from the window's last value (scale window); then the
-        calendar's and covariates' features `cal` (n, L, E), if given."""
+        calendar's and covariates' features `extra` (n, L, E), if given."""
         m = self.season
         if self.scale == "global":
             level, unit = (win[:, m:] - self.mu), np.full((len(win), 1), self.sd)
@@ -625,8 +633,8 @@ class Forecast(Task):
         if m > 1:
             feats.append((win[:, m:] - win[:, :-m]) / unit)
         x = np.stack(feats, axis=-1)                             # (n, L, F)
-        if cal is not None:
-            x = np.concatenate([x, cal], axis=-1)
+        if extra is not None:
+            x = np.concatenate([x, extra], axis=-1)
         return x.transpose(1, 0, 2)                              # (L, n, F)
 
     def _window_unit(self, win) -> np.ndarray:
@@ -692,17 +700,17 @@ class Forecast(Task):
         forecast = np.concatenate([f for f, _ in parts])
         return forecast, None if parts[0][1] is None else np.concatenate([s for _, s in parts])
 
-    def _network(self, predictor, win, cal=None):
+    def _network(self, predictor, win, extra=None):
         """The network's raw outputs (n, outputs) for (n, L + m) windows (and their calendar's
         and covariates' features), in scaled units."""
-        x = self._window_features(win, cal).astype(np.dtype(predictor.config.dtype))
+        x = self._window_features(win, extra).astype(np.dtype(predictor.config.dtype))
         return predictor.run(x)[0].astype(np.float64)
 
-    def _direct(self, predictor, win, base, cal=None):
+    def _direct(self, predictor, win, base, extra=None):
         """The base's forecast (n, H) plus the network's correction for every step, (n, H),
         and the Gaussian head's sigma (n, H) or None."""
         H = self.horizon
-        out = self._network(predictor, win, cal)                      # (n, H) or (n, 2H)
+        out = self._network(predictor, win, extra)               # (n, H) or (n, 2H)
         unit = self._out_scale(win)
         sigma = np.exp(0.5 * out[:, H:]) * unit if self.intervals == "gaussian" else None
         return base + out[:, :H] * unit, sigma

@@ -16,7 +16,7 @@ of weeks), tries seasonal orders of at most 1 (with statsforecast's bound of 2, 
 on taylor's m = 48 had run 14 minutes unfinished when it was stopped). The exact search
 takes minutes on a long seasonal series too, so a rolled baseline is cached:
 $LSTMLAB_CACHE (default ~/.cache/lstmlab)/statbase/<key>.safetensors, the key a hash of the
-values read, the model, season, horizon, origins and coverage. A damaged cache file is
+values read, the model, season, horizon, origins, coverage and the stretch fitted. A damaged cache file is
 computed again.
 """
 
@@ -127,8 +127,7 @@ def _key(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: in
 
     h = hashlib.sha256(np.ascontiguousarray(y, dtype="<f8").tobytes())
     h.update(json.dumps([FORMAT, __version__, kind, int(origins[0]), int(origins[-1]),
-                         len(origins), horizon, season, coverage,
-                         *([] if fit == (0, int(origins[0]) + 1) else fit)]).encode())
+                         len(origins), horizon, season, coverage, *fit]).encode())
     return h.hexdigest()[:32]
 
 
@@ -163,8 +162,8 @@ def roll(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: in
     y[t + 1 .. t + horizon] from y[..t]. Cached (see the module's note); progress(done,
     total) after each origin."""
     origins = np.asarray(origins, dtype=np.int64)
-    y = np.asarray(y[:max(int(origins[-1]) + 1, fit[1] if fit else 0)], dtype=np.float64)
     fit = fit or (0, int(origins[0]) + 1)
+    y = np.asarray(y[:max(int(origins[-1]) + 1, fit[1])], dtype=np.float64)
     path = cache_root() / "statbase" / f"{_key(kind, y, origins, horizon, season, coverage, fit)}.safetensors"
     cached = _load(path, MODELS[kind])
     if cached is not None:
