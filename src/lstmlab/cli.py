@@ -296,6 +296,7 @@ _TASK_FLAGS = {
     "data": (str, "built-in data set of the task (see `lstmlab tasks`)"),
     "csv": (str, "your own CSV file"),
     "column": (str, "forecast: the CSV column to forecast"),
+    "id": (str, "forecast: the CSV column naming each row's series (many series, one model)"),
     "covariates": (str, "forecast: CSV columns the network reads beside it (comma-separated)"),
     "text": (str, "charlm: your own UTF-8 text file"),
     "text_column": (str, "sentiment: the CSV column with the texts"),

@@ -137,9 +137,111 @@ BUILTIN = {"seattle-temps": seattle_temps, "sunspots": sunspots, "co2": co2, "ta
 
 def builtin_series(name: str) -> Series:
     if name not in BUILTIN:
-        raise ValueError(f"unknown data set {name!r}; built in: {', '.join(BUILTIN)} "
+        raise ValueError(f"unknown data set {name!r}; built in: {', '.join([*BUILTIN, *PANELS])} "
                          "(or give -o csv=PATH -o column=NAME)")
     return BUILTIN[name]()
+
+
+@dataclass(frozen=True)
+class Panel:
+    """Many series of one kind (a competition's, or a CSV's in long format), each (N_k,)."""
+    name: str
+    ids: list[str]
+    values: list[np.ndarray]
+    step: str
+    unit: str
+    season: int                   # the series' seasonal period (1: none); 0: unknown
+    horizon: int
+    source: str
+
+
+def m1_yearly() -> Panel:
+    path = package_file("aeon", "datasets/data/m1_yearly_dataset/m1_yearly_dataset.tsf", "m1-yearly")
+    ids, values = read_tsf(path)
+    return Panel("m1-yearly", ids, values, "year", "", 1, 6,
+                 f"the M1 competition's {len(ids)} yearly series (Makridakis et al. 1982; "
+                 "via aeon)")
+
+
+PANELS = {"m1-yearly": m1_yearly}
+
+
+def read_tsf(path) -> tuple[list[str], list[np.ndarray]]:
+    """The series of a .tsf file (the Monash forecasting archive's format: @-lines, then one
+    series a line, `name:attributes...:v1,v2,...`); a missing value ("?") is an error."""
+    ids, values = [], []
+    data = False
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.lower() == "@data":
+            data = True
+        elif data:
+            name, _, numbers = line.partition(":")
+            try:
+                y = np.array([float(v) for v in numbers.rpartition(":")[2].split(",")])
+            except ValueError:
+                raise ValueError(f"{path}, line {n}: series {name!r} has a value that is not "
+                                 "a number (a gap?)") from None
+            ids.append(name)
+            values.append(y)
+    if not ids:
+        raise ValueError(f"{path} holds no series (no @data section)")
+    return ids, values
+
+
+def read_csv_panel(path, id_column: str, column: str,
+                   missing: str = "error") -> tuple[list[str], list[np.ndarray]]:
+    """Many series from a CSV in long format: a row per value, the column `id_column` naming
+    its series; (ids in the order they first appear, each one's values in the file's order).
+    missing: as csv_column_chunks, per series."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"CSV file {path} does not exist")
+    rows: dict[str, list[float]] = {}
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        names = next(csv.reader([f.readline()]), None)
+        if not names:
+            raise ValueError(f"{path} is empty; it needs a header row and one value a line")
+        names = [h.strip() for h in names]
+        for c in (id_column, column):
+            if c not in names:
+                raise ValueError(f"{path} has no column {c!r}; its columns are: {', '.join(names)}")
+        k, j = names.index(id_column), names.index(column)
+        for line, row in enumerate(reader, 2):
+            if not row:
+                continue
+            key = row[k].strip() if k < len(row) else ""
+            cell = row[j].strip() if j < len(row) else ""
+            if not key:
+                raise ValueError(f"{path}, line {line}, column {id_column!r}: names no series; "
+                                 "give every row its series' id")
+            try:
+                v = float(cell)
+            except ValueError:
+                v = math.nan
+                if missing != "interpolate" or cell.lower() not in ("", "nan", "na", "null"):
+                    what = "is empty" if not cell else f"{cell[:40]!r} is not a number"
+                    raise ValueError(f"{path}, line {line}, column {column!r}: {what}; fill or "
+                                     "drop missing values, or pass -o missing=interpolate") from None
+            if math.isinf(v) or (math.isnan(v) and missing != "interpolate"):
+                raise ValueError(f"{path}, line {line}, column {column!r}: {cell!r} is not a "
+                                 "finite number; fill or drop missing values, or pass "
+                                 "-o missing=interpolate")
+            rows.setdefault(key, []).append(v)
+    if not rows:
+        raise ValueError(f"{path} has a header row but no values")
+    ids, values = list(rows), []
+    for key in ids:
+        y = np.asarray(rows[key], dtype=np.float64)
+        if missing == "interpolate":
+            if np.isnan(y).all():
+                raise ValueError(f"{path}: series {key!r} has no numbers in column {column!r}")
+            y = _interpolated(y, None, 0)[0]
+        values.append(y)
+    return ids, values
 
 
 READ_ROWS = 1 << 20           # CSV rows read per chunk of csv_column_chunks

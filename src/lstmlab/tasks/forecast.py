@@ -87,6 +87,10 @@ PREPARED_ORIGINS each), and where the training part has more than SAMPLE_ORIGINS
 base and the targets' scale are chosen on that many of them, evenly spaced. A run keeps only
 the stretch of the series its scored origins read.
 
+Many series: a CSV in long format with `-o id=COLUMN` naming each row's series, or a
+built-in panel (`-o data=m1-yearly`), trains one global model over all of them, scored per
+series and pooled (tasks.panel).
+
 `predict --input FILE` reads the recent past: a bare column of numbers, one a line, or a
 CSV with a header (the training column, or its only column); at least context + season
 values, of which the last context + season are used.
@@ -109,6 +113,7 @@ from ..config import ModelConfig
 from . import statbase
 from .base import Batch, Predictor, Task, TaskDefaults, check_int
 from .datasets import (
+    PANELS,
     ArrayFile,
     Series,
     builtin_series,
@@ -152,15 +157,18 @@ BASELINES = {"last": "naive", "seasonal": "seasonal_naive", "seasonal_diff": "se
 class Forecast(Task):
     name = "forecast"
     signals = ("value", "above_mean", "rising")
-    summary = ("multi-step forecasting of a real series (built in or your CSV) against naive "
-               "and statistical baselines (AutoARIMA, AutoETS, MSTL)")
+    summary = ("multi-step forecasting of a real series, or of many with one model (built in "
+               "or your CSV), against naive and statistical baselines (AutoARIMA, AutoETS, MSTL)")
     loss = "mse"
     metric = "mase"
     defaults = TaskDefaults(engine="torch", model={"hidden_size": 64},
                             train={"steps": 1500, "batch_size": 64, "lr": 3e-3, "eval_every": 100})
-    options = {"data": ("seattle-temps", "built-in series: seattle-temps, sunspots, co2 or taylor"),
+    options = {"data": ("seattle-temps", "built-in series: seattle-temps, sunspots, co2, taylor, "
+                                          "or many: m1-yearly (the M1 competition's 181)"),
                "csv": ("", "your own CSV file (with -o column=NAME) instead of a built-in series"),
                "column": ("", "the CSV column to forecast"),
+               "id": ("", "the CSV column that names each row's series: many series (long "
+                          "format), one global model, scored per series and pooled"),
                "horizon": (0, "steps to forecast (0: the series' usual: 24 hours, 12 months)"),
                "season": ("", "seasonal period in steps (1: none), or auto: the lag where the "
                               "training part's autocorrelation peaks (default: the series' "
@@ -171,9 +179,10 @@ class Forecast(Task):
                             "ets, mstl (default: the naive one with the smallest error on "
                             "the training part)"),
                "coverage": (0.9, "nominal coverage of the prediction intervals"),
-               "scale": ("global", "the network's units: global (the training part's) or window "
-                                   "(each window's mean absolute step, so that what it learnt "
-                                   "carries over when the series calms down or grows wild)"),
+               "scale": ("", "the network's units: global (the training part's; the default "
+                             "for one series) or window (each window's mean absolute step, so "
+                             "that what it learnt carries over when the series calms down or "
+                             "grows wild; the default and only one for many series)"),
                "calendar": (False, "read the calendar too: each step's phase in the day, the "
                                    "week and the year (those its steps are short enough and "
                                    "its training part long enough to show), as a sine and a "
@@ -198,6 +207,14 @@ class Forecast(Task):
                                   "rolled over the test origins, cached after the first run: "
                                   "any of arima, ets, mstl (with a season), or none")}
     sources = ("csv", "prepared")
+
+    def __new__(cls, seed=0, **options):
+        """Many series (-o id, or a built-in panel such as m1-yearly) are a Panel's."""
+        data = options.get("data")
+        if cls is Forecast and (options.get("id") or isinstance(data, str) and data in PANELS):
+            from .panel import Panel
+            return super().__new__(Panel)
+        return super().__new__(cls)
 
     def __init__(self, seed=0, **options):
         super().__init__(seed, **options)
@@ -234,30 +251,7 @@ class Forecast(Task):
         self.season, self.season_from = self._season(o["season"])
         default_context = {"hour": 168, "month": 120}.get(s.step, 4 * max(self.horizon, self.season))
         self.context = int(o["context"]) or default_context
-        self.mean_seasons = max(1, self.context // max(self.season, 1))   # seasonal_mean's K
-        self.base = o["base"]
-        self.coverage = float(o["coverage"])
-        if self.base not in ("", *BASES, *STAT_BASES):
-            raise ValueError(f"base must be one of {', '.join([*BASES, *STAT_BASES])}, "
-                             f"got {self.base!r}")
-        if not 0.5 <= self.coverage < 1.0:
-            raise ValueError(f"coverage must lie in [0.5, 1), got {self.coverage}")
-        self.scale = o["scale"]
-        if self.scale not in ("global", "window"):
-            raise ValueError(f"scale must be 'global' or 'window', got {self.scale!r}")
-        if self.scale == "window" and self.context < 2:
-            raise ValueError("-o scale=window measures each window by its steps: it needs a "
-                             "context of at least 2")
-        self.strategy = o["strategy"]
-        if self.strategy not in ("direct", "recursive"):
-            raise ValueError(f"strategy must be 'direct' or 'recursive', got {self.strategy!r}")
-        self.intervals = o["intervals"]
-        if self.intervals not in ("conformal", "gaussian"):
-            raise ValueError(f"intervals must be 'conformal' or 'gaussian', got {self.intervals!r}")
-        if self.intervals == "gaussian" and self.strategy != "direct":
-            raise ValueError("-o intervals=gaussian needs -o strategy=direct: a recursive "
-                             "forecast has no variance for the steps it feeds back")
-        self.loss = "gaussian" if self.intervals == "gaussian" else "mse"
+        self._read_model_options()
         if self.base in STAT_BASES:
             self._check_stat_base()
         if o["time"] and not o["csv"]:
@@ -321,6 +315,35 @@ class Forecast(Task):
                                  if self.base == "seasonal_mean" else 0)
         self.stat_kinds = self._stat_kinds(o["stat_baselines"])
         self._rolled: dict[str, Rolled | str] = {}
+
+    def _read_model_options(self) -> None:
+        """The options that shape the model (given the context and the season): what it
+        corrects, its units, strategy and intervals."""
+        o = self.opts
+        self.mean_seasons = max(1, self.context // max(self.season, 1))   # seasonal_mean's K
+        self.base = o["base"]
+        self.coverage = float(o["coverage"])
+        if self.base not in ("", *BASES, *STAT_BASES):
+            raise ValueError(f"base must be one of {', '.join([*BASES, *STAT_BASES])}, "
+                             f"got {self.base!r}")
+        if not 0.5 <= self.coverage < 1.0:
+            raise ValueError(f"coverage must lie in [0.5, 1), got {self.coverage}")
+        self.scale = o["scale"] or "global"
+        if self.scale not in ("global", "window"):
+            raise ValueError(f"scale must be 'global' or 'window', got {self.scale!r}")
+        if self.scale == "window" and self.context < 2:
+            raise ValueError("-o scale=window measures each window by its steps: it needs a "
+                             "context of at least 2")
+        self.strategy = o["strategy"]
+        if self.strategy not in ("direct", "recursive"):
+            raise ValueError(f"strategy must be 'direct' or 'recursive', got {self.strategy!r}")
+        self.intervals = o["intervals"]
+        if self.intervals not in ("conformal", "gaussian"):
+            raise ValueError(f"intervals must be 'conformal' or 'gaussian', got {self.intervals!r}")
+        if self.intervals == "gaussian" and self.strategy != "direct":
+            raise ValueError("-o intervals=gaussian needs -o strategy=direct: a recursive "
+                             "forecast has no variance for the steps it feeds back")
+        self.loss = "gaussian" if self.intervals == "gaussian" else "mse"
 
     @classmethod
     def options_of_state(cls, state: dict) -> dict:
@@ -464,9 +487,7 @@ class Forecast(Task):
         """The base with the smaller error on the training origins (unless the user chose one)
         and the scale of the network's targets, measured on the training origins (on
         SAMPLE_ORIGINS of them, evenly spaced, where there are more)."""
-        lo, hi = self.train_origins
-        t = (np.arange(lo, hi) if hi - lo <= SAMPLE_ORIGINS
-             else np.linspace(lo, hi - 1, SAMPLE_ORIGINS).round().astype(np.int64))
+        t = self._training_sample()
         truth = self._truth(t)
         if not self.base:
             err = {b: np.mean(np.abs(self._baseline(t, b) - truth)) for b in BASES}
@@ -478,6 +499,18 @@ class Forecast(Task):
             self.s_floor = 0.01 * float(np.median(self._window_unit(win))) or 1e-12
             r = r / self._window_unit(win)[:, None]
         self.r_scale = float(r.std()) or 1.0
+
+    def _training_sample(self) -> np.ndarray:
+        """The training origins that choose the base and the scale: all, or SAMPLE_ORIGINS
+        of them, evenly spaced."""
+        lo, hi = self.train_origins
+        return (np.arange(lo, hi) if hi - lo <= SAMPLE_ORIGINS
+                else np.linspace(lo, hi - 1, SAMPLE_ORIGINS).round().astype(np.int64))
+
+    def _draw(self, rng, n: int) -> np.ndarray:
+        """n training origins drawn at random (with replacement)."""
+        lo, hi = self.train_origins
+        return lo + rng.integers(0, hi - lo, size=n)
 
     def preprocessing(self) -> dict:
         m, n = self.season, self.steps_out
@@ -670,9 +703,7 @@ class Forecast(Task):
         if self.stored is not None and self.opts["prepared"]:
             raise ValueError("this forecast task was rebuilt from a run folder, which keeps the "
                              "scored stretch only; build it from the prepared folder to train")
-        rng = np.random.default_rng([self.seed, 0, step])
-        lo, hi = self.train_origins
-        origins = lo + rng.integers(0, hi - lo, size=batch_size)
+        origins = self._draw(np.random.default_rng([self.seed, 0, step]), batch_size)
         win = self._windows(origins)
         return Batch(x=self._window_features(win, self._extra(origins)),
                      y=self._residuals(origins)[:, :self.steps_out] / self._out_scale(win))

@@ -635,11 +635,12 @@ def compare_bars(path, rows, *, metric: str, lower_is_better: bool = True,
 
 
 @_drawing
-def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Path:
+def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "",
+                    labels: Sequence[str] | None = None) -> Path:
     """A rolling-origin backtest: one group of bars per fold (consecutive blocks of forecast
-    origins), one bar per forecaster. folds: [{"fold": k, NAME: value, ...}], the same names
-    in every fold, the model first. Lower is better; the best bar of each fold is outlined.
-    Returns `path`."""
+    origins; or any groups, named by `labels`), one bar per forecaster. folds: [{"fold": k,
+    NAME: value, ...}], the same names in every fold, the model first. Lower is better; the
+    best bar of each fold is outlined. Returns `path`."""
     title = _text(title, "title")
     if not folds:
         raise ValueError("folds is empty: nothing to draw")
@@ -654,7 +655,7 @@ def backtest_figure(path, folds, *, metric: str = "MASE", title: str = "") -> Pa
         for k in np.flatnonzero(values.argmin(axis=1) == j):
             bars[k].set_edgecolor("black")
             bars[k].set_linewidth(1.8)
-    ax.set_xticks(x, [f"fold {f['fold']}" for f in folds])
+    ax.set_xticks(x, list(labels) if labels is not None else [f"fold {f['fold']}" for f in folds])
     log = bool(np.all(values > 0)) and values.max() / values.min() > 10   # one far-off baseline
     if log:
         log_y(ax)
