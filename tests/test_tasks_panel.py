@@ -239,3 +239,25 @@ def test_the_command_line_trains_many_series_and_says_what_it_chose(tmp_path):
     err = one_line_error(lstmlab("train", "forecast", "--csv", csv, "--id", "shop", "--column",
                                  "sales", "--out", tmp_path / "bad"))
     assert "has no column 'shop'" in err and not (tmp_path / "bad").exists()
+
+
+def test_the_intervals_widen_where_a_series_has_just_turned_wild(tmp_path):
+    """Normalized conformal: each interval is the validation errors' quantile in units of the
+    series' last `horizon` steps, so a series ten times wilder at its end gets intervals ten
+    times wider than its calm twin."""
+    series = _panel(6)
+    task = _task(_csv(tmp_path, series))
+    run = tmp_path / "run"
+    fit(task, task.model_config(hidden_size=8), TrainConfig(steps=20, eval_every=20), run,
+        engine="numpy", callbacks=[])
+    loaded, predictor, _ = load_run(run)
+    calm = series["s0"][:60]
+    wild = calm.copy()
+    wild[-5:] = calm[-6] + 10 * np.diff(calm[-6:]).cumsum()     # its last 5 steps, ten times
+    (tmp_path / "two.csv").write_text("item,sales\n" + "".join(
+        f"{k},{v!r}\n" for k, y in (("calm", calm), ("wild", wild)) for v in y.tolist()))
+    out = loaded.predict(predictor, tmp_path / "two.csv")["series"]
+    width = {k: np.subtract(out[k]["upper"], out[k]["lower"]) for k in out}
+    steps = {k: np.abs(np.diff(y[-5:])).mean() for k, y in (("calm", calm), ("wild", wild))}
+    np.testing.assert_allclose(width["wild"] / width["calm"], steps["wild"] / steps["calm"], rtol=1e-9)
+    assert steps["wild"] / steps["calm"] > 5

@@ -20,10 +20,13 @@ the season is longer than its past, of all its values before the test part, as i
 sMAPE; pooled as means over the series, with the median MASE beside them. The baselines:
 the naive ones, and statsforecast's AutoARIMA and AutoETS (MSTL with a season) fitted on
 each series' values before its test part; where one cannot fit a series, that series takes
-the naive forecast and the report says so. The conformal intervals are split conformal in
-each series' units: per horizon step, the quantile of the validation errors of all series
-over their scales, times the series' scale. The figures: three series' forecasts, the MASE
-of each forecaster by series length, and per_series.csv (every series' scores) beside them.
+the naive forecast and the report says so. The conformal intervals are split conformal,
+normalized (Lei et al. 2018): per horizon step, the quantile of the validation errors of
+all series, each over its series' mean absolute step in the `horizon` steps before its
+origin, times that of the series at the test origin (so they widen where a series has just
+turned wild; measured in each series' usual scale instead, M1's covered 78%).
+The figures: three series' forecasts, the MASE of each forecaster by series length, and
+per_series.csv (every series' scores) beside them.
 
 `predict --input FILE` forecasts every series of a CSV with the id column (or the one series
 of a bare column of numbers), each from its own last values.
@@ -40,7 +43,16 @@ import numpy as np
 from . import statbase
 from .base import Task, check_int
 from .datasets import PANELS, Series, read_csv_panel, series_input
-from .forecast import BASELINES, OWN, STAT_BASES, STAT_NAMES, Forecast, _first_row, detect_season
+from .forecast import (
+    BASELINES,
+    OWN,
+    SAMPLE_ORIGINS,
+    STAT_BASES,
+    STAT_NAMES,
+    Forecast,
+    _first_row,
+    detect_season,
+)
 from .kit import count_progress, series_inputs
 from .statbase import FIT_MAX, MODELS, NotFitted, Rolled, roll
 
@@ -82,7 +94,6 @@ class Panel(Forecast):
             raise ValueError(f"-o base={self.base} corrects one series' fitted model; many "
                              "series take a naive base (seasonal, last, seasonal_diff, seasonal_mean)")
         self._layout(ids, values, meta)
-        self.folds = 1
         self.mu = self.sd = self.mase_scale = None       # per window, per series (self.scales)
         if self.stored is not None:
             st = self.stored.state
@@ -113,13 +124,10 @@ class Panel(Forecast):
         else:
             raise ValueError(f"many series come from -o csv=PATH -o id=NAME or a built-in "
                              f"panel ({', '.join(PANELS)}), not {o['data']!r}")
-        if self.stored is not None:
-            lengths = self.stored.arrays["lengths"]
+        if self.stored is not None:                              # a CSV run's (a built-in
+            lengths = self.stored.arrays["lengths"]              # panel's is read again)
             values = np.split(self.stored.arrays["series"], np.cumsum(lengths)[:-1])
-            ids = list(self.stored.state["ids"])
-            if not meta:
-                meta = dict(self.stored.state["panel"])
-            return ids, values, meta
+            return list(self.stored.state["ids"]), values, meta
         if o["csv"]:
             ids, values = read_csv_panel(o["csv"], o["id"], o["column"], missing=o["missing"])
             return ids, values, meta
@@ -161,7 +169,6 @@ class Panel(Forecast):
         n_valid = check_int("valid_origins", o["valid_origins"], 0) or 1
         self.ids, self.values = list(ids), values
         self.lengths = np.array([len(y) for y in values], dtype=np.int64)
-        self.panel = meta
         shortest = MIN_SEEN + n_valid + n_test + 2 * H - 2
         keep = [i for i, y in enumerate(values) if len(y) >= shortest]
         if not keep:
@@ -204,11 +211,12 @@ class Panel(Forecast):
         self.origins = {k: np.concatenate(v) for k, v in origins.items()}
         self.series_of = {k: np.concatenate(v) for k, v in owner.items()}
         self.scales = np.array(scales)                           # MASE's, per kept series
-        self.train_origins = (int(self.train_all.min()), int(self.train_all.max()) + 1)
 
     def _training_sample(self) -> np.ndarray:
         t = self.train_all
-        return t if len(t) <= 100_000 else t[np.linspace(0, len(t) - 1, 100_000).astype(np.int64)]
+        if len(t) <= SAMPLE_ORIGINS:
+            return t
+        return t[np.linspace(0, len(t) - 1, SAMPLE_ORIGINS).astype(np.int64)]
 
     def _draw(self, rng, n: int) -> np.ndarray:
         return self.train_all[rng.integers(0, len(self.train_all), size=n)]
@@ -221,7 +229,7 @@ class Panel(Forecast):
         d = super().preprocessing()
         for k in ("mu", "sd", "mase_scale"):
             d.pop(k)
-        return {**d, "ids": self.ids, "panel": self.panel, "mase_scales": self.scales.tolist()}
+        return {**d, "ids": self.ids, "mase_scales": self.scales.tolist()}
 
     def chosen(self) -> dict[str, str]:
         n, left = len(self.kept), len(self.ids) - len(self.kept)
@@ -249,20 +257,29 @@ class Panel(Forecast):
         return {"mase": float(mase.mean()), "smape": float(smape.mean()),
                 "mase_median": float(np.median(mase))}
 
+    def _recent_unit(self, win, scale) -> np.ndarray:
+        """(n,): how wild each series was just before its origin: the mean absolute step of
+        its window's last `horizon` steps, at least a hundredth of `scale` (its usual step);
+        what the conformal errors are measured in (normalized conformal: Lei et al. 2018)."""
+        steps = np.abs(np.diff(win[:, -self.horizon - 1:], axis=1)).mean(axis=1)
+        return np.maximum(steps, 0.01 * np.asarray(scale))
+
     def calibration_scores(self, predictor) -> np.ndarray:
         """(n_valid, H) absolute forecast errors on the validation origins, in units of their
-        series' scale."""
+        series' recent steps (_recent_unit)."""
         o = self.origins["valid"]
         err = np.abs(self._forecast(predictor, o) - self._truth(o))
-        return err / self.scales[self.series_of["valid"]][:, None]
+        unit = self._recent_unit(self._windows(o), self.scales[self.series_of["valid"]])
+        return err / unit[:, None]
 
-    def _half(self, predictor, sigma, owner) -> np.ndarray:
-        """(n, H) interval half-widths: z sigma from the Gaussian head, or split conformal in
-        each series' units."""
+    def _half(self, predictor, sigma, win, scale) -> np.ndarray:
+        """(n, H) interval half-widths for (n, L + m) windows of series whose usual steps are
+        `scale`: z sigma from the Gaussian head, or split conformal in units of each series'
+        recent steps."""
         if sigma is not None:
             return NormalDist().inv_cdf(0.5 + self.coverage / 2) * sigma
         q = self._quantile(self.calibration_scores(predictor), self.coverage)   # (H,)
-        return q[None, :] * self.scales[owner][:, None]
+        return q[None, :] * self._recent_unit(win, scale)[:, None]
 
     def evaluate(self, predictor, split):
         o, owner = self.origins[split], self.series_of[split]
@@ -271,7 +288,7 @@ class Panel(Forecast):
         if split == "valid":
             m["loss"] = float(np.mean(((forecast - truth) / self._out_scale(self._windows(o))) ** 2))
         else:
-            half = self._half(predictor, sigma, owner)
+            half = self._half(predictor, sigma, self._windows(o), self.scales[owner])
             m["coverage"] = float((np.abs(forecast - truth) <= half).mean())
             m["interval_width"] = float(np.mean(2 * half / self.scales[owner][:, None]))
         return m
@@ -342,7 +359,7 @@ class Panel(Forecast):
         folder = Path(folder)
         o, owner = self.origins["test"], self.series_of["test"]
         (forecast, sigma), truth = self._forecast_and_sigma(predictor, o), self._truth(o)
-        half = self._half(predictor, sigma, owner)
+        half = self._half(predictor, sigma, self._windows(o), self.scales[owner])
         fitted = [k for k in self.stat_kinds if STAT_NAMES[k] in baselines]
         peers = {**{name: name.replace("_", " ") for name in BASELINES.values()},
                  **{STAT_NAMES[k]: MODELS[k] for k in fitted}}
@@ -432,8 +449,7 @@ class Panel(Forecast):
         m = self.season
         scale = np.array([float(np.mean(np.abs(y[lag:] - y[:-lag]))) or 1.0
                           for y in values for lag in [m if len(y) > m else 1]])
-        q = (NormalDist().inv_cdf(0.5 + self.coverage / 2) * sigma if sigma is not None
-             else self._quantile(self.calibration_scores(predictor), self.coverage)[None, :] * scale[:, None])
+        q = self._half(predictor, sigma, win, scale)
         result = {i: {"forecast": f.tolist(), "lower": (f - h).tolist(), "upper": (f + h).tolist()}
                   for i, f, h in zip(ids, forecast, q)}
         lines = [f"{i}: " + ", ".join(f"{v:.4g}" for v in r["forecast"]) for i, r in result.items()]
