@@ -341,7 +341,7 @@ def test_a_csv_gets_the_season_of_its_data_and_a_run_keeps_it(tmp_path, monkeypa
                                            r"lag 1[234]\d \(0\.\d\d\): -o season=auto uses it\)$",
                                            spots.chosen()["season"])
     assert 120 <= get_task("forecast", data="sunspots", season="auto", stat_baselines="none").season <= 140
-    with pytest.raises(ValueError, match="season must be a number of steps .1: none., auto"):
+    with pytest.raises(ValueError, match="season must be a number of steps .1: none., several"):
         get_task("forecast", data="sunspots", season="yearly")
     run = tmp_path / "run"
     r = fit(task, task.model_config(hidden_size=8), TrainConfig(steps=20, eval_every=20), run,
@@ -698,3 +698,49 @@ def test_a_covariate_the_series_follows_is_read_and_kept(tmp_path):
     with pytest.raises(ValueError, match="-o covariates needs -o strategy=direct"):
         get_task("forecast", csv=str(_csv(tmp_path, _wave())), column="load", covariates="when",
                  strategy="recursive")
+
+
+def test_several_seasons_are_parsed_shortest_first():
+    assert forecast.parse_seasons("336, 48") == [48, 336]
+    assert forecast.parse_seasons(24) == [24] and forecast.parse_seasons("1,24") == [24]
+    assert forecast.parse_seasons("1") == [1]
+    assert "got '48;336'" in raises_one_line(forecast.parse_seasons, "48;336")
+    assert "season must be at least 1, got -2" in raises_one_line(forecast.parse_seasons, "-2,48")
+
+
+def _weekly_days(days=7 * 30, seed=0):
+    """8 steps a day, a weekend (days 6 and 7) at a lower level, and noise."""
+    t = np.arange(8 * days)
+    rng = np.random.default_rng(seed)
+    weekend = (t // 8) % 7 >= 5
+    return 20 + 3 * np.sin(2 * np.pi * t / 8) - 6 * weekend + 0.3 * rng.standard_normal(len(t))
+
+
+def test_a_week_of_days_is_two_seasons_and_the_network_reads_both(tmp_path):
+    """With seasons 8 and 56 the window reaches a week back, the network reads a seasonal
+    difference for each, and the seasonal naive forecast is last week's; a network with both
+    forecasts the weekend its one-day window cannot see far better than one with the day
+    alone. The run keeps its seasons."""
+    csv = _csv(tmp_path, _weekly_days())
+    kw = dict(csv=str(csv), column="load", horizon=8, context=16, scale="window",
+              stat_baselines="none")
+    one, two = get_task("forecast", season=8, **kw), get_task("forecast", season="56,8", **kw)
+    assert (two.seasons, two.season, two.reach, two.n_features) == ([8, 56], 8, 56, 3)
+    assert two._windows(two.origins["test"][:2]).shape == (2, 16 + 56)
+    assert two.mase_scale == one.mase_scale                      # the main season's
+    t = two.origins["test"][:5]
+    np.testing.assert_array_equal(two._baseline(t, "seasonal"),
+                                  two._span(t, 1 - 56, 1 - 56 + 8))
+    assert two.chosen()["season"] == "8, 56 (given)"
+    scores = {}
+    for name, task in (("one", one), ("two", two)):
+        r = fit(task, task.model_config(hidden_size=16),
+                TrainConfig(steps=300, batch_size=32, lr=1e-2, eval_every=100),
+                tmp_path / name, engine="numpy", callbacks=[])
+        scores[name] = r["metrics"]["test"]["mase"]
+    assert scores["two"] < 0.6 * scores["one"], scores
+    again = evaluate_run(tmp_path / "two")
+    assert again["metrics"]["test"]["mase"] == pytest.approx(scores["two"], rel=1e-12)
+    state = json.loads((tmp_path / "two" / "preprocessing.json").read_text())
+    assert state["seasons"] == [8, 56] and len(state["input"]["features"]) == 4
+    assert forecast.Forecast.options_of_state({**state, "season_from": "given"})["season"] == "8,56"

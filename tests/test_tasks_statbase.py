@@ -212,3 +212,21 @@ def test_a_statistical_base_refuses_what_it_cannot_do(tmp_path):
     err = one_line_error(lstmlab("predict", tmp_path / "run", "--input", past))
     assert "corrects AutoETS's forecasts of the series it was fitted on" in err
     assert "-o base=seasonal_diff" in err
+
+
+def test_mstl_takes_several_seasons_as_statsforecast_does():
+    """A day of 8 steps inside a week of 56: MSTL given both equals statsforecast's own
+    MSTL(season_length=[8, 56]) cross-validated, and AutoARIMA refuses two seasons."""
+    from statsforecast.models import MSTL
+
+    t = np.arange(56 * 12)
+    rng = np.random.default_rng(3)
+    y = 50 + 4 * np.sin(2 * np.pi * t / 8) + 3 * (t % 56 >= 40) + 0.3 * rng.standard_normal(len(t))
+    origins = np.arange(len(y) - H - 5, len(y) - H)
+    r = roll("mstl", y, origins, H, (8, 56), 0.9)
+    for i, o in enumerate(origins):
+        theirs = MSTL(season_length=[8, 56]).fit(y[:origins[0] + 1]).forward(y[:o + 1], H, level=[90])
+        assert_close(r.mean[i], theirs["mean"], 1e-9, "MSTL[8, 56]'s mean")
+    assert r.spec.startswith("MSTL[8, 56], trend ")
+    with pytest.raises(ValueError, match=r"AutoARIMA takes one season, not \(8, 56\)"):
+        statbase._model("arima", (8, 56))

@@ -18,7 +18,7 @@ on average but loses in one regime shows it there.
 The model learns what the baseline misses: its targets are the future's differences from a
 baseline forecast, scaled; by default the one with the smallest error on the training part:
 
-  seasonal       the value one season ago
+  seasonal       the value one season ago (the longest season's, where several are given)
   last           the last value
   seasonal_diff  the value one season ago plus the last seasonal difference: the forecast of
                  ARIMA(0,1,0)(0,1,0)[m]
@@ -35,7 +35,11 @@ a model forecasts only its own series (direct strategy; no `predict --input`, no
 
 The season m (`season`) is the series' own (a day of hours), given, or found in the data
 (`auto`, a CSV's default): the lag where the training part's autocorrelation peaks
-(`detect_season`). The report says which and why; for a built-in series it also names the
+(`detect_season`). Several can be given (`-o season=48,336`: a day and a week of half
+hours): the shortest is the main one (the MASE scale's, AutoARIMA's and AutoETS's, and
+seasonal_diff's and seasonal_mean's), the longest the seasonal naive forecast's, MSTL takes
+them all, and the network reads a seasonal difference for each, its window reaching the
+longest back. The report says which and why; for a built-in series it also names the
 data's own peak where it differs (sunspots' months have no season of 12, but a solar cycle
 of about 11 years).
 
@@ -170,9 +174,9 @@ class Forecast(Task):
                "id": ("", "the CSV column that names each row's series: many series (long "
                           "format), one global model, scored per series and pooled"),
                "horizon": (0, "steps to forecast (0: the series' usual: 24 hours, 12 months)"),
-               "season": ("", "seasonal period in steps (1: none), or auto: the lag where the "
-                              "training part's autocorrelation peaks (default: the series' "
-                              "own; for a CSV, auto)"),
+               "season": ("", "seasonal period in steps (1: none; several: 48,336), or auto: "
+                              "the lag where the training part's autocorrelation peaks "
+                              "(default: the series' own; for a CSV, auto)"),
                "context": (0, "steps the model sees before each origin (0: a week / 10 years)"),
                "base": ("", "what the model corrects: seasonal, last, seasonal_diff, "
                             "seasonal_mean, or a statistical forecaster's forecast: arima, "
@@ -248,7 +252,8 @@ class Forecast(Task):
         N = info["values"] if info is not None else len(s.values)
         self.n_train, self.n_valid = int(SPLITS[0] * N), int(SPLITS[1] * N)
         self.horizon = int(o["horizon"]) or s.horizon
-        self.season, self.season_from = self._season(o["season"])
+        seasons, self.season_from = self._season(o["season"])
+        self._set_seasons(seasons)
         default_context = {"hour": 168, "month": 120}.get(s.step, 4 * max(self.horizon, self.season))
         self.context = int(o["context"]) or default_context
         self._read_model_options()
@@ -273,10 +278,10 @@ class Forecast(Task):
         for name, v in (("horizon", self.horizon), ("season", self.season), ("context", self.context)):
             if v < 1:
                 raise ValueError(f"{name} must be at least 1, got {v}")
-        first = self.context + self.season                       # features need a season of past
+        first = self.context + self.reach                        # features need a season of past
         if self.n_train - self.horizon - first < 10 or N - self.n_valid < self.horizon + 1:
             raise ValueError(f"the series has {N} values: too short for context {self.context}, "
-                             f"season {self.season} and horizon {self.horizon}")
+                             f"season {self.reach} and horizon {self.horizon}")
         m = self.season
         if info is not None:                                     # measured when it was prepared
             if m != info["season"]:
@@ -311,10 +316,18 @@ class Forecast(Task):
                              f"fewer than {self.folds} folds; lower -o folds")
         # a stream step reads one value; its seasonal difference needs the season before it
         self.stream_width = 1
-        self.stream_window = max(self.season + 1, self.mean_seasons * self.season
+        self.stream_window = max(self.reach + 1, self.mean_seasons * self.season
                                  if self.base == "seasonal_mean" else 0)
         self.stat_kinds = self._stat_kinds(o["stat_baselines"])
         self._rolled: dict[str, Rolled | str] = {}
+
+    def _set_seasons(self, seasons: list[int]) -> None:
+        """The seasons, shortest first: the shortest is the main one (the MASE scale's, the
+        bases' and the statistical models'), the longest the seasonal naive forecast's; each
+        longer than 1 gives the network a seasonal difference, and the window reaches back
+        the longest."""
+        self.seasons = seasons
+        self.season, self.reach = seasons[0], seasons[-1]
 
     def _read_model_options(self) -> None:
         """The options that shape the model (given the context and the season): what it
@@ -351,30 +364,30 @@ class Forecast(Task):
         existed chose between seasonal and last, and must keep what they chose; a season
         found in the data is kept as it was found; a built-in series' own is its own again)."""
         own = state.get("season_from") == OWN
-        return {**({} if own else {"season": state["season"]}),
+        seasons = state.get("seasons", [state["season"]])
+        season = state["season"] if len(seasons) == 1 else ",".join(map(str, seasons))
+        return {**({} if own else {"season": season}),
                 **({"base": state["base"]} if state.get("base") in (*BASES, *STAT_BASES) else {})}
 
-    def _season(self, given) -> tuple[int, str]:
-        """The season (-o season: a number, auto or empty) and where it came from; a run's,
-        as it trained."""
+    def _season(self, given) -> tuple[list[int], str]:
+        """The seasons (-o season: a number, several separated by commas, auto or empty) and
+        where they came from; a run's, as it trained."""
         if self.stored is not None:
-            return self.stored.state["season"], self.stored.state.get("season_from", "given")
+            st = self.stored.state
+            return st.get("seasons", [st["season"]]), st.get("season_from", "given")
         text = str(given).strip().lower()
         own = self.series.season
         if text in ("", "0") and own:                            # a built-in's, a prepared one's
             if self.prepared is not None:
-                return own, self.prepared.get("season_from", "given when it was prepared")
-            return own, OWN
+                return [own], self.prepared.get("season_from", "given when it was prepared")
+            return [own], OWN
         if text in ("", "0", "auto"):
             if self.prepared is not None:
                 raise ValueError("a prepared series keeps the season it was prepared with; "
                                  "prepare it again with -o season=auto")
-            return season_found(self._recent())
-        try:
-            return int(text), "given"
-        except ValueError:
-            raise ValueError(f"season must be a number of steps (1: none), auto (found in the "
-                             f"data) or empty (the series' own), got {given!r}") from None
+            m, said = season_found(self._recent())
+            return [m], said
+        return parse_seasons(given), "given"
 
     def _recent(self) -> np.ndarray:
         """The training part's last SEASON_VALUES values, where detect_season looks."""
@@ -386,7 +399,7 @@ class Forecast(Task):
             found, r = detect_season(self._recent())
             if found not in (1, self.season):
                 said += f"; the data's autocorrelation peaks at lag {found} ({r:.2f}): -o season=auto uses it"
-        return {"season": f"{self.season} ({said})",
+        return {"season": f"{', '.join(map(str, self.seasons))} ({said})",
                 "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})",
                 **({"calendar": ", ".join(self.cycles)} if self.calendar else {}),
                 **({"covariates": ", ".join(self.covariates)} if self.covariates else {})}
@@ -404,7 +417,7 @@ class Forecast(Task):
         if self.strategy != "direct":
             raise ValueError(f"{name} needs -o strategy=direct: a recursive forecast would "
                              f"need {MODELS[self.base]} at every step it feeds back")
-        if self.base == "mstl" and self.season < 2:
+        if self.base == "mstl" and self.reach < 2:
             raise ValueError(f"{name} needs a season of at least 2 (-o season=M)")
 
     def _read_extra(self) -> None:
@@ -481,7 +494,7 @@ class Forecast(Task):
         if bad or not kinds:
             raise ValueError(f"stat_baselines takes any of {', '.join(MODELS)} (comma-separated) "
                              f"or none; got {given!r}")
-        return [k for k in MODELS if k in kinds and (k != "mstl" or self.season > 1)]
+        return [k for k in MODELS if k in kinds and (k != "mstl" or self.reach > 1)]
 
     def _choose_base_and_scale(self) -> None:
         """The base with the smaller error on the training origins (unless the user chose one)
@@ -519,7 +532,8 @@ class Forecast(Task):
                   f"base being {base}" + (f"; then {n} log-variances of those" if
                                           self.intervals == "gaussian" else ""))
         return {"series": self.series.name, "column": self.opts["column"] or None,
-                "horizon": self.horizon, "season": m, "season_from": self.season_from,
+                "horizon": self.horizon, "season": m, "seasons": self.seasons,
+                "season_from": self.season_from,
                 "context": self.context,
                 "strategy": self.strategy, "intervals": self.intervals, "coverage": self.coverage,
                 "base": self.base, "mu": self.mu, "sd": self.sd, "r_scale": self.r_scale,
@@ -527,9 +541,9 @@ class Forecast(Task):
                 **({"prepared": self.prepared, "offset": self._kept()[0]}
                    if self.prepared is not None else {}),
                 "input": {"steps": self.context, "features": (
-                    ["(y[t] - mu) / sd"] + (["(y[t] - y[t - season]) / sd"] if m > 1 else [])
+                    ["(y[t] - mu) / sd"] + [f"(y[t] - y[t - {k}]) / sd" for k in self.seasons if k > 1]
                     if self.scale == "global" else
-                    ["(y[t] - y[origin]) / s"] + (["(y[t] - y[t - season]) / s"] if m > 1 else [])
+                    ["(y[t] - y[origin]) / s"] + [f"(y[t] - y[t - {k}]) / s" for k in self.seasons if k > 1]
                     + ["s: the window's mean |y[t] - y[t - 1]| (at least s_floor); the "
                        "output is in units of r_scale * s"])
                     + [f"{f}(2 pi (time of y[t] in the {c}))" for c in self.cycles for f in ("sin", "cos")]
@@ -551,7 +565,7 @@ class Forecast(Task):
         """(lo, hi): the stretch of the series that scoring the valid and test origins reads
         (the windows before the first, the truth after the last), and the statistical
         baselines' fit."""
-        lo = int(self.origins["valid"][0]) + 1 - self.context - self.season
+        lo = int(self.origins["valid"][0]) + 1 - self.context - self.reach
         return (min(lo, self._fit_start()) if self.stat_kinds else lo,
                 int(self.origins["test"][-1]) + self.horizon + 1)
 
@@ -599,7 +613,7 @@ class Forecast(Task):
                                  "--input, a stream): for those, train it with a naive base "
                                  "(-o base=seasonal_diff, say)")
             return self._stat_base(kind)[np.asarray(origins) - self.train_origins[0]]
-        m = {"last": 1, "seasonal": self.season, "seasonal_diff": self.season + 1,
+        m = {"last": 1, "seasonal": self.reach, "seasonal_diff": self.season + 1,
              "seasonal_mean": self.mean_seasons * self.season}[kind]
         return self._base_forecast(self._span(origins, 1 - m, 1, y), self.horizon, kind)
 
@@ -613,11 +627,15 @@ class Forecast(Task):
             progress = count_progress(f"forecast: {MODELS[kind]} at every origin, the base", "origin")
             try:
                 self._tables[kind] = roll(kind, self.series.values, np.arange(lo, hi), self.horizon,
-                                          self.season, self.coverage, progress,
+                                          self._stat_season(kind), self.coverage, progress,
                                           fit=(max(0, self.n_train - FIT_MAX), self.n_train)).mean
             except NotFitted as e:
                 raise ValueError(f"-o base={kind}: {e}; choose another base") from None
         return self._tables[kind]
+
+    def _stat_season(self, kind: str) -> int | tuple[int, ...]:
+        """The season a statistical model takes: MSTL all of them, the others the main one."""
+        return tuple(self.seasons) if kind == "mstl" and len(self.seasons) > 1 else self.season
 
     def _truth(self, origins):
         return self._span(origins, 1, self.horizon + 1)
@@ -629,8 +647,9 @@ class Forecast(Task):
         return self._truth(origins) - self._base(origins)
 
     def _windows(self, origins, y=None):
-        """(n, context + season) values up to and including each origin."""
-        return self._span(origins, 1 - self.context - self.season, 1, y)
+        """(n, context + reach) values up to and including each origin (reach: the longest
+        season)."""
+        return self._span(origins, 1 - self.context - self.reach, 1, y)
 
     def _features(self, origins, y=None, given=None):
         return self._window_features(self._windows(origins, y), self._extra(origins, y, given))
@@ -653,18 +672,18 @@ class Forecast(Task):
         return np.concatenate(parts, axis=1)
 
     def _window_features(self, win, extra=None):
-        """(L, n, F) inputs from (n, L + m) windows: the level and, with a season, the
-        seasonal difference; in the training part's units (scale global), or in the window's
-        own, the level then measured from the window's last value (scale window); then the
-        calendar's and covariates' features `extra` (n, L, E), if given."""
-        m = self.season
+        """(L, n, F) inputs from (n, L + R) windows (R: the longest season): the level and,
+        for each season, the seasonal difference; in the training part's units (scale
+        global), or in the window's own, the level then measured from the window's last value
+        (scale window); then the calendar's and covariates' features `extra` (n, L, E), if
+        given."""
+        R = self.reach
         if self.scale == "global":
-            level, unit = (win[:, m:] - self.mu), np.full((len(win), 1), self.sd)
+            level, unit = (win[:, R:] - self.mu), np.full((len(win), 1), self.sd)
         else:
-            level, unit = win[:, m:] - win[:, -1:], self._window_unit(win)[:, None]
+            level, unit = win[:, R:] - win[:, -1:], self._window_unit(win)[:, None]
         feats = [level / unit]                                   # (n, L)
-        if m > 1:
-            feats.append((win[:, m:] - win[:, :-m]) / unit)
+        feats += [(win[:, R:] - win[:, R - m:-m]) / unit for m in self.seasons if m > 1]
         x = np.stack(feats, axis=-1)                             # (n, L, F)
         if extra is not None:
             x = np.concatenate([x, extra], axis=-1)
@@ -672,7 +691,7 @@ class Forecast(Task):
 
     def _window_unit(self, win) -> np.ndarray:
         """(n,): the mean absolute step of each window's context (at least s_floor)."""
-        steps = np.abs(np.diff(win[:, self.season:], axis=1))
+        steps = np.abs(np.diff(win[:, self.reach:], axis=1))
         return np.maximum(steps.mean(axis=1), self.s_floor)
 
     def _out_scale(self, win) -> np.ndarray:
@@ -683,7 +702,7 @@ class Forecast(Task):
 
     @property
     def n_features(self):
-        return (2 if self.season > 1 else 1) + 2 * len(self.cycles) + len(self.covariates)
+        return 1 + sum(m > 1 for m in self.seasons) + 2 * len(self.cycles) + len(self.covariates)
 
     @property
     def steps_out(self):
@@ -748,7 +767,8 @@ class Forecast(Task):
 
     def _base_forecast(self, win, H, kind=None):
         """(n, H): a baseline's forecast (a key of BASES; None: the model's base) of the H
-        steps after (n, >= season + 1) windows. seasonal_diff is ARIMA(0,1,0)(0,1,0)[m]'s
+        steps after (n, >= reach + 1) windows. seasonal: the value a season back (the longest
+        season's). seasonal_diff is ARIMA(0,1,0)(0,1,0)[m]'s (m the main season's)
         forecast: the seasonal naive value k = ceil(h / m) seasons back, plus k times the
         last seasonal difference. seasonal_mean: the mean of the values at the same phase in
         the last K = mean_seasons seasons, moved by how far the last season's mean lies from
@@ -758,10 +778,11 @@ class Forecast(Task):
         m, h = self.season, np.arange(1, H + 1)
         if kind == "last":
             return np.repeat(win[:, -1:], H, axis=1)
+        if kind == "seasonal":
+            k = np.ceil(h / self.reach).astype(int)
+            return win[:, win.shape[1] - self.reach * k + h - 1]
         k = np.ceil(h / m).astype(int)
         seasonal = win[:, win.shape[1] - m * k + h - 1]
-        if kind == "seasonal":
-            return seasonal
         if kind == "seasonal_diff":
             return seasonal + k * (win[:, -1:] - win[:, -1 - m:-m])
         K = self.mean_seasons                                    # seasonal_mean
@@ -887,7 +908,8 @@ class Forecast(Task):
             progress = count_progress(f"forecast: {MODELS[kind]} over the test origins", "origin")
             try:
                 self._rolled[kind] = roll(kind, self._values(start, int(o[-1]) + 1), o - start,
-                                          self.horizon, self.season, self.coverage, progress)
+                                          self.horizon, self._stat_season(kind), self.coverage,
+                                          progress)
             except NotFitted as e:
                 self._rolled[kind] = f"not fitted ({e})"
         return self._rolled[kind]
@@ -959,7 +981,7 @@ class Forecast(Task):
         before it (with their seasonal differences), as the direct forecast reads them."""
         o = self.origins[split]
         win = self._windows(o)                                   # (n, L + m)
-        return series_inputs(win[:, self.season:].T, self._window_features(win, self._extra(o)))
+        return series_inputs(win[:, self.reach:].T, self._window_features(win, self._extra(o)))
 
     def encode_input(self, value):
         """The window before the end of the user's series (a file as `predict --input` reads
@@ -968,7 +990,7 @@ class Forecast(Task):
             raise ValueError(f"this model reads {self._reads()}, which bare numbers do not give: "
                              "forecast with lstmlab predict --input FILE.csv (with those columns)")
         values = series_input(value, self.read_input)
-        L, m = self.context, self.season
+        L, m = self.context, self.reach
         if len(values) < L + m:
             raise ValueError(f"the series has {len(values)} values; this model reads the last "
                              f"{L + m} (context {L} + season {m}): give at least {L + m}")
@@ -987,9 +1009,9 @@ class Forecast(Task):
         if self.extra is not None:
             raise ValueError(f"this model reads {self._reads()}, which a stream of numbers does "
                              "not give: forecast with lstmlab predict --input FILE.csv")
-        if len(window) <= self.season:
+        if len(window) <= self.reach:
             return None
-        return self._window_features(window[None, -(self.season + 1):, 0])[0, 0]   # (F,)
+        return self._window_features(window[None, -(self.reach + 1):, 0])[0, 0]   # (F,)
 
     def stream_prediction(self, output, window):
         """The forecast of the next steps_out values (the horizon, or the next one with
@@ -1001,7 +1023,7 @@ class Forecast(Task):
         """Forecast the next `horizon` values after the end of the user's series."""
         values = self.read_input(path)
         column = self.opts["column"] or "value"
-        L, m = self.context, self.season
+        L, m = self.context, self.reach
         if len(values) < L + m:
             raise ValueError(f"{path} has {len(values)} values; this model needs the last "
                              f"{L + m} (context {L} + season {m}): give at least {L + m} "
@@ -1105,6 +1127,22 @@ def detect_season(y) -> tuple[int, float]:
     near = range(max(2, m - m // 10 - 1), min(L, m + m // 10 + 1) + 1)
     m = max(near, key=lambda c: a[c::c].mean())
     return m, float(a[m])
+
+
+def parse_seasons(given) -> list[int]:
+    """-o season's numbers ("48" or "48,336"), shortest first, each at least 1 (a 1 beside
+    longer seasons says nothing and is dropped)."""
+    try:
+        seasons = sorted({int(v) for v in str(given).split(",") if v.strip()})
+    except ValueError:
+        seasons = []
+    if not seasons:
+        raise ValueError(f"season must be a number of steps (1: none), several separated by "
+                         f"commas (48,336), auto (found in the data) or empty (the series' own), "
+                         f"got {given!r}")
+    if seasons[0] < 1:
+        raise ValueError(f"season must be at least 1, got {seasons[0]}")
+    return [m for m in seasons if m > 1] or [1]
 
 
 def season_found(y) -> tuple[int, str]:

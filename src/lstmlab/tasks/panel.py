@@ -79,7 +79,8 @@ class Panel(Forecast):
         self.calendar, self.times, self.cov = False, None, None
         self.cov_mu = self.cov_sd = np.empty(0)
         H = self.horizon = int(o["horizon"]) or meta["horizon"]
-        self.season, self.season_from = self._panel_season(o["season"], meta["season"], values)
+        season, self.season_from = self._panel_season(o["season"], meta["season"], values)
+        self._set_seasons([season])
         self.context = int(o["context"]) or 4 * max(H, self.season)
         for name, v in (("horizon", H), ("season", self.season), ("context", self.context)):
             if v < 1:

@@ -68,7 +68,7 @@ class Rolled:
     seconds: float
 
 
-def _model(kind: str, season: int):
+def _model(kind: str, season: int | tuple[int, ...]):
     from statsforecast.models import MSTL, AutoARIMA, AutoETS
 
     # R's auto.arima approximates the likelihood in its search for a long season; statsforecast
@@ -78,6 +78,10 @@ def _model(kind: str, season: int):
     # LONG_SEASON even that search ran over 14 minutes on taylor (m = 48) unfinished; with
     # P, Q <= 1 it chooses (4,0,1)(1,1,0)[48] in 24 s (statsforecast's AutoETS, for its
     # part, models no season above 24)
+    if isinstance(season, tuple):                               # several: MSTL's alone
+        if kind != "mstl":
+            raise ValueError(f"{MODELS[kind]} takes one season, not {season}")
+        return MSTL(season_length=list(season))
     orders = 1 if season > LONG_SEASON else 2                   # 2: statsforecast's own
     return {"arima": lambda: AutoARIMA(season_length=season, approximation=season > APPROX_SEASON,
                                        max_P=orders, max_Q=orders),
@@ -85,7 +89,7 @@ def _model(kind: str, season: int):
             "mstl": lambda: MSTL(season_length=season)}[kind]()
 
 
-def _spec(kind: str, fitted, season: int) -> str:
+def _spec(kind: str, fitted, season: int | tuple[int, ...]) -> str:
     """The model the automatic search chose, in the usual notation."""
     if kind == "arima":
         p, q, P, Q, m, d, D = fitted.model_["arma"]
@@ -94,7 +98,8 @@ def _spec(kind: str, fitted, season: int) -> str:
         return f"ARIMA({p},{d},{q})" + (f"({P},{D},{Q})[{m}]" if m > 1 else "") + extra
     if kind == "ets":
         return str(fitted.model_["method"])
-    return f"MSTL[{season}], trend {fitted.trend_forecaster.model_['method']}"
+    seasons = ", ".join(map(str, season)) if isinstance(season, tuple) else season
+    return f"MSTL[{seasons}], trend {fitted.trend_forecaster.model_['method']}"
 
 
 def arima_window(model: dict) -> int:
@@ -121,7 +126,7 @@ def arima_window(model: dict) -> int:
     return fade + p + P * m + d + D * m + ARIMA_SLACK
 
 
-def _key(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: int,
+def _key(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: int | tuple[int, ...],
          coverage: float, fit: tuple[int, int]) -> str:
     from statsforecast import __version__
 
@@ -154,7 +159,7 @@ def _save(path: Path, r: Rolled) -> None:
     os.replace(part, path)
 
 
-def roll(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: int,
+def roll(kind: str, y: np.ndarray, origins: np.ndarray, horizon: int, season: int | tuple[int, ...],
          coverage: float, progress: Callable[[int, int], None] | None = None,
          fit: tuple[int, int] | None = None) -> Rolled:
     """`kind` (a key of MODELS) fitted on y[fit[0]:fit[1]] (default: y[..origins[0]]) and
