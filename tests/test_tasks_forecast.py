@@ -744,3 +744,16 @@ def test_a_week_of_days_is_two_seasons_and_the_network_reads_both(tmp_path):
     state = json.loads((tmp_path / "two" / "preprocessing.json").read_text())
     assert state["seasons"] == [8, 56] and len(state["input"]["features"]) == 4
     assert forecast.Forecast.options_of_state({**state, "season_from": "given"})["season"] == "8,56"
+
+
+def test_a_built_in_run_says_where_its_season_and_base_came_from(tmp_path):
+    """A run on built-in data is rebuilt from its options, which pin the season it found in
+    the data and the base its training error chose: evaluate labels them as training did."""
+    task = get_task("forecast", data="sunspots", season="auto", horizon=6, context=24,
+                    stat_baselines="none")
+    assert task.season > 100 and task.chosen()["base"].endswith("(smallest training error)")
+    r = fit(task, task.model_config(hidden_size=8), TrainConfig(steps=10, eval_every=10),
+            tmp_path / "run", engine="numpy", callbacks=[])
+    again = evaluate_run(tmp_path / "run")
+    assert again["chosen"] == r["chosen"] == task.chosen()
+    assert again["chosen"]["season"].startswith(f"{task.season} (from the data: autocorrelation")

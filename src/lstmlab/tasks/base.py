@@ -257,6 +257,11 @@ class Task:
         from the run's options: what its training chose by itself from the data."""
         return {}
 
+    def recall(self, state: dict) -> None:
+        """A run on built-in data is rebuilt from its options, which options_of_state pins:
+        here the task may take back, from the run's state, what it says of how its training
+        chose them (where a season came from, say). Nothing by default."""
+
     def stored_arrays(self) -> dict[str, np.ndarray]:
         """The data a run keeps when the task reads the user's files, so that evaluate,
         predict and generate work after the file is moved: given back as `stored.arrays`."""

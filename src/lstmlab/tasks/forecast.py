@@ -335,6 +335,7 @@ class Forecast(Task):
         o = self.opts
         self.mean_seasons = max(1, self.context // max(self.season, 1))   # seasonal_mean's K
         self.base = o["base"]
+        self.base_given = bool(self.base)                        # else chosen by training error
         self.coverage = float(o["coverage"])
         if self.base not in ("", *BASES, *STAT_BASES):
             raise ValueError(f"base must be one of {', '.join([*BASES, *STAT_BASES])}, "
@@ -400,9 +401,18 @@ class Forecast(Task):
             if found not in (1, self.season):
                 said += f"; the data's autocorrelation peaks at lag {found} ({r:.2f}): -o season=auto uses it"
         return {"season": f"{', '.join(map(str, self.seasons))} ({said})",
-                "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})",
+                "base": f"{self.base} ({self._base_from()})",
                 **({"calendar": ", ".join(self.cycles)} if self.calendar else {}),
                 **({"covariates": ", ".join(self.covariates)} if self.covariates else {})}
+
+    def _base_from(self) -> str:
+        return "given" if self.base_given else "smallest training error"
+
+    def recall(self, state: dict) -> None:
+        """A built-in run's season and base, pinned by options_of_state, are labelled as its
+        training chose them (found in the data, the smallest training error), not "given"."""
+        self.season_from = state.get("season_from", self.season_from)
+        self.base_given = bool(state["options"].get("base"))
 
     def _check_stat_base(self) -> None:
         """What a statistical base needs: the series in memory, statsforecast, the direct

@@ -240,7 +240,7 @@ class Panel(Forecast):
                           f"{'s' if per > 1 else ''} each"
                           + (f"; {left} too short left out" if left else "") + ")",
                 "season": f"{self.season} ({self.season_from})",
-                "base": f"{self.base} ({'given' if self.opts['base'] else 'smallest training error'})"}
+                "base": f"{self.base} ({self._base_from()})"}
 
     # --- scores -------------------------------------------------------------------------
     def _per_series(self, forecast, truth, owner) -> tuple[np.ndarray, np.ndarray]:

@@ -66,7 +66,10 @@ def task_of_run(config: dict, folder) -> Task:
     from its options (built-in data)."""
     state = read_state(folder)
     if state is None or not state["sources"]:
-        return get_task(config["task"], seed=config["seed"], **_options(config, state))
+        task = get_task(config["task"], seed=config["seed"], **_options(config, state))
+        if state is not None:
+            task.recall(state)
+        return task
     arrays, meta = read_tensors(Path(folder) / DATA, "the run's data file")
     if meta.get("format") != DATA_FORMAT:
         raise ValueError(f"{Path(folder) / DATA} is not an lstmlab task data file")
