@@ -35,6 +35,8 @@ of a bare column of numbers), each from its own last values.
 from __future__ import annotations
 
 import collections
+import csv
+import io
 from pathlib import Path
 from statistics import NormalDist
 
@@ -410,12 +412,13 @@ class Panel(Forecast):
         from ..io.atomic import write_text
 
         names = list(scored)
-        lines = [",".join(["series", "values"] + [f"{n} {w}" for n in names for w in ("MASE", "sMAPE")])]
+        out = io.StringIO()
+        rows = csv.writer(out, lineterminator="\n")
+        rows.writerow(["series", "values"] + [f"{n} {w}" for n in names for w in ("MASE", "sMAPE")])
         for k, i in enumerate(self.kept):
-            cells = [self.ids[i], str(self.lengths[i])]
-            cells += [f"{scored[n][j][k]:.6g}" for n in names for j in (0, 1)]
-            lines.append(",".join(_cell(c) for c in cells))
-        write_text(path, "\n".join(lines) + "\n")
+            rows.writerow([self.ids[i], self.lengths[i]]
+                          + [f"{scored[n][j][k]:.6g}" for n in names for j in (0, 1)])
+        write_text(path, out.getvalue())
 
     # --- the user's series --------------------------------------------------------------
     def _padded(self, y: np.ndarray) -> np.ndarray:
@@ -456,11 +459,3 @@ class Panel(Forecast):
         lines = [f"{i}: " + ", ".join(f"{v:.4g}" for v in r["forecast"]) for i, r in result.items()]
         return {"input": str(path), "column": column, "horizon": self.horizon,
                 "coverage": self.coverage, "series": result, "lines": lines}
-
-
-def _cell(text: str) -> str:
-    """A CSV cell, quoted where it must be."""
-    if any(c in text for c in ',"\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
